@@ -1,0 +1,149 @@
+import { z } from "zod";
+
+/** Validated runtime configuration, read once at start-up. */
+export interface Config {
+  port: number;
+  hostname: string;
+  /** Local KV file, `:memory:`, or undefined on Deno Deploy (its own KV). */
+  kvPath: string | undefined;
+  /** HS256 secret as text; undefined means "generate once and keep in KV". */
+  jwtSecret: string | undefined;
+  jwtIssuer: string;
+  jwtAudience: string;
+  accessTokenTtlS: number;
+  /** Exact origins allowed to open `/admin/ws`; null means the request's own origin. */
+  allowedOrigins: string[] | null;
+  adminUsername: string | undefined;
+  adminPassword: string | undefined;
+  authTimeoutMs: number;
+  maxMessageBytes: number;
+  trustProxy: boolean;
+  attemptRetentionDays: number;
+  onDeploy: boolean;
+}
+
+/** Thrown when an environment variable has a bad value; its message is one line. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+function integer(min: number, max: number) {
+  const message = `must be an integer from ${min} to ${max}`;
+  return z.string().trim().regex(/^-?\d+$/, message).transform(Number)
+    .refine((n) => n >= min && n <= max, message);
+}
+
+const SECRET_VARS = new Set(["JWT_SECRET", "ADMIN_PASSWORD"]);
+const encoder = new TextEncoder();
+
+const Env = z.object({
+  PORT: integer(0, 65535).default(8000),
+  HOSTNAME: z.string().trim().min(1, "must not be empty").default("0.0.0.0"),
+  KV_PATH: z.string().trim().min(1).default("data/lookout.sqlite3"),
+  JWT_SECRET: z.string().refine(
+    (s) => encoder.encode(s).length >= 32,
+    "must be at least 32 bytes of UTF-8",
+  ).optional(),
+  JWT_ISSUER: z.string().trim().min(1).default("lookout"),
+  JWT_AUDIENCE: z.string().trim().min(1).default("lookout"),
+  ACCESS_TOKEN_TTL_S: integer(60, 86_400).default(900),
+  ALLOWED_ORIGINS: z.string().transform((value, ctx) => {
+    const origins = value.split(",").map((s) => s.trim()).filter(Boolean);
+    for (const origin of origins) {
+      if (!isOrigin(origin)) {
+        ctx.addIssue({
+          code: "custom",
+          message:
+            `must be a comma-separated list of origins like https://admin.example.com, and "${origin}" is not one`,
+        });
+        return z.NEVER;
+      }
+    }
+    return origins.length ? origins : null;
+  }).optional(),
+  ADMIN_USERNAME: z.string().trim().regex(
+    /^[A-Za-z0-9_.@-]{1,64}$/,
+    "must be 1 to 64 letters, digits or _ . @ -",
+  ).optional(),
+  ADMIN_PASSWORD: z.string().min(8, "must be at least 8 characters").max(
+    1024,
+    "must be at most 1024 characters",
+  ).optional(),
+  AUTH_TIMEOUT_MS: integer(100, 300_000).default(10_000),
+  MAX_MESSAGE_BYTES: integer(256, 16 * 1024 * 1024).default(65_536),
+  TRUST_PROXY: z.string().trim().toLowerCase().pipe(
+    z.enum(["true", "false", "1", "0", "yes", "no"], {
+      error: "must be true or false",
+    }),
+  ).transform((v) => v === "true" || v === "1" || v === "yes").default(false),
+  ATTEMPT_RETENTION_DAYS: integer(1, 3650).default(30),
+});
+
+function isOrigin(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === "http:" || url.protocol === "https:") &&
+      url.origin === value;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Reads and validates the configuration from an environment map.
+ * Empty values count as unset. Throws {@linkcode ConfigError} with one line
+ * naming the first bad variable.
+ */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const input: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (value !== undefined && value !== "") input[name] = value;
+  }
+  const parsed = Env.safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const name = String(issue.path[0]);
+    const raw = input[name];
+    const shown = SECRET_VARS.has(name)
+      ? `current value has ${encoder.encode(raw ?? "").length} bytes`
+      : `current value is ${JSON.stringify(raw)}`;
+    throw new ConfigError(
+      `Cannot start as ${name} ${issue.message}: ${shown}`,
+    );
+  }
+  const e = parsed.data;
+  const onDeploy = Boolean(input.DENO_DEPLOYMENT_ID);
+  if (onDeploy && !e.JWT_SECRET) {
+    throw new ConfigError(
+      "Cannot start as JWT_SECRET is required on Deno Deploy: current value is unset",
+    );
+  }
+  if ((e.ADMIN_USERNAME === undefined) !== (e.ADMIN_PASSWORD === undefined)) {
+    const missing = e.ADMIN_USERNAME === undefined ? "ADMIN_USERNAME" : "ADMIN_PASSWORD";
+    throw new ConfigError(
+      `Cannot start as ${missing} must be set together with ${
+        missing === "ADMIN_USERNAME" ? "ADMIN_PASSWORD" : "ADMIN_USERNAME"
+      }: current value is unset`,
+    );
+  }
+  return {
+    port: e.PORT,
+    hostname: e.HOSTNAME,
+    kvPath: onDeploy ? undefined : e.KV_PATH,
+    jwtSecret: e.JWT_SECRET,
+    jwtIssuer: e.JWT_ISSUER,
+    jwtAudience: e.JWT_AUDIENCE,
+    accessTokenTtlS: e.ACCESS_TOKEN_TTL_S,
+    allowedOrigins: e.ALLOWED_ORIGINS ?? null,
+    adminUsername: e.ADMIN_USERNAME,
+    adminPassword: e.ADMIN_PASSWORD,
+    authTimeoutMs: e.AUTH_TIMEOUT_MS,
+    maxMessageBytes: e.MAX_MESSAGE_BYTES,
+    trustProxy: e.TRUST_PROXY,
+    attemptRetentionDays: e.ATTEMPT_RETENTION_DAYS,
+    onDeploy,
+  };
+}

@@ -1,0 +1,353 @@
+import { ulid } from "ulid";
+import {
+  ClientMessage,
+  CLOSE_CODES,
+  CLOSE_INTERNAL_ERROR,
+  type CloseReason,
+  type EventName,
+  type User,
+} from "./protocol.ts";
+import type { AttemptLog } from "./attempt_log.ts";
+import type { Hub, Member } from "./hub.ts";
+import type { Logger } from "./log.ts";
+import { type AccessClaims, type TokenKey, verifyAccessToken } from "./tokens.ts";
+
+/** What a connection needs from the app. */
+export interface ConnectionDeps {
+  tokenKey: TokenKey;
+  attempts: AttemptLog;
+  hub: Hub;
+  logger: Logger;
+  authTimeoutMs: number;
+  maxMessageBytes: number;
+  isRevoked?: (claims: AccessClaims) => Promise<boolean>;
+}
+
+/** Facts about the client, taken from the upgrade request. */
+export interface ClientInfo {
+  ip: string;
+  origin: string | null;
+  userAgent: string | null;
+}
+
+/** Warn this long before a token expires. */
+export const EXPIRY_WARNING_MS = 60_000;
+/** setTimeout cannot wait longer than this. */
+const MAX_DELAY = 2 ** 31 - 1;
+const encoder = new TextEncoder();
+
+/**
+ * One `/admin/ws` socket from open to close. Messages are handled one at a
+ * time, in order, so a client may pipeline `auth` and its first requests.
+ * Until authentication succeeds nothing but `authenticated`, `auth_failed`
+ * and the close is ever sent.
+ */
+export class Connection implements Member {
+  readonly id = ulid();
+  state: "pending" | "authenticated" | "closed" = "pending";
+  user: User | null = null;
+  claims: AccessClaims | null = null;
+  readonly events = new Set<EventName>(["stats"]);
+  readonly openedAt = Date.now();
+
+  #deps: ConnectionDeps;
+  #info: ClientInfo;
+  #ws: WebSocket | null = null;
+  #queue: Promise<void> = Promise.resolve();
+  #timers = new Map<string, ReturnType<typeof setTimeout>>();
+
+  constructor(deps: ConnectionDeps, info: ClientInfo) {
+    this.#deps = deps;
+    this.#info = info;
+  }
+
+  /** The socket opened. `preAuth` holds claims already checked from a header. */
+  open(ws: WebSocket, preAuth: AccessClaims | null): void {
+    this.#ws = ws;
+    ws.binaryType = "arraybuffer";
+    this.#deps.hub.add(this);
+    if (preAuth) {
+      this.#enqueue(() => this.#authenticated(preAuth));
+    } else {
+      this.#at("auth", Date.now() + this.#deps.authTimeoutMs, () => {
+        this.#enqueue(() => this.#reject("auth_timeout", Date.now() - this.openedAt));
+      });
+    }
+  }
+
+  /** A message arrived. Its size is checked before anything parses it. */
+  message(data: unknown): void {
+    if (this.state === "closed") return;
+    if (tooLarge(data, this.#deps.maxMessageBytes)) {
+      // Close now, ahead of anything queued: the limit guards the parser.
+      if (this.state === "pending") {
+        this.#clear("auth");
+        this.#enqueue(() => this.#reject("message_too_large", 0));
+      } else this.close(CLOSE_CODES.message_too_large, "message_too_large");
+      return;
+    }
+    this.#clear("auth");
+    const received = performance.now();
+    this.#enqueue(() =>
+      this.state === "authenticated" ? this.#handle(data, received) : this.#first(data, received)
+    );
+  }
+
+  /** The socket closed, from either side. */
+  closed(): void {
+    if (this.state === "closed") return;
+    this.state = "closed";
+    this.#ws = null;
+    for (const id of this.#timers.values()) clearTimeout(id);
+    this.#timers.clear();
+    this.#deps.hub.remove(this);
+  }
+
+  send(text: string): void {
+    const ws = this.#ws;
+    if (ws === null || ws.readyState !== WebSocket.OPEN) return;
+    try {
+      ws.send(text);
+    } catch {
+      // The socket is going away; its close event follows.
+    }
+  }
+
+  /** Closes the socket and forgets it at once, without waiting for the peer. */
+  close(code: number, reason: string): void {
+    const ws = this.#ws;
+    if (ws && ws.readyState <= WebSocket.OPEN) {
+      try {
+        ws.close(code, reason);
+      } catch {
+        // Already closing.
+      }
+    }
+    this.closed();
+  }
+
+  #enqueue(task: () => Promise<void>): void {
+    this.#queue = this.#queue.then(() => this.state === "closed" ? undefined : task())
+      .catch((error) => {
+        this.#deps.logger.error("connection task failed", {
+          connectionId: this.id,
+          error,
+        });
+        this.close(CLOSE_INTERNAL_ERROR, "internal_error");
+      });
+  }
+
+  async #first(data: unknown, received: number): Promise<void> {
+    const auth = firstMessageToken(data);
+    if (auth === null) {
+      return await this.#reject("bad_message", performance.now() - received);
+    }
+    await this.#verify(auth.token, received);
+  }
+
+  /** Verifies a token from an auth message, first or re-authentication. */
+  async #verify(token: unknown, received: number): Promise<void> {
+    const result = await verifyAccessToken(this.#deps.tokenKey, token, {
+      isRevoked: this.#deps.isRevoked,
+    });
+    const durationMs = performance.now() - received;
+    if (!result.ok) {
+      return await this.#reject(result.reason, durationMs, result.user, result.tokenId);
+    }
+    const { claims } = result;
+    if (this.state === "authenticated" && claims.sub !== this.user?.name) {
+      return await this.#reject("invalid_claims", durationMs, claims.sub, claims.jti);
+    }
+    if (!await this.#record(claims.sub, "success", "ok", durationMs, claims.jti)) {
+      return;
+    }
+    if (this.state === "authenticated") {
+      this.claims = claims;
+      this.user = { name: claims.sub, role: claims.role };
+      this.#scheduleExpiry(claims.exp * 1000);
+      this.send(JSON.stringify({ type: "reauthenticated", expiresAt: claims.exp * 1000 }));
+      this.#deps.hub.changed();
+      return;
+    }
+    await this.#authenticated(claims);
+  }
+
+  /** Marks the socket authenticated; the attempt is already recorded. */
+  async #authenticated(claims: AccessClaims): Promise<void> {
+    this.#clear("auth");
+    this.state = "authenticated";
+    this.claims = claims;
+    this.user = { name: claims.sub, role: claims.role };
+    this.send(JSON.stringify({
+      type: "authenticated",
+      user: this.user,
+      expiresAt: claims.exp * 1000,
+      connectionId: this.id,
+    }));
+    this.#scheduleExpiry(claims.exp * 1000);
+    this.#deps.hub.changed();
+    this.send(await this.#deps.hub.statsMessage());
+  }
+
+  /** Records a failed attempt, then answers `auth_failed` and closes. */
+  async #reject(
+    reason: CloseReason,
+    durationMs: number,
+    user: string | null = null,
+    tokenId: string | null = null,
+  ): Promise<void> {
+    if (!await this.#record(user, "failure", reason, durationMs, tokenId)) {
+      return;
+    }
+    this.send(JSON.stringify({ type: "auth_failed", reason }));
+    this.close(CLOSE_CODES[reason], reason);
+  }
+
+  /** Writes the attempt record; on a KV failure closes 1011 and returns false. */
+  async #record(
+    user: string | null,
+    outcome: "success" | "failure",
+    reason: CloseReason | "ok",
+    durationMs: number,
+    tokenId: string | null,
+  ): Promise<boolean> {
+    try {
+      await this.#deps.attempts.record({
+        ...this.#info,
+        user,
+        outcome,
+        reason,
+        transport: "message",
+        tokenId,
+        durationMs,
+      });
+      return true;
+    } catch (error) {
+      this.#deps.logger.error("cannot record attempt: closing the socket", {
+        connectionId: this.id,
+        reason,
+        error,
+      });
+      this.close(CLOSE_INTERNAL_ERROR, "attempt_log_unavailable");
+      return false;
+    }
+  }
+
+  async #handle(data: unknown, received: number): Promise<void> {
+    if (typeof data !== "string") {
+      return this.#error("binary messages are not accepted; send JSON text");
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(data);
+    } catch {
+      return this.#error("message is not valid JSON");
+    }
+    const parsed = ClientMessage.safeParse(json);
+    if (!parsed.success) return this.#error(describe(json, parsed.error));
+    const msg = parsed.data;
+    switch (msg.type) {
+      case "auth":
+        return await this.#verify(msg.token, received);
+      case "ping":
+        return this.send(JSON.stringify({ type: "pong", ts: Date.now(), id: msg.id }));
+      case "get_stats":
+        await this.#deps.hub.refreshNow();
+        return this.send(await this.#deps.hub.statsMessage());
+      case "subscribe":
+      case "unsubscribe": {
+        const hadPresence = this.events.has("presence");
+        for (const e of msg.events) {
+          if (msg.type === "subscribe") this.events.add(e);
+          else this.events.delete(e);
+        }
+        this.send(JSON.stringify({ type: "subscribed", events: [...this.events].sort() }));
+        if (!hadPresence && this.events.has("presence")) {
+          this.send(this.#deps.hub.presenceMessage());
+        }
+        return;
+      }
+    }
+  }
+
+  #error(message: string): void {
+    this.send(JSON.stringify({ type: "error", code: "bad_message", message }));
+  }
+
+  #scheduleExpiry(expiresAt: number): void {
+    this.#at("expiring", expiresAt - EXPIRY_WARNING_MS, () => {
+      this.send(JSON.stringify({ type: "token_expiring", expiresAt }));
+    });
+    this.#at("expired", expiresAt, () => {
+      this.close(CLOSE_CODES.token_expired, "token_expired");
+    });
+  }
+
+  /** Runs `fn` at epoch ms `when` (at once if past), replacing the timer `name`. */
+  #at(name: string, when: number, fn: () => void): void {
+    this.#clear(name);
+    const delay = when - Date.now();
+    const id = setTimeout(() => {
+      this.#timers.delete(name);
+      if (delay > MAX_DELAY) this.#at(name, when, fn);
+      else fn();
+    }, Math.max(0, Math.min(delay, MAX_DELAY)));
+    this.#timers.set(name, id);
+  }
+
+  #clear(name: string): void {
+    const id = this.#timers.get(name);
+    if (id !== undefined) {
+      clearTimeout(id);
+      this.#timers.delete(name);
+    }
+  }
+}
+
+/** Whether a message is over `max` bytes, encoding it only when that is unclear. */
+function tooLarge(data: unknown, max: number): boolean {
+  if (typeof data === "string") {
+    // UTF-8 takes one to three bytes per UTF-16 unit (four per surrogate pair).
+    if (data.length > max) return true;
+    if (data.length * 3 <= max) return false;
+    return encoder.encode(data).length > max;
+  }
+  if (data instanceof ArrayBuffer) return data.byteLength > max;
+  if (data instanceof Blob) return data.size > max;
+  return false;
+}
+
+/**
+ * The token field of a first message (which may be missing or not a string:
+ * verification names that), or null when it is not an auth message at all.
+ */
+function firstMessageToken(data: unknown): { token: unknown } | null {
+  if (typeof data !== "string") return null;
+  let json: unknown;
+  try {
+    json = JSON.parse(data);
+  } catch {
+    return null;
+  }
+  if (typeof json !== "object" || json === null || Array.isArray(json)) return null;
+  const msg = json as Record<string, unknown>;
+  if (msg.type !== "auth") return null;
+  return { token: msg.token };
+}
+
+function describe(
+  json: unknown,
+  error: { issues: { path: PropertyKey[]; message: string }[] },
+): string {
+  const type = typeof json === "object" && json !== null && !Array.isArray(json)
+    ? (json as Record<string, unknown>).type
+    : undefined;
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    return "message must be a JSON object with a type";
+  }
+  const issue = error.issues[0];
+  if (issue.path.length === 0 || issue.path[0] === "type") {
+    return `unknown message type ${JSON.stringify(type ?? null)}`;
+  }
+  return `${String(type)}: ${issue.path.map(String).join(".")} ${issue.message}`;
+}

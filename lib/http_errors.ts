@@ -1,0 +1,48 @@
+import type { Context } from "hono";
+import { HTTPException } from "hono/http-exception";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { Logger } from "./log.ts";
+
+/**
+ * An error a request handler throws on purpose. `code` becomes the `error`
+ * field of the JSON body; `details` are merged into it.
+ */
+export class ApiError extends HTTPException {
+  readonly code: string;
+  readonly details: Record<string, unknown>;
+  readonly headers: Record<string, string>;
+
+  constructor(
+    status: ContentfulStatusCode,
+    code: string,
+    options: {
+      details?: Record<string, unknown>;
+      headers?: Record<string, string>;
+      cause?: unknown;
+    } = {},
+  ) {
+    super(status, { message: code, cause: options.cause });
+    this.code = code;
+    this.details = options.details ?? {};
+    this.headers = options.headers ?? {};
+  }
+}
+
+/** Builds the app's one error handler: typed errors to JSON, the rest to 500. */
+export function errorHandler(logger: Logger) {
+  return function onError(error: Error, c: Context): Response {
+    if (error instanceof ApiError) {
+      for (const [name, value] of Object.entries(error.headers)) {
+        c.header(name, value);
+      }
+      return c.json({ error: error.code, ...error.details }, error.status);
+    }
+    if (error instanceof HTTPException) return error.getResponse();
+    logger.error("request failed", {
+      method: c.req.method,
+      path: c.req.path,
+      error,
+    });
+    return c.json({ error: "internal_error" }, 500);
+  };
+}

@@ -1,0 +1,223 @@
+import type { Attempt, EventName, PresenceEntry, Stats, User } from "./protocol.ts";
+import {
+  type InstanceEntry,
+  pruneStats,
+  readStats,
+  removeInstance,
+  writeInstance,
+} from "./stats.ts";
+import type { Logger } from "./log.ts";
+
+/** What the hub needs of a connection. */
+export interface Member {
+  readonly id: string;
+  readonly state: "pending" | "authenticated" | "closed";
+  readonly user: User | null;
+  readonly events: ReadonlySet<EventName>;
+  /** Sends an already serialized message. */
+  send(text: string): void;
+  close(code: number, reason: string): void;
+}
+
+/** Options of {@linkcode Hub}. */
+export interface HubOptions {
+  instanceId: string;
+  startedAt: number;
+  retentionDays: number;
+  logger: Logger;
+  /** Fastest rate of stats pushes (ms between them). */
+  minIntervalMs?: number;
+  /** How often this instance rewrites its entry even when nothing changed. */
+  heartbeatMs?: number;
+}
+
+/**
+ * The connections of this instance and the fanout to them. Each update is
+ * serialized once and the same string is sent to every subscriber. Stats are
+ * recomputed from KV (so they cover every instance) at most once per
+ * `minIntervalMs`, and pushed only when they changed.
+ */
+export class Hub {
+  #kv: Deno.Kv;
+  #o: Required<HubOptions>;
+  #members = new Set<Member>();
+  #dirty = true;
+  #lastHeartbeat = 0;
+  #lastRefresh = 0;
+  #refreshing: Promise<void> | null = null;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #ticker: ReturnType<typeof setInterval> | undefined;
+  #lastPrune = 0;
+  #statsSignature = "";
+  #presenceSignature = "";
+  #statsMessage: string | null = null;
+  #presenceMessage = JSON.stringify({ type: "presence", data: { online: [] } });
+  #stopped = false;
+
+  constructor(kv: Deno.Kv, options: HubOptions) {
+    this.#kv = kv;
+    this.#o = { minIntervalMs: 1000, heartbeatMs: 5000, ...options };
+  }
+
+  /** This instance's id. */
+  get instanceId(): string {
+    return this.#o.instanceId;
+  }
+
+  /** Starts the periodic refresh that notices other instances' changes. */
+  start(): void {
+    this.#ticker = setInterval(() => this.changed(false), this.#o.minIntervalMs);
+  }
+
+  /** Stops the refresh and withdraws this instance's entry. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearInterval(this.#ticker);
+    clearTimeout(this.#timer);
+    await this.#refreshing;
+    await removeInstance(this.#kv, this.#o.instanceId).catch(() => {});
+  }
+
+  /** Every connection of this instance. */
+  members(): Iterable<Member> {
+    return this.#members;
+  }
+
+  add(member: Member): void {
+    this.#members.add(member);
+    this.changed();
+  }
+
+  remove(member: Member): void {
+    if (this.#members.delete(member)) this.changed();
+  }
+
+  /**
+   * Notes a change. `local` changes (this instance's connections) are
+   * published with the next refresh; either way the refresh is coalesced.
+   */
+  changed(local = true): void {
+    if (local) this.#dirty = true;
+    if (this.#stopped || this.#refreshing || this.#timer !== undefined) return;
+    const wait = this.#lastRefresh + this.#o.minIntervalMs - Date.now();
+    if (wait <= 0) this.#refreshing = this.#refresh();
+    else {
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        this.changed(false);
+      }, wait);
+    }
+  }
+
+  /** Sends each durable attempt to `attempts` subscribers, and updates stats. */
+  attemptsRecorded(attempts: Attempt[]): void {
+    for (const attempt of attempts) {
+      const text = JSON.stringify({ type: "attempt", data: attempt });
+      for (const m of this.#members) {
+        if (m.state === "authenticated" && m.events.has("attempts")) m.send(text);
+      }
+    }
+    this.changed(false);
+  }
+
+  /** The latest `stats_update` message, computing it when there is none yet. */
+  async statsMessage(): Promise<string> {
+    if (this.#statsMessage === null) await this.refreshNow();
+    return this.#statsMessage!;
+  }
+
+  /** The latest `presence` message. */
+  presenceMessage(): string {
+    return this.#presenceMessage;
+  }
+
+  /** Fresh deployment-wide stats, read now. */
+  async stats(): Promise<Stats> {
+    return await readStats(this.#kv, {
+      self: this.#selfEntry(),
+      startedAt: this.#o.startedAt,
+    });
+  }
+
+  /** Refreshes at once (waiting for one in flight first). */
+  async refreshNow(): Promise<void> {
+    while (this.#refreshing) await this.#refreshing;
+    this.#refreshing = this.#refresh();
+    await this.#refreshing;
+  }
+
+  #selfEntry(): InstanceEntry {
+    let open = 0, authenticated = 0, pending = 0;
+    const online = new Map<string, PresenceEntry>();
+    for (const m of this.#members) {
+      open++;
+      if (m.state === "authenticated" && m.user) {
+        authenticated++;
+        const p = online.get(m.user.name);
+        if (p) p.connections++;
+        else online.set(m.user.name, { ...m.user, connections: 1 });
+      } else if (m.state === "pending") pending++;
+    }
+    return {
+      id: this.#o.instanceId,
+      heartbeatAt: Date.now(),
+      open,
+      authenticated,
+      pending,
+      presence: [...online.values()],
+    };
+  }
+
+  async #refresh(): Promise<void> {
+    try {
+      const now = Date.now();
+      this.#lastRefresh = now;
+      const self = this.#selfEntry();
+      if (this.#dirty || now - this.#lastHeartbeat >= this.#o.heartbeatMs) {
+        this.#dirty = false;
+        this.#lastHeartbeat = now;
+        await writeInstance(this.#kv, self);
+      }
+      const stats = await readStats(this.#kv, { self, startedAt: this.#o.startedAt, now });
+      this.#publish(stats);
+      if (now - this.#lastPrune > 60_000) {
+        this.#lastPrune = now;
+        await pruneStats(this.#kv, {
+          retentionMs: this.#o.retentionDays * 86_400_000,
+          now,
+        });
+      }
+    } catch (error) {
+      this.#o.logger.warn("stats refresh failed", { error });
+    } finally {
+      this.#refreshing = null;
+    }
+  }
+
+  #publish(stats: Stats): void {
+    const { at: _at, uptimeS: _up, ...rest } = stats;
+    const signature = JSON.stringify(rest);
+    this.#statsMessage = JSON.stringify({ type: "stats_update", data: stats });
+    if (signature !== this.#statsSignature) {
+      this.#statsSignature = signature;
+      for (const m of this.#members) {
+        if (m.state === "authenticated" && m.events.has("stats")) {
+          m.send(this.#statsMessage);
+        }
+      }
+    }
+    const presence = JSON.stringify(stats.presence);
+    if (presence !== this.#presenceSignature) {
+      this.#presenceSignature = presence;
+      this.#presenceMessage = JSON.stringify({
+        type: "presence",
+        data: { online: stats.presence },
+      });
+      for (const m of this.#members) {
+        if (m.state === "authenticated" && m.events.has("presence")) {
+          m.send(this.#presenceMessage);
+        }
+      }
+    }
+  }
+}

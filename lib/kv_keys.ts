@@ -1,0 +1,84 @@
+/**
+ * Every Deno KV key Lookout uses is built here, so the layout can be read in
+ * one place. The first part is a plural snake_case collection; secondary
+ * indexes are `<collection>_by_<field>` and hold the id, not a copy.
+ */
+
+/** Fields of an attempt record that have a secondary index. */
+export type AttemptIndexField = "outcome" | "reason" | "ip" | "user";
+
+/** The attempt record itself. */
+export function attemptKey(id: string): Deno.KvKey {
+  return ["attempts", id];
+}
+
+/** All attempt records, for listing in id (time) order. */
+export function attemptsPrefix(): Deno.KvKey {
+  return ["attempts"];
+}
+
+/** One secondary index entry: its value is the attempt id. */
+export function attemptIndexKey(
+  field: AttemptIndexField,
+  value: string,
+  id: string,
+): Deno.KvKey {
+  return [`attempts_by_${field}`, value, id];
+}
+
+/** The prefix of one value in a secondary index. */
+export function attemptIndexPrefix(
+  field: AttemptIndexField,
+  value: string,
+): Deno.KvKey {
+  return [`attempts_by_${field}`, value];
+}
+
+/** Running totals (KvU64 sums): `["total"]`, `["outcome", o]`, `["reason", r]`. */
+export function attemptCountKey(...parts: string[]): Deno.KvKey {
+  return ["attempt_counts", ...parts];
+}
+
+/** The prefix of every running total. */
+export function attemptCountsPrefix(): Deno.KvKey {
+  return ["attempt_counts"];
+}
+
+/** Time buckets of attempts by outcome (KvU64 sums); `size` is "10s" or "1m". */
+export function attemptBucketKey(
+  size: "10s" | "1m",
+  start: number,
+  outcome: string,
+): Deno.KvKey {
+  return [`attempt_buckets_${size}`, start, outcome];
+}
+
+/** The prefix of one bucket size, for range listing by start time. */
+export function attemptBucketPrefix(size: "10s" | "1m"): Deno.KvKey {
+  return [`attempt_buckets_${size}`];
+}
+
+/** One running instance's connection counts and presence, with a heartbeat. */
+export function instanceKey(id: string): Deno.KvKey {
+  return ["instances", id];
+}
+
+/** Every instance entry. */
+export function instancesPrefix(): Deno.KvKey {
+  return ["instances"];
+}
+
+/** Bumped (KvU64 sum) whenever deployment-wide statistics change. */
+export function statsVersionKey(): Deno.KvKey {
+  return ["stats_version"];
+}
+
+/** The generated HS256 secret, when `JWT_SECRET` is not set (local only). */
+export function jwtSecretKey(): Deno.KvKey {
+  return ["settings", "jwt_secret"];
+}
+
+/** A key read by the health check. */
+export function healthKey(): Deno.KvKey {
+  return ["settings", "health"];
+}

@@ -1,0 +1,164 @@
+/**
+ * The `/admin/ws` protocol: client and server messages as zod schemas, the
+ * failure reasons and their close codes. The server, the browser client and
+ * the tests all import this one module, so they cannot drift apart.
+ */
+import { z } from "zod";
+
+/** Every reason an authentication attempt can fail with (CONTRACT 4.3). */
+export const FAILURE_REASONS = [
+  "bad_message",
+  "missing_token",
+  "malformed_token",
+  "alg_not_allowed",
+  "invalid_signature",
+  "token_expired",
+  "token_not_yet_valid",
+  "invalid_claims",
+  "revoked",
+  "forbidden",
+  "auth_timeout",
+  "rate_limited",
+  "slow_consumer",
+  "message_too_large",
+  "bad_origin",
+  "token_in_url",
+] as const;
+export type FailureReason = typeof FAILURE_REASONS[number];
+
+/** Reasons that a token verification can end with. */
+export type TokenFailureReason =
+  | "missing_token"
+  | "malformed_token"
+  | "alg_not_allowed"
+  | "invalid_signature"
+  | "token_expired"
+  | "token_not_yet_valid"
+  | "invalid_claims"
+  | "revoked"
+  | "forbidden";
+
+/** The close code sent with each reason (reasons only answered over HTTP have none). */
+export const CLOSE_CODES = {
+  bad_message: 4400,
+  missing_token: 4401,
+  malformed_token: 4401,
+  alg_not_allowed: 4401,
+  invalid_signature: 4401,
+  token_expired: 4401,
+  token_not_yet_valid: 4401,
+  invalid_claims: 4401,
+  revoked: 4403,
+  forbidden: 4403,
+  auth_timeout: 4408,
+  rate_limited: 4429,
+  slow_consumer: 4409,
+  message_too_large: 1009,
+} as const satisfies Partial<Record<FailureReason, number>>;
+export type CloseReason = keyof typeof CLOSE_CODES;
+
+/** Close codes outside the table: server stopping, and an internal failure. */
+export const CLOSE_GOING_AWAY = 1001;
+export const CLOSE_INTERNAL_ERROR = 1011;
+
+export const ROLES = ["admin", "viewer"] as const;
+export type Role = typeof ROLES[number];
+
+export const EVENTS = ["stats", "attempts", "presence"] as const;
+export type EventName = typeof EVENTS[number];
+
+// Client to server.
+
+const PingId = z.union([z.string().max(128), z.number()]);
+const EventList = z.array(z.enum(EVENTS)).max(16);
+
+export const AuthMessage = z.object({
+  type: z.literal("auth"),
+  token: z.string().min(1),
+});
+export const ClientMessage = z.discriminatedUnion("type", [
+  AuthMessage,
+  z.object({ type: z.literal("ping"), id: PingId.optional() }),
+  z.object({ type: z.literal("get_stats") }),
+  z.object({ type: z.literal("subscribe"), events: EventList }),
+  z.object({ type: z.literal("unsubscribe"), events: EventList }),
+]);
+export type ClientMessage = z.infer<typeof ClientMessage>;
+
+// Shared records.
+
+export const User = z.object({ name: z.string(), role: z.enum(ROLES) });
+export type User = z.infer<typeof User>;
+
+export const PresenceEntry = z.object({
+  name: z.string(),
+  role: z.string(),
+  connections: z.number().int(),
+});
+export type PresenceEntry = z.infer<typeof PresenceEntry>;
+
+export const Attempt = z.object({
+  id: z.string(),
+  at: z.number(),
+  ip: z.string(),
+  user: z.string().nullable(),
+  outcome: z.enum(["success", "failure"]),
+  reason: z.enum(["ok", ...FAILURE_REASONS]),
+  transport: z.enum(["message", "header", "upgrade"]),
+  origin: z.string().nullable(),
+  userAgent: z.string().nullable(),
+  tokenId: z.string().nullable(),
+  durationMs: z.number(),
+});
+export type Attempt = z.infer<typeof Attempt>;
+
+export const Stats = z.object({
+  at: z.number(),
+  instance: z.string(),
+  uptimeS: z.number(),
+  connections: z.object({
+    open: z.number().int(),
+    authenticated: z.number().int(),
+    pending: z.number().int(),
+  }),
+  attempts: z.object({
+    total: z.number().int(),
+    success: z.number().int(),
+    failure: z.number().int(),
+    byReason: z.record(z.string(), z.number().int()),
+    lastMinute: z.object({
+      success: z.number().int(),
+      failure: z.number().int(),
+    }),
+  }),
+  presence: z.array(PresenceEntry),
+});
+export type Stats = z.infer<typeof Stats>;
+
+// Server to client.
+
+export const ServerMessage = z.discriminatedUnion("type", [
+  z.object({
+    type: z.literal("authenticated"),
+    user: User,
+    expiresAt: z.number(),
+    connectionId: z.string(),
+  }),
+  z.object({ type: z.literal("auth_failed"), reason: z.enum(FAILURE_REASONS) }),
+  z.object({ type: z.literal("reauthenticated"), expiresAt: z.number() }),
+  z.object({ type: z.literal("pong"), ts: z.number(), id: PingId.optional() }),
+  z.object({ type: z.literal("stats_update"), data: Stats }),
+  z.object({ type: z.literal("subscribed"), events: z.array(z.enum(EVENTS)) }),
+  z.object({ type: z.literal("attempt"), data: Attempt }),
+  z.object({
+    type: z.literal("presence"),
+    data: z.object({ online: z.array(PresenceEntry) }),
+  }),
+  z.object({ type: z.literal("token_expiring"), expiresAt: z.number() }),
+  z.object({
+    type: z.literal("error"),
+    code: z.literal("bad_message"),
+    message: z.string(),
+  }),
+]);
+export type ServerMessage = z.infer<typeof ServerMessage>;

@@ -1,0 +1,135 @@
+import type { PresenceEntry, Stats } from "./protocol.ts";
+import {
+  attemptBucketPrefix,
+  attemptCountsPrefix,
+  instanceKey,
+  instancesPrefix,
+} from "./kv_keys.ts";
+
+/** What one instance publishes about itself. */
+export interface InstanceEntry {
+  id: string;
+  heartbeatAt: number;
+  open: number;
+  authenticated: number;
+  pending: number;
+  presence: PresenceEntry[];
+}
+
+/** An instance whose heartbeat is older than this is left out of the totals. */
+export const INSTANCE_STALE_MS = 15_000;
+/** KV also drops an entry this long after its last write, as a backstop. */
+const INSTANCE_EXPIRE_MS = 60_000;
+
+/** Publishes this instance's counts and presence, stamped with the time. */
+export async function writeInstance(
+  kv: Deno.Kv,
+  entry: InstanceEntry,
+): Promise<void> {
+  await kv.set(instanceKey(entry.id), entry, { expireIn: INSTANCE_EXPIRE_MS });
+}
+
+/** Removes this instance's entry (on shutdown). */
+export async function removeInstance(kv: Deno.Kv, id: string): Promise<void> {
+  await kv.delete(instanceKey(id));
+}
+
+/**
+ * Reads the deployment-wide statistics: attempt counters and recent buckets,
+ * and the sum of every live instance's connections and presence. `self` is
+ * this instance's own entry, used as it is in memory rather than as last
+ * written, so its own counts are never behind.
+ */
+export async function readStats(
+  kv: Deno.Kv,
+  options: { self: InstanceEntry; startedAt: number; now?: number },
+): Promise<Stats> {
+  const now = options.now ?? Date.now();
+  const [counts, buckets, instances] = await Promise.all([
+    collect<Deno.KvU64>(kv.list({ prefix: attemptCountsPrefix() })),
+    collect<Deno.KvU64>(kv.list({
+      start: [...attemptBucketPrefix("10s"), now - 60_000 - (now % 10_000)],
+      end: [...attemptBucketPrefix("10s"), Number.MAX_SAFE_INTEGER],
+    })),
+    collect<InstanceEntry>(kv.list({ prefix: instancesPrefix() })),
+  ]);
+
+  const attempts = {
+    total: 0,
+    success: 0,
+    failure: 0,
+    byReason: {} as Record<string, number>,
+    lastMinute: { success: 0, failure: 0 },
+  };
+  for (const { key, value } of counts) {
+    const n = Number(value.value);
+    if (key[1] === "total") attempts.total = n;
+    else if (key[1] === "outcome" && key[2] === "success") attempts.success = n;
+    else if (key[1] === "outcome" && key[2] === "failure") attempts.failure = n;
+    else if (key[1] === "reason") attempts.byReason[String(key[2])] = n;
+  }
+  for (const { key, value } of buckets) {
+    // The oldest bucket is partly outside the minute; it is counted whole.
+    const outcome = key[2] as "success" | "failure";
+    if (outcome in attempts.lastMinute) {
+      attempts.lastMinute[outcome] += Number(value.value);
+    }
+  }
+
+  const connections = { open: 0, authenticated: 0, pending: 0 };
+  const online = new Map<string, PresenceEntry>();
+  const live = instances.map((e) => e.value)
+    .filter((e) => e.id !== options.self.id && now - e.heartbeatAt < INSTANCE_STALE_MS);
+  for (const entry of [options.self, ...live]) {
+    connections.open += entry.open;
+    connections.authenticated += entry.authenticated;
+    connections.pending += entry.pending;
+    for (const p of entry.presence) {
+      const seen = online.get(p.name);
+      if (seen) seen.connections += p.connections;
+      else online.set(p.name, { ...p });
+    }
+  }
+  const presence = [...online.values()].sort((a, b) => a.name.localeCompare(b.name));
+
+  return {
+    at: now,
+    instance: options.self.id,
+    uptimeS: Math.floor((now - options.startedAt) / 1000),
+    connections,
+    attempts,
+    presence,
+  };
+}
+
+/**
+ * Deletes what KV cannot expire by itself: time buckets (sums take no
+ * `expireIn`) past their use, and instance entries long stale.
+ */
+export async function pruneStats(
+  kv: Deno.Kv,
+  options: { retentionMs: number; now?: number },
+): Promise<void> {
+  const now = options.now ?? Date.now();
+  const old = [
+    ...await collect(kv.list({
+      start: attemptBucketPrefix("10s"),
+      end: [...attemptBucketPrefix("10s"), now - 5 * 60_000],
+    })),
+    ...await collect(kv.list({
+      start: attemptBucketPrefix("1m"),
+      end: [...attemptBucketPrefix("1m"), now - options.retentionMs],
+    })),
+  ];
+  for (let i = 0; i < old.length; i += 500) {
+    const op = kv.atomic();
+    for (const entry of old.slice(i, i + 500)) op.delete(entry.key);
+    await op.commit();
+  }
+}
+
+async function collect<T>(iter: Deno.KvListIterator<T>): Promise<Deno.KvEntry<T>[]> {
+  const out: Deno.KvEntry<T>[] = [];
+  for await (const entry of iter) out.push(entry);
+  return out;
+}

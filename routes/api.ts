@@ -1,0 +1,57 @@
+import { Hono } from "hono";
+import { zValidator } from "@hono/zod-validator";
+import { AttemptQuery, listAttempts } from "../lib/attempt_query.ts";
+import { ApiError } from "../lib/http_errors.ts";
+import type { Hub } from "../lib/hub.ts";
+import { type AccessClaims, type TokenKey, verifyAccessToken } from "../lib/tokens.ts";
+
+/** What the `/api/v1` routes need. */
+export interface ApiDeps {
+  kv: Deno.Kv;
+  hub: Hub;
+  tokenKey: TokenKey;
+  isRevoked?: (claims: AccessClaims) => Promise<boolean>;
+}
+
+type Env = { Variables: { claims: AccessClaims } };
+
+/** `/api/v1/*`: the stats and the attempt log, for a valid bearer token. */
+export function apiRoutes(deps: ApiDeps): Hono<Env> {
+  const app = new Hono<Env>().basePath("/api/v1");
+
+  app.use(async (c, next) => {
+    const match = /^Bearer[ ]+(\S+)\s*$/i.exec(c.req.header("authorization") ?? "");
+    const result = match
+      ? await verifyAccessToken(deps.tokenKey, match[1], { isRevoked: deps.isRevoked })
+      : null;
+    if (!result?.ok) {
+      throw new ApiError(401, "unauthorized", {
+        headers: { "WWW-Authenticate": "Bearer" },
+      });
+    }
+    c.set("claims", result.claims);
+    c.header("Cache-Control", "no-store");
+    await next();
+  });
+
+  app.get("/stats", async (c) => c.json(await deps.hub.stats()));
+
+  app.get(
+    "/attempts",
+    zValidator("query", AttemptQuery, (result) => {
+      if (!result.success) {
+        throw new ApiError(400, "invalid_request", {
+          details: {
+            issues: result.error.issues.map((i) => ({
+              path: i.path.map(String).join("."),
+              message: i.message,
+            })),
+          },
+        });
+      }
+    }),
+    async (c) => c.json(await listAttempts(deps.kv, c.req.valid("query"))),
+  );
+
+  return app;
+}
