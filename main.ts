@@ -9,8 +9,9 @@ import { ApiError, errorHandler } from "./lib/http_errors.ts";
 import { Hub } from "./lib/hub.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { CLOSE_GOING_AWAY } from "./lib/protocol.ts";
+import { isRevoked } from "./lib/revocation.ts";
 import { resolveJwtSecret } from "./lib/secret.ts";
-import { type TokenKey, tokenKey } from "./lib/tokens.ts";
+import { type AccessClaims, type TokenKey, tokenKey } from "./lib/tokens.ts";
 import { openKv } from "./lib/kv.ts";
 import { apiRoutes } from "./routes/api.ts";
 import { healthRoutes } from "./routes/health.ts";
@@ -24,6 +25,7 @@ export interface AppDeps {
   attempts: AttemptLog;
   hub: Hub;
   logger: Logger;
+  isRevoked: (claims: AccessClaims) => Promise<boolean>;
 }
 
 /** Builds the Hono app from its parts. */
@@ -85,6 +87,7 @@ export async function startLookout(
     attempts,
     hub,
     logger,
+    isRevoked: (claims) => isRevoked(kv, claims),
   };
   const app = createApp(deps);
   const server = Deno.serve({

@@ -82,3 +82,13 @@ export function jwtSecretKey(): Deno.KvKey {
 export function healthKey(): Deno.KvKey {
   return ["settings", "health"];
 }
+
+/** A revoked token id; kept until the token would have expired anyway. */
+export function revokedTokenKey(jti: string): Deno.KvKey {
+  return ["revoked_tokens", jti];
+}
+
+/** A revoked session; tokens issued under it are refused. */
+export function revokedSessionKey(sid: string): Deno.KvKey {
+  return ["revoked_sessions", sid];
+}

@@ -1,0 +1,277 @@
+/**
+ * Test helpers: a real Lookout server on a free port, real WebSocket clients,
+ * raw HTTP upgrades (to read refused handshakes exactly) and token forging.
+ */
+import { SignJWT } from "jose";
+import { loadConfig } from "../lib/config.ts";
+import { createLogger } from "../lib/log.ts";
+import { type ServerMessage } from "../lib/protocol.ts";
+import { signAccessToken } from "../lib/tokens.ts";
+import { type Lookout, startLookout } from "../main.ts";
+import { listAttempts } from "../lib/attempt_query.ts";
+import type { Attempt } from "../lib/protocol.ts";
+
+/** A random secret for one test server; never a literal in the source. */
+export function randomSecret(): string {
+  return crypto.randomUUID() + crypto.randomUUID();
+}
+
+/** A running test server with what tests need to reach into it. */
+export interface TestServer extends Lookout {
+  /** `ws://host:port/admin/ws` */
+  wsUrl: string;
+  /** Every log line written, as text. */
+  logs: string[];
+  secret: string;
+  /** Mints a token signed with the server's key. */
+  mint(options?: { sub?: string; role?: string; ttlS?: number; sid?: string }): Promise<string>;
+  /** The newest attempts, straight from KV. */
+  attempts(limit?: number): Promise<Attempt[]>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** Starts Lookout on 127.0.0.1 and a free port; `env` overrides the config. */
+export async function startTestServer(
+  env: Record<string, string> = {},
+  options: { kv?: Deno.Kv } = {},
+): Promise<TestServer> {
+  const secret = env.JWT_SECRET ?? randomSecret();
+  const config = loadConfig({
+    PORT: "0",
+    HOSTNAME: "127.0.0.1",
+    KV_PATH: ":memory:",
+    JWT_SECRET: secret,
+    ...env,
+  });
+  const logs: string[] = [];
+  const lookout = await startLookout(config, {
+    kv: options.kv,
+    logger: createLogger({ level: "debug", write: (line) => logs.push(line) }),
+  });
+  const server: TestServer = {
+    ...lookout,
+    wsUrl: `ws://127.0.0.1:${lookout.url.port}/admin/ws`,
+    logs,
+    secret,
+    mint: async (o = {}) =>
+      (await signAccessToken(lookout.deps.tokenKey, {
+        sub: o.sub ?? "alice",
+        role: o.role ?? "admin",
+        ttlS: o.ttlS ?? 600,
+        sid: o.sid,
+      })).token,
+    attempts: async (limit = 50) => (await listAttempts(lookout.deps.kv, { limit })).items,
+    [Symbol.asyncDispose]: () => lookout.close(),
+  };
+  return server;
+}
+
+/** A WebSocket client that queues what it receives, for step-by-step tests. */
+export class TestClient {
+  readonly ws: WebSocket;
+  readonly received: ServerMessage[] = [];
+  readonly opened: Promise<void>;
+  readonly closed: Promise<{ code: number; reason: string }>;
+  #waiters: (() => void)[] = [];
+  #read = 0;
+
+  constructor(url: string, options: { headers?: HeadersInit } = {}) {
+    this.ws = new WebSocket(url, { headers: options.headers });
+    this.opened = new Promise((resolve, reject) => {
+      this.ws.addEventListener("open", () => resolve(), { once: true });
+      this.ws.addEventListener("error", () => reject(new Error("WebSocket error")), {
+        once: true,
+      });
+    });
+    this.closed = new Promise((resolve) => {
+      this.ws.addEventListener("close", (e) => {
+        resolve({ code: e.code, reason: e.reason });
+        this.#wake();
+      });
+    });
+    this.ws.addEventListener("message", (e) => {
+      this.received.push(JSON.parse(e.data));
+      this.#wake();
+    });
+  }
+
+  /** Opens a client and waits for the socket to open. */
+  static async open(url: string, options: { headers?: HeadersInit } = {}): Promise<TestClient> {
+    const client = new TestClient(url, options);
+    await client.opened;
+    return client;
+  }
+
+  send(message: unknown): void {
+    this.ws.send(typeof message === "string" ? message : JSON.stringify(message));
+  }
+
+  /**
+   * The next message not yet read (optionally of `type`, skipping others).
+   * Fails after `timeoutMs` or when the socket closes first.
+   */
+  async next<T extends ServerMessage["type"]>(
+    type?: T,
+    timeoutMs = 5000,
+  ): Promise<Extract<ServerMessage, { type: T }>> {
+    const deadline = Date.now() + timeoutMs;
+    while (true) {
+      while (this.#read < this.received.length) {
+        const msg = this.received[this.#read++];
+        if (type === undefined || msg.type === type) {
+          return msg as Extract<ServerMessage, { type: T }>;
+        }
+      }
+      if (this.ws.readyState === WebSocket.CLOSED) {
+        throw new Error(`socket closed while waiting for ${type ?? "a message"}`);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${type ?? "a message"}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** Authenticates with `token` and returns the `authenticated` message. */
+  async auth(token: string) {
+    this.send({ type: "auth", token });
+    return await this.next("authenticated");
+  }
+
+  /** Closes (if open) and waits for the close to finish. */
+  async close(): Promise<void> {
+    if (this.ws.readyState <= WebSocket.OPEN) this.ws.close();
+    await this.closed;
+  }
+
+  #wake(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w();
+  }
+}
+
+/** The status, headers and body of a raw HTTP/1.1 request. */
+export interface RawResponse {
+  status: number;
+  headers: Headers;
+  body: string;
+}
+
+/**
+ * Sends a WebSocket upgrade request over a plain TCP socket and reads the
+ * answer, so a refused handshake shows its exact status and body.
+ */
+export async function rawUpgrade(
+  url: string,
+  headers: Record<string, string> = {},
+  options: { upgrade?: boolean } = {},
+): Promise<RawResponse> {
+  const u = new URL(url);
+  const conn = await Deno.connect({ hostname: u.hostname, port: Number(u.port) });
+  try {
+    const lines = [`GET ${u.pathname}${u.search} HTTP/1.1`, `Host: ${u.host}`];
+    const all: Record<string, string> = options.upgrade === false ? { ...headers } : {
+      Upgrade: "websocket",
+      Connection: "Upgrade",
+      "Sec-WebSocket-Key": btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16)))),
+      "Sec-WebSocket-Version": "13",
+      ...headers,
+    };
+    for (const [k, v] of Object.entries(all)) lines.push(`${k}: ${v}`);
+    lines.push("Connection: close", "", "");
+    if (all.Connection) lines.splice(lines.indexOf("Connection: close"), 1);
+    await conn.write(new TextEncoder().encode(lines.join("\r\n")));
+    let text = "";
+    const buf = new Uint8Array(65536);
+    const decoder = new TextDecoder();
+    while (true) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      text += decoder.decode(buf.subarray(0, n), { stream: true });
+      const end = text.indexOf("\r\n\r\n");
+      if (end >= 0) {
+        const head = text.slice(0, end).split("\r\n");
+        const status = Number(head[0].split(" ")[1]);
+        const h = new Headers();
+        for (const line of head.slice(1)) {
+          const i = line.indexOf(":");
+          h.append(line.slice(0, i).trim(), line.slice(i + 1).trim());
+        }
+        if (status === 101) return { status, headers: h, body: "" };
+        const length = Number(h.get("content-length") ?? 0);
+        while (new TextEncoder().encode(text.slice(end + 4)).length < length) {
+          const m = await conn.read(buf);
+          if (m === null) break;
+          text += decoder.decode(buf.subarray(0, m), { stream: true });
+        }
+        return { status, headers: h, body: text.slice(end + 4) };
+      }
+    }
+    throw new Error(`no HTTP answer from ${url}`);
+  } finally {
+    conn.close();
+  }
+}
+
+const enc = new TextEncoder();
+
+function b64url(value: string | Uint8Array): string {
+  const bytes = typeof value === "string" ? enc.encode(value) : value;
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_")
+    .replace(/=+$/, "");
+}
+
+/** Standard claims for a forged token, with `overrides` applied (undefined deletes). */
+export function claims(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  const now = Math.floor(Date.now() / 1000);
+  const base: Record<string, unknown> = {
+    sub: "mallory",
+    role: "admin",
+    iss: "lookout",
+    aud: "lookout",
+    iat: now,
+    exp: now + 600,
+    jti: crypto.randomUUID(),
+    ...overrides,
+  };
+  for (const [k, v] of Object.entries(base)) if (v === undefined) delete base[k];
+  return base;
+}
+
+/** Signs `payload` with HS256 (or `alg`) and the given secret, exactly as given. */
+export async function forge(
+  payload: Record<string, unknown>,
+  secret: string,
+  alg = "HS256",
+): Promise<string> {
+  return await new SignJWT(payload).setProtectedHeader({ alg, typ: "JWT" })
+    .sign(enc.encode(secret));
+}
+
+/** An unsecured token: `alg: none` and an empty signature. */
+export function unsecured(payload: Record<string, unknown>): string {
+  return `${b64url(JSON.stringify({ alg: "none", typ: "JWT" }))}.${
+    b64url(JSON.stringify(payload))
+  }.`;
+}
+
+/** Waits until `check` returns a truthy value, polling; fails after `timeoutMs`. */
+export async function eventually<T>(
+  check: () => T | Promise<T>,
+  timeoutMs = 5000,
+  what = "condition",
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
