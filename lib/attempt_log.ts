@@ -1,4 +1,5 @@
-import { monotonicFactory } from "ulid";
+import { monotonicFactory, ulid } from "ulid";
+import { retryLocked } from "./kv.ts";
 import type { Attempt } from "./protocol.ts";
 import {
   attemptBucketKey,
@@ -55,7 +56,8 @@ export class AttemptLog {
   #queue: Pending[] = [];
   #running: Promise<void> | null = null;
   #listeners: ((attempts: Attempt[]) => void)[] = [];
-  #nextId = monotonicFactory();
+  #monotonic = monotonicFactory();
+  #lastAt = 0;
 
   constructor(kv: Deno.Kv, options: { retentionDays: number }) {
     this.#kv = kv;
@@ -71,7 +73,7 @@ export class AttemptLog {
   record(input: AttemptInput): Promise<Attempt> {
     const at = input.at ?? Date.now();
     const attempt: Attempt = {
-      id: this.#nextId(at),
+      id: this.#id(at),
       at,
       ip: cutText(input.ip) ?? "unknown",
       user: cutText(input.user, MAX_USER_CHARS),
@@ -89,6 +91,18 @@ export class AttemptLog {
     });
   }
 
+  /**
+   * A ULID whose time is `at`, so id ranges and `at` filters agree. Ids of
+   * one millisecond stay in order; an attempt stamped earlier than the last
+   * (a caller's own `at`) gets a plain ULID of its own time instead of one
+   * pushed forward by the monotonic factory.
+   */
+  #id(at: number): string {
+    if (at < this.#lastAt) return ulid(at);
+    this.#lastAt = at;
+    return this.#monotonic(at);
+  }
+
   /** Resolves when every attempt handed to {@linkcode record} is settled. */
   async flush(): Promise<void> {
     while (this.#running) await this.#running;
@@ -100,7 +114,7 @@ export class AttemptLog {
         const batch = this.#queue.splice(0, MAX_BATCH);
         const attempts = batch.map((p) => p.attempt);
         try {
-          await commitAttempts(this.#kv, attempts, this.#retentionMs);
+          await retryLocked(() => commitAttempts(this.#kv, attempts, this.#retentionMs));
         } catch (error) {
           for (const p of batch) p.reject(error);
           continue;

@@ -10,5 +10,24 @@ export async function openKv(path: string | undefined): Promise<Deno.Kv> {
   if (path !== ":memory:") {
     await Deno.mkdir(dirname(path), { recursive: true });
   }
-  return await Deno.openKv(path);
+  return await retryLocked(() => Deno.openKv(path));
+}
+
+/**
+ * Runs a KV operation again when the local SQLite file is busy. Two handles
+ * on one file (two processes, or two instances in a test) can make a commit
+ * throw "database is locked" instead of waiting; Deno gives that error no
+ * code, so its message is the only sign. Other errors pass straight through.
+ */
+export async function retryLocked<T>(op: () => Promise<T>, attempts = 8): Promise<T> {
+  for (let i = 1;; i++) {
+    try {
+      return await op();
+    } catch (error) {
+      if (i >= attempts || !String((error as Error)?.message).includes("database is locked")) {
+        throw error;
+      }
+      await new Promise((r) => setTimeout(r, Math.random() * 10 * 2 ** i));
+    }
+  }
 }

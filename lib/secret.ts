@@ -1,4 +1,5 @@
 import { jwtSecretKey } from "./kv_keys.ts";
+import { retryLocked } from "./kv.ts";
 import type { Logger } from "./log.ts";
 
 /**
@@ -13,16 +14,17 @@ export async function resolveJwtSecret(
 ): Promise<string> {
   if (configured !== undefined) return configured;
   const key = jwtSecretKey();
-  const stored = await kv.get<string>(key);
-  if (typeof stored.value === "string") return stored.value;
   const bytes = crypto.getRandomValues(new Uint8Array(32));
   const secret = btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-")
     .replace(/\//g, "_").replace(/=+$/, "");
-  const result = await kv.atomic().check(stored).set(key, secret).commit();
-  if (!result.ok) {
-    const winner = await kv.get<string>(key);
-    return winner.value!;
-  }
+  // Read and write again after a busy file, so the loser of a race reads the winner's secret.
+  const result = await retryLocked(async () => {
+    const stored = await kv.get<string>(key);
+    if (typeof stored.value === "string") return stored.value;
+    const commit = await kv.atomic().check(stored).set(key, secret).commit();
+    return commit.ok ? null : (await kv.get<string>(key)).value!;
+  });
+  if (result !== null) return result;
   logger.info(
     "JWT_SECRET is not set: generated a secret and kept it in KV; set JWT_SECRET to use your own",
   );

@@ -1,4 +1,5 @@
 import type { PresenceEntry, Stats } from "./protocol.ts";
+import { retryLocked } from "./kv.ts";
 import {
   attemptBucketPrefix,
   attemptCountsPrefix,
@@ -26,7 +27,7 @@ export async function writeInstance(
   kv: Deno.Kv,
   entry: InstanceEntry,
 ): Promise<void> {
-  await kv.set(instanceKey(entry.id), entry, { expireIn: INSTANCE_EXPIRE_MS });
+  await retryLocked(() => kv.set(instanceKey(entry.id), entry, { expireIn: INSTANCE_EXPIRE_MS }));
 }
 
 /** Removes this instance's entry (on shutdown). */

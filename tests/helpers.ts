@@ -8,6 +8,7 @@ import { createLogger } from "../lib/log.ts";
 import { type ServerMessage } from "../lib/protocol.ts";
 import { signAccessToken } from "../lib/tokens.ts";
 import { type Lookout, startLookout } from "../main.ts";
+import type { Limits } from "../lib/limits.ts";
 import { listAttempts } from "../lib/attempt_query.ts";
 import type { Attempt } from "../lib/protocol.ts";
 
@@ -33,7 +34,7 @@ export interface TestServer extends Lookout {
 /** Starts Lookout on 127.0.0.1 and a free port; `env` overrides the config. */
 export async function startTestServer(
   env: Record<string, string> = {},
-  options: { kv?: Deno.Kv } = {},
+  options: { kv?: Deno.Kv; limits?: Partial<Limits> } = {},
 ): Promise<TestServer> {
   const secret = env.JWT_SECRET ?? randomSecret();
   const config = loadConfig({
@@ -46,6 +47,7 @@ export async function startTestServer(
   const logs: string[] = [];
   const lookout = await startLookout(config, {
     kv: options.kv,
+    limits: options.limits,
     logger: createLogger({ level: "debug", write: (line) => logs.push(line) }),
   });
   const server: TestServer = {
@@ -66,6 +68,15 @@ export async function startTestServer(
   return server;
 }
 
+/**
+ * Deno's WebSocket takes handshake headers; the DOM typings that Preact pulls
+ * in declare only the browser's constructor, so the Deno one is named here.
+ */
+const DenoWebSocket = WebSocket as unknown as new (
+  url: string,
+  options?: { headers?: HeadersInit },
+) => WebSocket;
+
 /** A WebSocket client that queues what it receives, for step-by-step tests. */
 export class TestClient {
   readonly ws: WebSocket;
@@ -76,7 +87,7 @@ export class TestClient {
   #read = 0;
 
   constructor(url: string, options: { headers?: HeadersInit } = {}) {
-    this.ws = new WebSocket(url, { headers: options.headers });
+    this.ws = new DenoWebSocket(url, { headers: options.headers });
     this.opened = new Promise((resolve, reject) => {
       this.ws.addEventListener("open", () => resolve(), { once: true });
       this.ws.addEventListener("error", () => reject(new Error("WebSocket error")), {
