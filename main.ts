@@ -7,14 +7,21 @@ import { type Config, ConfigError, loadConfig } from "./lib/config.ts";
 import { AttemptLog } from "./lib/attempt_log.ts";
 import { ApiError, errorHandler } from "./lib/http_errors.ts";
 import { Hub } from "./lib/hub.ts";
+import { openKv } from "./lib/kv.ts";
+import { DEFAULT_LIMITS, IpGuard, type Limits } from "./lib/limits.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { CLOSE_GOING_AWAY } from "./lib/protocol.ts";
-import { isRevoked } from "./lib/revocation.ts";
+import { isRevoked, RevocationFeed, revokeSession, revokeToken } from "./lib/revocation.ts";
 import { resolveJwtSecret } from "./lib/secret.ts";
+import { securityHeaders } from "./lib/security_headers.ts";
+import type { SessionTimeouts } from "./lib/sessions.ts";
 import { type AccessClaims, type TokenKey, tokenKey } from "./lib/tokens.ts";
-import { openKv } from "./lib/kv.ts";
+import { ensureFirstAdmin } from "./lib/users.ts";
+import { adminRoutes } from "./routes/admin.tsx";
 import { apiRoutes } from "./routes/api.ts";
+import { authRoutes } from "./routes/auth.tsx";
 import { healthRoutes } from "./routes/health.ts";
+import { staticRoutes } from "./routes/static.ts";
 import { wsRoutes } from "./routes/ws.ts";
 
 /** Everything the routes share. */
@@ -25,7 +32,13 @@ export interface AppDeps {
   attempts: AttemptLog;
   hub: Hub;
   logger: Logger;
+  limits: Limits;
+  guard: IpGuard;
+  sessions: SessionTimeouts;
   isRevoked: (claims: AccessClaims) => Promise<boolean>;
+  /** Revokes a session or token everywhere, closing this instance's sockets at once. */
+  revokeSession: (sid: string, until: number) => Promise<void>;
+  revokeToken: (jti: string, until: number) => Promise<void>;
 }
 
 /** Builds the Hono app from its parts. */
@@ -36,7 +49,12 @@ export function createApp(deps: AppDeps): Hono {
   app.notFound(() => {
     throw new ApiError(404, "not_found");
   });
+  app.use(securityHeaders(config.trustProxy));
+  app.get("/", (c) => c.redirect("/admin", 302));
   app.route("/", healthRoutes(deps.kv));
+  app.route("/", staticRoutes());
+  app.route("/", authRoutes(deps));
+  app.route("/", adminRoutes(deps));
   app.route("/", apiRoutes(deps));
   app.route(
     "/",
@@ -62,6 +80,8 @@ export interface StartOptions {
   /** Use this KV instead of opening `config.kvPath` (left open on close). */
   kv?: Deno.Kv;
   logger?: Logger;
+  /** Abuse limits other than the defaults. */
+  limits?: Partial<Limits>;
 }
 
 /** Opens KV, builds the app and serves it on `config.hostname:config.port`. */
@@ -72,6 +92,11 @@ export async function startLookout(
   const logger = options.logger ?? createLogger();
   const kv = options.kv ?? await openKv(config.kvPath);
   const secret = await resolveJwtSecret(kv, config.jwtSecret, logger);
+  if (await ensureFirstAdmin(kv, config.adminUsername, config.adminPassword)) {
+    logger.info("created the first admin from ADMIN_USERNAME", { user: config.adminUsername });
+  }
+  const limits = { ...DEFAULT_LIMITS, ...options.limits };
+  const guard = new IpGuard(limits);
   const attempts = new AttemptLog(kv, { retentionDays: config.attemptRetentionDays });
   const hub = new Hub(kv, {
     instanceId: crypto.randomUUID().slice(0, 8),
@@ -79,7 +104,19 @@ export async function startLookout(
     retentionDays: config.attemptRetentionDays,
     logger,
   });
-  attempts.onRecorded((recorded) => hub.attemptsRecorded(recorded));
+  attempts.onRecorded((recorded) => {
+    for (const a of recorded) {
+      if (a.outcome === "failure" && a.reason !== "rate_limited") guard.failed(a.ip);
+    }
+    hub.attemptsRecorded(recorded);
+  });
+  const feed = new RevocationFeed(kv, {
+    logger,
+    onEvent: (event) => {
+      const closed = hub.revoked(event);
+      if (closed > 0) logger.info("revocation closed sockets", { closed });
+    },
+  });
   const deps: AppDeps = {
     config,
     kv,
@@ -87,9 +124,24 @@ export async function startLookout(
     attempts,
     hub,
     logger,
+    limits,
+    guard,
+    sessions: {
+      idleMs: config.sessionIdleTimeoutS * 1000,
+      maxAgeMs: config.sessionMaxAgeS * 1000,
+    },
     isRevoked: (claims) => isRevoked(kv, claims),
+    revokeSession: async (sid, until) => {
+      await revokeSession(kv, sid, until);
+      await feed.poll();
+    },
+    revokeToken: async (jti, until) => {
+      await revokeToken(kv, jti, until);
+      await feed.poll();
+    },
   };
   const app = createApp(deps);
+  await feed.start();
   const server = Deno.serve({
     port: config.port,
     hostname: config.hostname,
@@ -105,6 +157,7 @@ export async function startLookout(
   const close = async () => {
     for (const member of hub.members()) member.close(CLOSE_GOING_AWAY, "server_stopping");
     await server.shutdown();
+    await feed.stop();
     await attempts.flush();
     await hub.stop();
     if (!options.kv) kv.close();

@@ -19,6 +19,9 @@ export interface Config {
   maxMessageBytes: number;
   trustProxy: boolean;
   attemptRetentionDays: number;
+  /** A session ends after this long without use, and after `sessionMaxAgeS` at most. */
+  sessionIdleTimeoutS: number;
+  sessionMaxAgeS: number;
   onDeploy: boolean;
 }
 
@@ -80,6 +83,8 @@ const Env = z.object({
     }),
   ).transform((v) => v === "true" || v === "1" || v === "yes").default(false),
   ATTEMPT_RETENTION_DAYS: integer(1, 3650).default(30),
+  SESSION_IDLE_TIMEOUT_S: integer(60, 30 * 86_400).default(30 * 60),
+  SESSION_MAX_AGE_S: integer(60, 365 * 86_400).default(12 * 3600),
 });
 
 function isOrigin(value: string): boolean {
@@ -144,6 +149,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     maxMessageBytes: e.MAX_MESSAGE_BYTES,
     trustProxy: e.TRUST_PROXY,
     attemptRetentionDays: e.ATTEMPT_RETENTION_DAYS,
+    sessionIdleTimeoutS: e.SESSION_IDLE_TIMEOUT_S,
+    sessionMaxAgeS: e.SESSION_MAX_AGE_S,
     onDeploy,
   };
 }

@@ -10,6 +10,7 @@ import {
 import type { AttemptLog } from "./attempt_log.ts";
 import type { Hub, Member } from "./hub.ts";
 import type { Logger } from "./log.ts";
+import { type Gauge, type Limits, TokenBucket } from "./limits.ts";
 import { type AccessClaims, type TokenKey, verifyAccessToken } from "./tokens.ts";
 
 /** What a connection needs from the app. */
@@ -20,6 +21,9 @@ export interface ConnectionDeps {
   logger: Logger;
   authTimeoutMs: number;
   maxMessageBytes: number;
+  limits: Pick<Limits, "messagesPerSecond" | "messageBurst" | "slowConsumerBytes">;
+  /** Unauthenticated sockets per IP, shared by every connection of the instance. */
+  pending: Gauge;
   isRevoked?: (claims: AccessClaims) => Promise<boolean>;
 }
 
@@ -55,10 +59,12 @@ export class Connection implements Member {
   #ws: WebSocket | null = null;
   #queue: Promise<void> = Promise.resolve();
   #timers = new Map<string, ReturnType<typeof setTimeout>>();
+  #bucket: TokenBucket;
 
   constructor(deps: ConnectionDeps, info: ClientInfo) {
     this.#deps = deps;
     this.#info = info;
+    this.#bucket = new TokenBucket(deps.limits.messagesPerSecond, deps.limits.messageBurst);
   }
 
   /** The socket opened. `preAuth` holds claims already checked from a header. */
@@ -66,6 +72,7 @@ export class Connection implements Member {
     this.#ws = ws;
     ws.binaryType = "arraybuffer";
     this.#deps.hub.add(this);
+    this.#deps.pending.add(this.#info.ip);
     if (preAuth) {
       this.#enqueue(() => this.#authenticated(preAuth));
     } else {
@@ -86,6 +93,13 @@ export class Connection implements Member {
       } else this.close(CLOSE_CODES.message_too_large, "message_too_large");
       return;
     }
+    if (!this.#bucket.take()) {
+      if (this.state === "pending") {
+        this.#clear("auth");
+        this.#enqueue(() => this.#reject("rate_limited", 0));
+      } else this.close(CLOSE_CODES.rate_limited, "rate_limited");
+      return;
+    }
     this.#clear("auth");
     const received = performance.now();
     this.#enqueue(() =>
@@ -96,6 +110,7 @@ export class Connection implements Member {
   /** The socket closed, from either side. */
   closed(): void {
     if (this.state === "closed") return;
+    if (this.state === "pending") this.#deps.pending.remove(this.#info.ip);
     this.state = "closed";
     this.#ws = null;
     for (const id of this.#timers.values()) clearTimeout(id);
@@ -110,6 +125,17 @@ export class Connection implements Member {
       ws.send(text);
     } catch {
       // The socket is going away; its close event follows.
+      return;
+    }
+    // What the peer has not read piles up here; past the bound it is dropped,
+    // so one stalled reader cannot hold the memory of every update.
+    if (ws.bufferedAmount > this.#deps.limits.slowConsumerBytes) {
+      this.#deps.logger.warn("closing a slow consumer", {
+        connectionId: this.id,
+        user: this.user?.name,
+        bufferedBytes: ws.bufferedAmount,
+      });
+      this.close(CLOSE_CODES.slow_consumer, "slow_consumer");
     }
   }
 
@@ -175,6 +201,7 @@ export class Connection implements Member {
   /** Marks the socket authenticated; the attempt is already recorded. */
   async #authenticated(claims: AccessClaims): Promise<void> {
     this.#clear("auth");
+    this.#deps.pending.remove(this.#info.ip);
     this.state = "authenticated";
     this.claims = claims;
     this.user = { name: claims.sub, role: claims.role };

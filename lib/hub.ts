@@ -7,12 +7,16 @@ import {
   writeInstance,
 } from "./stats.ts";
 import type { Logger } from "./log.ts";
+import type { RevocationEvent } from "./revocation.ts";
+import type { AccessClaims } from "./tokens.ts";
+import { CLOSE_CODES } from "./protocol.ts";
 
 /** What the hub needs of a connection. */
 export interface Member {
   readonly id: string;
   readonly state: "pending" | "authenticated" | "closed";
   readonly user: User | null;
+  readonly claims: AccessClaims | null;
   readonly events: ReadonlySet<EventName>;
   /** Sends an already serialized message. */
   send(text: string): void;
@@ -107,6 +111,20 @@ export class Hub {
         this.changed(false);
       }, wait);
     }
+  }
+
+  /** Closes every socket whose token or session a revocation covers. */
+  revoked(event: RevocationEvent): number {
+    let closed = 0;
+    for (const m of this.#members) {
+      const c = m.claims;
+      if (!c) continue;
+      if ((event.jti && c.jti === event.jti) || (event.sid && c.sid === event.sid)) {
+        m.close(CLOSE_CODES.revoked, "revoked");
+        closed++;
+      }
+    }
+    return closed;
   }
 
   /** Sends each durable attempt to `attempts` subscribers, and updates stats. */

@@ -92,3 +92,33 @@ export function revokedTokenKey(jti: string): Deno.KvKey {
 export function revokedSessionKey(sid: string): Deno.KvKey {
   return ["revoked_sessions", sid];
 }
+
+/** A user, by name. */
+export function userKey(name: string): Deno.KvKey {
+  return ["users", name];
+}
+
+/** Every user. */
+export function usersPrefix(): Deno.KvKey {
+  return ["users"];
+}
+
+/** A login session, by its public id (a hash of the cookie's secret). */
+export function sessionKey(id: string): Deno.KvKey {
+  return ["sessions", id];
+}
+
+/** Failed logins of one account, for the lockout. */
+export function loginFailuresKey(name: string): Deno.KvKey {
+  return ["login_failures", name];
+}
+
+/** One revocation, in time order, for every instance to act on. */
+export function revocationEventKey(id: string): Deno.KvKey {
+  return ["revocation_events", id];
+}
+
+/** Every revocation event. */
+export function revocationEventsPrefix(): Deno.KvKey {
+  return ["revocation_events"];
+}

@@ -3,6 +3,8 @@ import { zValidator } from "@hono/zod-validator";
 import { AttemptQuery, listAttempts } from "../lib/attempt_query.ts";
 import { ApiError } from "../lib/http_errors.ts";
 import type { Hub } from "../lib/hub.ts";
+import { requestSession } from "../lib/session_cookie.ts";
+import type { SessionTimeouts } from "../lib/sessions.ts";
 import { type AccessClaims, type TokenKey, verifyAccessToken } from "../lib/tokens.ts";
 
 /** What the `/api/v1` routes need. */
@@ -10,26 +12,40 @@ export interface ApiDeps {
   kv: Deno.Kv;
   hub: Hub;
   tokenKey: TokenKey;
+  config: { trustProxy: boolean };
+  sessions: SessionTimeouts;
   isRevoked?: (claims: AccessClaims) => Promise<boolean>;
 }
 
-type Env = { Variables: { claims: AccessClaims } };
+type Env = { Variables: { user: { name: string; role: string } } };
 
-/** `/api/v1/*`: the stats and the attempt log, for a valid bearer token. */
+/** `/api/v1/*`: the stats and the attempt log, for a valid bearer token or session. */
 export function apiRoutes(deps: ApiDeps): Hono<Env> {
   const app = new Hono<Env>().basePath("/api/v1");
 
   app.use(async (c, next) => {
-    const match = /^Bearer[ ]+(\S+)\s*$/i.exec(c.req.header("authorization") ?? "");
-    const result = match
-      ? await verifyAccessToken(deps.tokenKey, match[1], { isRevoked: deps.isRevoked })
-      : null;
-    if (!result?.ok) {
+    const header = c.req.header("authorization");
+    let user: { name: string; role: string } | null = null;
+    if (header !== undefined) {
+      // A header that is present decides alone: a bad token is not rescued by a cookie.
+      const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header);
+      const result = match
+        ? await verifyAccessToken(deps.tokenKey, match[1], { isRevoked: deps.isRevoked })
+        : null;
+      if (result?.ok) user = { name: result.claims.sub, role: result.claims.role };
+    } else {
+      const session = await requestSession(c, deps.kv, {
+        trustProxy: deps.config.trustProxy,
+        timeouts: deps.sessions,
+      });
+      if (session) user = { name: session.user, role: session.role };
+    }
+    if (!user) {
       throw new ApiError(401, "unauthorized", {
         headers: { "WWW-Authenticate": "Bearer" },
       });
     }
-    c.set("claims", result.claims);
+    c.set("user", user);
     c.header("Cache-Control", "no-store");
     await next();
   });

@@ -1,6 +1,8 @@
 import { Hono } from "hono";
 import { getConnInfo, upgradeWebSocket } from "hono/deno";
 import type { Config } from "../lib/config.ts";
+import type { IpGuard } from "../lib/limits.ts";
+import { originAllowed } from "../lib/origin.ts";
 import { clientIp } from "../lib/client_ip.ts";
 import { type ClientInfo, Connection, type ConnectionDeps } from "../lib/connection.ts";
 import { ApiError } from "../lib/http_errors.ts";
@@ -8,8 +10,9 @@ import type { FailureReason } from "../lib/protocol.ts";
 import { type AccessClaims, verifyAccessToken } from "../lib/tokens.ts";
 
 /** What the `/admin/ws` route needs. */
-export interface WsDeps extends ConnectionDeps {
+export interface WsDeps extends Omit<ConnectionDeps, "pending"> {
   config: Pick<Config, "allowedOrigins" | "trustProxy">;
+  guard: IpGuard;
 }
 
 type Env = { Variables: { client: ClientInfo; preAuth: AccessClaims | null } };
@@ -22,7 +25,8 @@ const URL_TOKEN_PARAMS = ["token", "access_token", "authorization"];
  * {@linkcode Connection}.
  */
 export function wsRoutes(deps: WsDeps): Hono<Env> {
-  const { config, attempts, tokenKey } = deps;
+  const { config, attempts, tokenKey, guard } = deps;
+  const connectionDeps: ConnectionDeps = { ...deps, pending: guard.pending };
   const app = new Hono<Env>();
 
   app.get(
@@ -41,7 +45,7 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
         userAgent: c.req.header("user-agent") ?? null,
       };
       const refuse = async (
-        status: 400 | 401 | 403 | 429,
+        status: 400 | 401 | 403,
         reason: FailureReason,
         message: string,
         token: { user: string | null; tokenId: string | null } = { user: null, tokenId: null },
@@ -69,6 +73,28 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
         });
       };
 
+      const refusal = guard.refusal(client.ip);
+      if (refusal) {
+        const retryAfter = String(Math.max(1, Math.ceil(refusal.retryAfterMs / 1000)));
+        if (refusal.record) {
+          await attempts.record({
+            ...client,
+            user: null,
+            tokenId: null,
+            outcome: "failure",
+            reason: "rate_limited",
+            transport: "upgrade",
+            durationMs: performance.now() - started,
+          }).catch((error) => deps.logger.error("cannot record rate_limited", { error }));
+        }
+        throw new ApiError(429, "rate_limited", {
+          details: {
+            reason: "rate_limited",
+            message: "too many failed or pending connections from this address",
+          },
+          headers: { "Retry-After": retryAfter },
+        });
+      }
       if (client.origin !== null && !originAllowed(c.req.raw, client.origin, config)) {
         await refuse(403, "bad_origin", `origin ${client.origin} may not open /admin/ws`);
       }
@@ -121,7 +147,7 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
       await next();
     },
     upgradeWebSocket((c) => {
-      const connection = new Connection(deps, c.get("client"));
+      const connection = new Connection(connectionDeps, c.get("client"));
       const preAuth = c.get("preAuth");
       return {
         onOpen: (_event, ws) => connection.open(ws.raw as WebSocket, preAuth),
@@ -132,27 +158,4 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
     }),
   );
   return app;
-}
-
-/**
- * An `Origin` is allowed when it is in `ALLOWED_ORIGINS`, or, when that is
- * unset, when it is the request's own origin (behind a trusted proxy, as the
- * proxy forwarded it).
- */
-function originAllowed(
-  req: Request,
-  origin: string,
-  config: Pick<Config, "allowedOrigins" | "trustProxy">,
-): boolean {
-  if (config.allowedOrigins) return config.allowedOrigins.includes(origin);
-  const url = new URL(req.url);
-  const forwardedProto = config.trustProxy
-    ? req.headers.get("x-forwarded-proto")?.split(",")[0].trim()
-    : undefined;
-  const forwardedHost = config.trustProxy
-    ? req.headers.get("x-forwarded-host")?.split(",")[0].trim()
-    : undefined;
-  const proto = forwardedProto ? `${forwardedProto}:` : url.protocol;
-  const host = forwardedHost ?? req.headers.get("host") ?? url.host;
-  return origin === `${proto}//${host}`;
 }

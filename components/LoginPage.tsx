@@ -1,0 +1,39 @@
+import { Layout } from "./Layout.tsx";
+
+/** The sign-in form. It posts to `/auth/login` and works without JavaScript. */
+export function LoginPage(props: { error?: string; username?: string }) {
+  return (
+    <Layout title="Sign in">
+      <main class="login">
+        <h1>Lookout</h1>
+        <form method="post" action="/auth/login" class="card">
+          <h2>Sign in</h2>
+          {props.error && <p class="error" role="alert">{props.error}</p>}
+          <label>
+            User name
+            <input
+              name="username"
+              autocomplete="username"
+              required
+              maxLength={64}
+              value={props.username ?? ""}
+              autofocus={!props.username}
+            />
+          </label>
+          <label>
+            Password
+            <input
+              name="password"
+              type="password"
+              autocomplete="current-password"
+              required
+              maxLength={1024}
+              autofocus={Boolean(props.username)}
+            />
+          </label>
+          <button type="submit">Sign in</button>
+        </form>
+      </main>
+    </Layout>
+  );
+}

@@ -1,0 +1,49 @@
+/** What origin checks need from the configuration. */
+export interface OriginPolicy {
+  allowedOrigins: string[] | null;
+  trustProxy: boolean;
+}
+
+/** Whether the request reached us over https (directly or, trusted, via a proxy). */
+export function isHttps(req: Request, trustProxy: boolean): boolean {
+  const proto = trustProxy ? req.headers.get("x-forwarded-proto")?.split(",")[0].trim() : undefined;
+  return proto ? proto === "https" : new URL(req.url).protocol === "https:";
+}
+
+/** The request's own origin, as the browser saw it. */
+export function ownOrigin(req: Request, trustProxy: boolean): string {
+  const url = new URL(req.url);
+  const forwardedHost = trustProxy
+    ? req.headers.get("x-forwarded-host")?.split(",")[0].trim()
+    : undefined;
+  const host = forwardedHost ?? req.headers.get("host") ?? url.host;
+  return `${isHttps(req, trustProxy) ? "https:" : "http:"}//${host}`;
+}
+
+/**
+ * Whether `origin` may talk to us: it is in `ALLOWED_ORIGINS`, or, when that
+ * is unset, it is the request's own origin.
+ */
+export function originAllowed(req: Request, origin: string, policy: OriginPolicy): boolean {
+  if (policy.allowedOrigins) return policy.allowedOrigins.includes(origin);
+  return origin === ownOrigin(req, policy.trustProxy);
+}
+
+/**
+ * Why a state-changing request looks cross-site, or null when it does not.
+ * Browsers send `Origin` on every POST and `Sec-Fetch-Site` on every request;
+ * a client that sends neither is not a browser, so there is no ambient
+ * cookie to abuse.
+ */
+export function crossSiteReason(req: Request, policy: OriginPolicy): string | null {
+  const site = req.headers.get("sec-fetch-site");
+  const origin = req.headers.get("origin");
+  if (origin !== null && origin !== "null") {
+    return originAllowed(req, origin, policy) ? null : `origin ${origin} is not allowed`;
+  }
+  if (origin === "null") return "an opaque origin is not allowed";
+  if (site !== null && site !== "same-origin" && site !== "none") {
+    return `Sec-Fetch-Site is ${site}`;
+  }
+  return null;
+}

@@ -1,0 +1,83 @@
+import { z } from "zod";
+import { hashPassword, type PasswordHash } from "./passwords.ts";
+import { type Role, ROLES } from "./protocol.ts";
+import { userKey, usersPrefix } from "./kv_keys.ts";
+
+/** A user as stored. */
+export interface StoredUser {
+  name: string;
+  role: Role;
+  password: PasswordHash;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** What a user name may be. */
+export const UserName = z.string().regex(
+  /^[A-Za-z0-9_.@-]{1,64}$/,
+  "must be 1 to 64 letters, digits or _ . @ -",
+);
+
+/** Reads a user, or null. */
+export async function getUser(kv: Deno.Kv, name: string): Promise<StoredUser | null> {
+  return (await kv.get<StoredUser>(userKey(name))).value;
+}
+
+/** Creates a user, or resets the role and password of an existing one. */
+export async function putUser(
+  kv: Deno.Kv,
+  options: { name: string; role: Role; password: string },
+): Promise<{ created: boolean }> {
+  UserName.parse(options.name);
+  if (!ROLES.includes(options.role)) {
+    throw new RangeError(
+      `Cannot save user as the role must be admin or viewer: current value is "${options.role}"`,
+    );
+  }
+  const password = await hashPassword(options.password);
+  const existing = await kv.get<StoredUser>(userKey(options.name));
+  const now = Date.now();
+  const user: StoredUser = {
+    name: options.name,
+    role: options.role,
+    password,
+    createdAt: existing.value?.createdAt ?? now,
+    updatedAt: now,
+  };
+  const result = await kv.atomic().check(existing).set(userKey(options.name), user).commit();
+  if (!result.ok) {
+    throw new Error(`Cannot save user as it changed meanwhile: ${options.name}`);
+  }
+  return { created: existing.value === null };
+}
+
+/** Whether any user exists. */
+export async function hasUsers(kv: Deno.Kv): Promise<boolean> {
+  for await (const _ of kv.list({ prefix: usersPrefix() }, { limit: 1 })) return true;
+  return false;
+}
+
+/**
+ * Creates the first admin from `ADMIN_USERNAME`/`ADMIN_PASSWORD` when no user
+ * exists yet. Returns whether it did.
+ */
+export async function ensureFirstAdmin(
+  kv: Deno.Kv,
+  name: string | undefined,
+  password: string | undefined,
+): Promise<boolean> {
+  if (name === undefined || password === undefined) return false;
+  if (await hasUsers(kv)) return false;
+  const hash = await hashPassword(password);
+  const now = Date.now();
+  const user: StoredUser = {
+    name,
+    role: "admin",
+    password: hash,
+    createdAt: now,
+    updatedAt: now,
+  };
+  const result = await kv.atomic().check({ key: userKey(name), versionstamp: null })
+    .set(userKey(name), user).commit();
+  return result.ok;
+}
