@@ -142,8 +142,10 @@ export async function commitAttempts(
     if (entry) entry.n++;
     else sums.set(id, { key, n: 1n });
   };
+  const now = Date.now();
   for (const attempt of attempts) {
-    const expireIn = retentionMs;
+    // Counted from the attempt's own time, like the stored expiresAt.
+    const expireIn = Math.max(1000, attempt.at + retentionMs - now);
     const stored: StoredAttempt = {
       ...attempt,
       expiresAt: attempt.at + retentionMs,

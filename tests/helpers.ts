@@ -286,3 +286,25 @@ export async function eventually<T>(
     await new Promise((r) => setTimeout(r, 25));
   }
 }
+
+/** Logs in over HTTP with JSON; returns the answer, the token and the cookie pair. */
+export async function login(
+  baseUrl: URL | string,
+  username: string,
+  password: string,
+  headers: Record<string, string> = {},
+): Promise<{ res: Response; body: Record<string, unknown>; token: string; cookie: string }> {
+  const res = await fetch(new URL("/auth/login", baseUrl), {
+    method: "POST",
+    headers: { "Content-Type": "application/json", ...headers },
+    body: JSON.stringify({ username, password }),
+  });
+  const body = await res.json();
+  const setCookie = res.headers.get("set-cookie") ?? "";
+  return { res, body, token: String(body.token ?? ""), cookie: setCookie.split(";")[0] };
+}
+
+/** A password for a test user, generated (never a literal in the source). */
+export function randomPassword(): string {
+  return "pw-" + crypto.randomUUID();
+}
