@@ -164,11 +164,16 @@ export class Connection implements Member {
   }
 
   async #first(data: unknown, received: number): Promise<void> {
-    const auth = firstMessageToken(data);
-    if (auth === null) {
+    let json: unknown = null;
+    try {
+      json = typeof data === "string" ? JSON.parse(data) : null;
+    } catch {
+      // Not JSON: not an auth message.
+    }
+    if (!isAuthMessage(json)) {
       return await this.#reject("bad_message", performance.now() - received);
     }
-    await this.#verify(auth.token, received);
+    await this.#verify((json as { token?: unknown }).token, received);
   }
 
   /** Verifies a token from an auth message, first or re-authentication. */
@@ -270,6 +275,11 @@ export class Connection implements Member {
     } catch {
       return this.#error("message is not valid JSON");
     }
+    if (isAuthMessage(json)) {
+      // A re-auth whatever its token field holds: a missing or empty token
+      // fails (and is recorded) like any other failing token.
+      return await this.#verify((json as { token?: unknown }).token, received);
+    }
     const parsed = ClientMessage.safeParse(json);
     if (!parsed.success) return this.#error(describe(json, parsed.error));
     const msg = parsed.data;
@@ -279,8 +289,10 @@ export class Connection implements Member {
       case "ping":
         return this.send(JSON.stringify({ type: "pong", ts: Date.now(), id: msg.id }));
       case "get_stats":
-        await this.#deps.hub.refreshNow();
-        return this.send(await this.#deps.hub.statsMessage());
+        // A fresh read for this socket alone; pushes to the others keep their pace.
+        return this.send(
+          JSON.stringify({ type: "stats_update", data: await this.#deps.hub.stats() }),
+        );
       case "subscribe":
       case "unsubscribe": {
         const hadPresence = this.events.has("presence");
@@ -290,7 +302,7 @@ export class Connection implements Member {
         }
         this.send(JSON.stringify({ type: "subscribed", events: [...this.events].sort() }));
         if (!hadPresence && this.events.has("presence")) {
-          this.send(this.#deps.hub.presenceMessage());
+          this.send(await this.#deps.hub.presenceMessage());
         }
         return;
       }
@@ -331,6 +343,11 @@ export class Connection implements Member {
   }
 }
 
+function isAuthMessage(json: unknown): boolean {
+  return typeof json === "object" && json !== null && !Array.isArray(json) &&
+    (json as Record<string, unknown>).type === "auth";
+}
+
 /** Whether a message is over `max` bytes, encoding it only when that is unclear. */
 function tooLarge(data: unknown, max: number): boolean {
   if (typeof data === "string") {
@@ -342,24 +359,6 @@ function tooLarge(data: unknown, max: number): boolean {
   if (data instanceof ArrayBuffer) return data.byteLength > max;
   if (data instanceof Blob) return data.size > max;
   return false;
-}
-
-/**
- * The token field of a first message (which may be missing or not a string:
- * verification names that), or null when it is not an auth message at all.
- */
-function firstMessageToken(data: unknown): { token: unknown } | null {
-  if (typeof data !== "string") return null;
-  let json: unknown;
-  try {
-    json = JSON.parse(data);
-  } catch {
-    return null;
-  }
-  if (typeof json !== "object" || json === null || Array.isArray(json)) return null;
-  const msg = json as Record<string, unknown>;
-  if (msg.type !== "auth") return null;
-  return { token: msg.token };
 }
 
 function describe(

@@ -4,9 +4,11 @@ import {
   pruneStats,
   readStats,
   removeInstance,
+  withSelf,
   writeInstance,
 } from "./stats.ts";
 import type { Logger } from "./log.ts";
+import { minuteOf, sampleConnections } from "./history.ts";
 import type { RevocationEvent } from "./revocation.ts";
 import type { AccessClaims } from "./tokens.ts";
 import { CLOSE_CODES } from "./protocol.ts";
@@ -54,9 +56,10 @@ export class Hub {
   #lastPrune = 0;
   #statsSignature = "";
   #presenceSignature = "";
-  #statsMessage: string | null = null;
-  #presenceMessage = JSON.stringify({ type: "presence", data: { online: [] } });
+  /** The last stats read, and this instance's entry as it was in them. */
+  #last: { stats: Stats; self: InstanceEntry } | null = null;
   #stopped = false;
+  #sampled = { minute: 0, open: -1 };
 
   constructor(kv: Deno.Kv, options: HubOptions) {
     this.#kv = kv;
@@ -138,15 +141,25 @@ export class Hub {
     this.changed(false);
   }
 
-  /** The latest `stats_update` message, computing it when there is none yet. */
-  async statsMessage(): Promise<string> {
-    if (this.#statsMessage === null) await this.refreshNow();
-    return this.#statsMessage!;
+  /**
+   * The current stats: the last deployment-wide read with this instance's
+   * own counts brought up to date. Reads KV only when nothing was read yet.
+   */
+  async current(): Promise<Stats> {
+    if (this.#last === null) await this.refreshNow();
+    const last = this.#last!;
+    return withSelf(last.stats, last.self, this.#selfEntry());
   }
 
-  /** The latest `presence` message. */
-  presenceMessage(): string {
-    return this.#presenceMessage;
+  /** A `stats_update` message of {@linkcode current}. */
+  async statsMessage(): Promise<string> {
+    return JSON.stringify({ type: "stats_update", data: await this.current() });
+  }
+
+  /** A `presence` message of {@linkcode current}. */
+  async presenceMessage(): Promise<string> {
+    const { presence } = await this.current();
+    return JSON.stringify({ type: "presence", data: { online: presence } });
   }
 
   /** Fresh deployment-wide stats, read now. */
@@ -197,7 +210,13 @@ export class Hub {
         await writeInstance(this.#kv, self);
       }
       const stats = await readStats(this.#kv, { self, startedAt: this.#o.startedAt, now });
+      this.#last = { stats, self };
       this.#publish(stats);
+      const minute = minuteOf(now);
+      if (minute !== this.#sampled.minute || stats.connections.open !== this.#sampled.open) {
+        this.#sampled = { minute, open: stats.connections.open };
+        await sampleConnections(this.#kv, now, stats.connections.open);
+      }
       if (now - this.#lastPrune > 60_000) {
         this.#lastPrune = now;
         await pruneStats(this.#kv, {
@@ -215,26 +234,22 @@ export class Hub {
   #publish(stats: Stats): void {
     const { at: _at, uptimeS: _up, ...rest } = stats;
     const signature = JSON.stringify(rest);
-    this.#statsMessage = JSON.stringify({ type: "stats_update", data: stats });
+    // Serialized once, sent as the same string to every subscriber.
+    const message = JSON.stringify({ type: "stats_update", data: stats });
     if (signature !== this.#statsSignature) {
       this.#statsSignature = signature;
       for (const m of this.#members) {
         if (m.state === "authenticated" && m.events.has("stats")) {
-          m.send(this.#statsMessage);
+          m.send(message);
         }
       }
     }
     const presence = JSON.stringify(stats.presence);
     if (presence !== this.#presenceSignature) {
       this.#presenceSignature = presence;
-      this.#presenceMessage = JSON.stringify({
-        type: "presence",
-        data: { online: stats.presence },
-      });
+      const message = JSON.stringify({ type: "presence", data: { online: stats.presence } });
       for (const m of this.#members) {
-        if (m.state === "authenticated" && m.events.has("presence")) {
-          m.send(this.#presenceMessage);
-        }
+        if (m.state === "authenticated" && m.events.has("presence")) m.send(message);
       }
     }
   }

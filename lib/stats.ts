@@ -134,3 +134,32 @@ async function collect<T>(iter: Deno.KvListIterator<T>): Promise<Deno.KvEntry<T>
   for await (const entry of iter) out.push(entry);
   return out;
 }
+
+/**
+ * `stats` as it would read with `now` in place of `before` for this
+ * instance: its connection counts and presence swapped in memory, so a
+ * socket asking right after a change sees itself without a KV round trip.
+ */
+export function withSelf(stats: Stats, before: InstanceEntry, now: InstanceEntry): Stats {
+  const online = new Map(stats.presence.map((p) => [p.name, { ...p }]));
+  for (const p of before.presence) {
+    const entry = online.get(p.name);
+    if (entry) entry.connections -= p.connections;
+  }
+  for (const p of now.presence) {
+    const entry = online.get(p.name);
+    if (entry) entry.connections += p.connections;
+    else online.set(p.name, { ...p });
+  }
+  return {
+    ...stats,
+    at: Date.now(),
+    connections: {
+      open: stats.connections.open - before.open + now.open,
+      authenticated: stats.connections.authenticated - before.authenticated + now.authenticated,
+      pending: stats.connections.pending - before.pending + now.pending,
+    },
+    presence: [...online.values()].filter((p) => p.connections > 0)
+      .sort((a, b) => a.name.localeCompare(b.name)),
+  };
+}

@@ -1,11 +1,12 @@
 import { Hono } from "hono";
 import { getConnInfo, upgradeWebSocket } from "hono/deno";
+import type { AttemptInput } from "../lib/attempt_log.ts";
 import type { Config } from "../lib/config.ts";
-import type { IpGuard } from "../lib/limits.ts";
-import { originAllowed } from "../lib/origin.ts";
 import { clientIp } from "../lib/client_ip.ts";
 import { type ClientInfo, Connection, type ConnectionDeps } from "../lib/connection.ts";
 import { ApiError } from "../lib/http_errors.ts";
+import type { IpGuard } from "../lib/limits.ts";
+import { originAllowed } from "../lib/origin.ts";
 import type { FailureReason } from "../lib/protocol.ts";
 import { type AccessClaims, verifyAccessToken } from "../lib/tokens.ts";
 
@@ -33,66 +34,57 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
     "/admin/ws",
     async (c, next) => {
       const started = performance.now();
-      if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
-        throw new ApiError(426, "upgrade_required", {
-          details: { message: "/admin/ws only answers WebSocket upgrades" },
-          headers: { Upgrade: "websocket" },
-        });
-      }
+      checkHandshake(c.req.raw.headers);
       const client: ClientInfo = {
         ip: clientIp(c.req.raw.headers, getConnInfo(c).remote.address, config.trustProxy),
         origin: c.req.header("origin") ?? null,
         userAgent: c.req.header("user-agent") ?? null,
+      };
+      /** Records an attempt before answering; without a record there is no answer but 503. */
+      const record = async (
+        attempt: Omit<AttemptInput, keyof ClientInfo | "durationMs">,
+      ): Promise<void> => {
+        try {
+          await attempts.record({ ...client, ...attempt, durationMs: performance.now() - started });
+        } catch (cause) {
+          throw new ApiError(503, "unavailable", {
+            details: { message: "the attempt log cannot be written" },
+            cause,
+          });
+        }
       };
       const refuse = async (
         status: 400 | 401 | 403,
         reason: FailureReason,
         message: string,
         token: { user: string | null; tokenId: string | null } = { user: null, tokenId: null },
-        transport: "upgrade" | "header" = "upgrade",
       ): Promise<never> => {
-        await attempts.record({
-          ...client,
-          ...token,
-          outcome: "failure",
-          reason,
-          transport,
-          durationMs: performance.now() - started,
-        }).catch((cause) => {
-          throw new ApiError(503, "unavailable", {
-            details: { message: "the attempt log cannot be written" },
-            cause,
-          });
-        });
-        const headers: Record<string, string> = status === 401
-          ? { "WWW-Authenticate": `Bearer error="invalid_token"` }
-          : {};
+        const transport = status === 401 ? "header" : "upgrade";
+        await record({ ...token, outcome: "failure", reason, transport });
         throw new ApiError(status, status === 401 ? "unauthorized" : reason, {
           details: { reason, message },
-          headers,
+          headers: status === 401 ? { "WWW-Authenticate": `Bearer error="invalid_token"` } : {},
         });
       };
 
       const refusal = guard.refusal(client.ip);
       if (refusal) {
-        const retryAfter = String(Math.max(1, Math.ceil(refusal.retryAfterMs / 1000)));
+        // One record per burst: the rest of the burst is only counted here.
         if (refusal.record) {
-          await attempts.record({
-            ...client,
+          await record({
             user: null,
             tokenId: null,
             outcome: "failure",
             reason: "rate_limited",
             transport: "upgrade",
-            durationMs: performance.now() - started,
-          }).catch((error) => deps.logger.error("cannot record rate_limited", { error }));
+          });
         }
         throw new ApiError(429, "rate_limited", {
           details: {
             reason: "rate_limited",
             message: "too many failed or pending connections from this address",
           },
-          headers: { "Retry-After": retryAfter },
+          headers: { "Retry-After": String(Math.max(1, Math.ceil(refusal.retryAfterMs / 1000))) },
         });
       }
       if (client.origin !== null && !originAllowed(c.req.raw, client.origin, config)) {
@@ -108,37 +100,21 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
       }
 
       let preAuth: AccessClaims | null = null;
-      const authorization = c.req.header("authorization");
-      if (authorization !== undefined) {
-        const match = /^Bearer[ ]+(\S*)\s*$/i.exec(authorization);
-        const result = await verifyAccessToken(tokenKey, match?.[1], {
-          isRevoked: deps.isRevoked,
-        });
+      // Only a Bearer header is ours: Basic credentials (say, from an nginx
+      // auth_basic in front) are left alone, and the first message decides.
+      const bearer = /^Bearer(?:[ ]+(\S*))?\s*$/i.exec(c.req.header("authorization") ?? "");
+      if (bearer) {
+        const result = await verifyAccessToken(tokenKey, bearer[1], { isRevoked: deps.isRevoked });
         if (!result.ok) {
-          await refuse(
-            401,
-            result.reason,
-            match
-              ? `the bearer token failed: ${result.reason}`
-              : "Authorization must be 'Bearer <token>'",
-            result,
-            "header",
-          );
+          await refuse(401, result.reason, `the bearer token failed: ${result.reason}`, result);
         } else {
           preAuth = result.claims;
-          await attempts.record({
-            ...client,
+          await record({
             user: preAuth.sub,
             tokenId: preAuth.jti,
             outcome: "success",
             reason: "ok",
             transport: "header",
-            durationMs: performance.now() - started,
-          }).catch((cause) => {
-            throw new ApiError(503, "unavailable", {
-              details: { message: "the attempt log cannot be written" },
-              cause,
-            });
           });
         }
       }
@@ -146,16 +122,58 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
       c.set("preAuth", preAuth);
       await next();
     },
-    upgradeWebSocket((c) => {
+    (c) => {
       const connection = new Connection(connectionDeps, c.get("client"));
       const preAuth = c.get("preAuth");
-      return {
-        onOpen: (_event, ws) => connection.open(ws.raw as WebSocket, preAuth),
-        onMessage: (event) => connection.message(event.data),
-        onClose: () => connection.closed(),
-        onError: () => connection.closed(),
-      };
-    }),
+      if (c.req.header("upgrade") === "websocket") {
+        return upgradeWebSocket(c, {
+          onOpen: (_event, ws) => connection.open(ws.raw as WebSocket, preAuth),
+          onMessage: (event) => connection.message(event.data),
+          onClose: () => connection.closed(),
+          onError: () => connection.closed(),
+        });
+      }
+      // RFC 6455 lets the token be any case ("WebSocket"); Hono's helper only
+      // takes "websocket" and request headers cannot be rewritten, so other
+      // spellings are upgraded here, the same way.
+      const { response, socket } = Deno.upgradeWebSocket(c.req.raw);
+      socket.onopen = () => connection.open(socket, preAuth);
+      socket.onmessage = (event) => connection.message(event.data);
+      socket.onclose = () => connection.closed();
+      socket.onerror = () => connection.closed();
+      return response;
+    },
   );
   return app;
+}
+
+/**
+ * Answers what Deno.upgradeWebSocket would otherwise throw on: a request
+ * that is no WebSocket upgrade is 426; one whose handshake headers are
+ * broken is 400, naming the header (a proxy that drops them shows here).
+ */
+function checkHandshake(headers: Headers): void {
+  const upgrade = headers.get("upgrade")?.toLowerCase();
+  const connection = headers.get("connection")?.toLowerCase().split(",").map((s) => s.trim());
+  if (upgrade !== "websocket" || !connection?.includes("upgrade")) {
+    throw new ApiError(426, "upgrade_required", {
+      details: {
+        message: upgrade === "websocket"
+          ? "the Connection header must include Upgrade: a proxy in between may be dropping it"
+          : "/admin/ws only answers WebSocket upgrades",
+      },
+      headers: { Upgrade: "websocket" },
+    });
+  }
+  if (headers.get("sec-websocket-version") !== "13") {
+    throw new ApiError(426, "upgrade_required", {
+      details: { message: "only WebSocket version 13 is spoken" },
+      headers: { "Sec-WebSocket-Version": "13" },
+    });
+  }
+  if (!/^[A-Za-z0-9+/]{22}==$/.test(headers.get("sec-websocket-key") ?? "")) {
+    throw new ApiError(400, "bad_handshake", {
+      details: { message: "Sec-WebSocket-Key must be 16 random bytes in base64" },
+    });
+  }
 }

@@ -113,7 +113,7 @@ Deno.test("/admin/ws answers 401 with the reason for a failing Authorization: Be
     [`Bearer ${expired}`, "token_expired"],
     [`Bearer ${await forge(claims(), randomSecret())}`, "invalid_signature"],
     ["Bearer not-a-jwt", "malformed_token"],
-    ["Basic YWxpY2U6c2VjcmV0", "missing_token"],
+    ["Bearer", "missing_token"],
   ];
   for (const [header, reason] of cases) {
     const res = await rawUpgrade(server.wsUrl, { Authorization: header });
@@ -434,4 +434,60 @@ Deno.test("/admin/ws closes 1011 and authenticates nobody when the attempt log c
   assert.deepEqual(client.received, []);
   const refused = await rawUpgrade(server.wsUrl, { Origin: "https://evil.example" });
   assert.equal(refused.status, 503, "a refusal that cannot be recorded is not answered as usual");
+});
+
+Deno.test("/admin/ws leaves a Basic Authorization header to the first message (nginx auth_basic in front)", async () => {
+  await using server = await startTestServer();
+  const client = await TestClient.open(server.wsUrl, {
+    headers: { Authorization: "Basic " + btoa("alice:proxy-password") },
+  });
+  await client.auth(await server.mint());
+  await client.close();
+  const attempts = await server.attempts();
+  assert.equal(attempts.length, 1);
+  assert.equal(attempts[0].transport, "message");
+});
+
+Deno.test("/admin/ws upgrades an Upgrade: WebSocket header spelt in any case", async () => {
+  await using server = await startTestServer();
+  const res = await rawUpgrade(server.wsUrl, { Upgrade: "WebSocket" });
+  assert.equal(res.status, 101);
+});
+
+Deno.test("/admin/ws answers a broken handshake with 426 or 400 that names the header, never 500", async () => {
+  await using server = await startTestServer();
+  const noConnection = await rawUpgrade(server.wsUrl, { Connection: "keep-alive" });
+  assert.equal(noConnection.status, 426);
+  assert.match(JSON.parse(noConnection.body).message, /Connection header/);
+  const oldVersion = await rawUpgrade(server.wsUrl, { "Sec-WebSocket-Version": "8" });
+  assert.equal(oldVersion.status, 426);
+  assert.equal(oldVersion.headers.get("sec-websocket-version"), "13");
+  const badKey = await rawUpgrade(server.wsUrl, { "Sec-WebSocket-Key": "short" });
+  assert.equal(badKey.status, 400);
+  assert.equal(JSON.parse(badKey.body).error, "bad_handshake");
+  assert.deepEqual(await server.attempts(), [], "a broken handshake is no authentication attempt");
+});
+
+Deno.test("/admin/ws closes 4401 missing_token on a re-auth without a token, and records it", async () => {
+  await using server = await startTestServer();
+  const client = await TestClient.open(server.wsUrl);
+  await client.auth(await server.mint());
+  client.send({ type: "auth" });
+  assert.equal((await client.next("auth_failed")).reason, "missing_token");
+  assert.deepEqual(await client.closed, { code: 4401, reason: "missing_token" });
+  const [attempt] = await server.attempts(1);
+  assert.equal(attempt.reason, "missing_token");
+});
+
+Deno.test("/admin/ws sends a first stats_update that already counts the socket it is sent to", async () => {
+  await using server = await startTestServer();
+  const client = await TestClient.open(server.wsUrl);
+  await client.auth(await server.mint({ sub: "alice" }));
+  const first = await client.next("stats_update");
+  assert.equal(first.data.connections.authenticated, 1);
+  assert.deepEqual(first.data.presence, [{ name: "alice", role: "admin", connections: 1 }]);
+  client.send({ type: "subscribe", events: ["presence"] });
+  const presence = await client.next("presence");
+  assert.deepEqual(presence.data.online, [{ name: "alice", role: "admin", connections: 1 }]);
+  await client.close();
 });
