@@ -122,3 +122,13 @@ export function revocationEventKey(id: string): Deno.KvKey {
 export function revocationEventsPrefix(): Deno.KvKey {
   return ["revocation_events"];
 }
+
+/** Open connections (deployment-wide) sampled in one minute, for the chart. */
+export function connectionSampleKey(minute: number): Deno.KvKey {
+  return ["connection_samples", minute];
+}
+
+/** Every connection sample, by minute. */
+export function connectionSamplesPrefix(): Deno.KvKey {
+  return ["connection_samples"];
+}

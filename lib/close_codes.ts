@@ -1,0 +1,53 @@
+/**
+ * Plain-words explanations of WebSocket close codes, for the dashboard's
+ * badge, the debug page and the `probe` CLI. It imports nothing, so the
+ * browser bundle can carry it.
+ */
+
+const BY_REASON: Record<string, string> = {
+  bad_message:
+    'The first message was not an auth message: send {"type":"auth","token":...} as JSON text first.',
+  missing_token: "The auth message had no token: fetch one from /auth/token and send it.",
+  malformed_token: "The token is not a JWT: check that the whole token was sent, unquoted.",
+  alg_not_allowed:
+    "The token is signed with an algorithm the server does not accept (only HS256; never none).",
+  invalid_signature:
+    "The token's signature does not verify: it was signed with another secret (JWT_SECRET differs).",
+  token_expired: "The token has expired: get a fresh one from /auth/token, or sign in again.",
+  token_not_yet_valid:
+    "The token is not valid yet (nbf or iat in the future): the clocks of issuer and server disagree.",
+  invalid_claims:
+    "The token's claims are wrong: a missing sub, exp or iat, a wrong iss or aud, or a re-auth for another user.",
+  revoked: "The session was signed out or the token revoked: sign in again.",
+  forbidden: "The token's role is not admin or viewer.",
+  auth_timeout: "No auth message came in time after the socket opened.",
+  rate_limited: "Too many messages, or too many failed attempts from this address: wait and retry.",
+  slow_consumer: "The client did not read what the server sent, so the server let it go.",
+  message_too_large: "A message was larger than the server accepts (MAX_MESSAGE_BYTES).",
+};
+
+const BY_CODE: Record<number, string> = {
+  1000: "Closed normally.",
+  1001: "The server is stopping (or the page is going away); reconnect shortly.",
+  1005: "Closed without a status code.",
+  1006:
+    "The connection dropped with no close frame: often a proxy that does not pass the Upgrade and Connection headers, or a network cut.",
+  1009: BY_REASON.message_too_large,
+  1011:
+    "The server hit an internal error (such as its store being unavailable) and closed the socket.",
+  1012: "The server is restarting.",
+  1013: "The server is overloaded; try again later.",
+  1015: "The TLS handshake failed.",
+  4400: BY_REASON.bad_message,
+  4401: "Authentication failed: the token is missing, malformed, expired or does not verify.",
+  4403: "Not allowed: the token was revoked or its role is not accepted.",
+  4408: BY_REASON.auth_timeout,
+  4409: BY_REASON.slow_consumer,
+  4429: BY_REASON.rate_limited,
+};
+
+/** Explains a close in one sentence, from its reason when known, else its code. */
+export function explainClose(code: number, reason = ""): string {
+  return BY_REASON[reason] ?? BY_CODE[code] ??
+    `Closed with code ${code}${reason ? ` (${reason})` : ""}.`;
+}

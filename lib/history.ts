@@ -1,0 +1,62 @@
+import { attemptBucketPrefix, connectionSampleKey, connectionSamplesPrefix } from "./kv_keys.ts";
+
+/** One minute of the charts: attempts by outcome, and open connections. */
+export interface MinutePoint {
+  /** Start of the minute, epoch ms. */
+  t: number;
+  success: number;
+  failure: number;
+  /** Open connections last seen in that minute; null when none was sampled. */
+  open: number | null;
+}
+
+const MINUTE = 60_000;
+/** Connection samples are kept for a day. */
+const SAMPLE_TTL_MS = 24 * 60 * MINUTE;
+
+/** The minute an epoch ms falls in. */
+export function minuteOf(ms: number): number {
+  return ms - (ms % MINUTE);
+}
+
+/** Records the deployment's open connections for the current minute. */
+export async function sampleConnections(kv: Deno.Kv, at: number, open: number): Promise<void> {
+  await kv.set(connectionSampleKey(minuteOf(at)), open, { expireIn: SAMPLE_TTL_MS });
+}
+
+/**
+ * The last `minutes` minutes, oldest first, one point per minute (zeros for
+ * minutes without attempts), from the per-minute buckets and samples in KV.
+ */
+export async function readHistory(
+  kv: Deno.Kv,
+  options: { minutes?: number; now?: number } = {},
+): Promise<MinutePoint[]> {
+  const minutes = options.minutes ?? 60;
+  const last = minuteOf(options.now ?? Date.now());
+  const first = last - (minutes - 1) * MINUTE;
+  const points = new Map<number, MinutePoint>();
+  for (let t = first; t <= last; t += MINUTE) {
+    points.set(t, { t, success: 0, failure: 0, open: null });
+  }
+  const buckets = kv.list<Deno.KvU64>({
+    start: [...attemptBucketPrefix("1m"), first],
+    end: [...attemptBucketPrefix("1m"), last + 1],
+  });
+  for await (const { key, value } of buckets) {
+    const point = points.get(key[1] as number);
+    const outcome = key[2];
+    if (point && (outcome === "success" || outcome === "failure")) {
+      point[outcome] = Number(value.value);
+    }
+  }
+  const samples = kv.list<number>({
+    start: [...connectionSamplesPrefix(), first],
+    end: [...connectionSamplesPrefix(), last + 1],
+  });
+  for await (const { key, value } of samples) {
+    const point = points.get(key[1] as number);
+    if (point) point.open = value;
+  }
+  return [...points.values()];
+}
