@@ -5,6 +5,7 @@
 import { Hono } from "hono";
 import { type Config, ConfigError, loadConfig } from "./lib/config.ts";
 import { AttemptLog } from "./lib/attempt_log.ts";
+import { type Assets, loadAssets } from "./lib/assets.ts";
 import { ApiError, errorHandler } from "./lib/http_errors.ts";
 import { Hub } from "./lib/hub.ts";
 import { openKv } from "./lib/kv.ts";
@@ -35,6 +36,7 @@ export interface AppDeps {
   limits: Limits;
   guard: IpGuard;
   sessions: SessionTimeouts;
+  assets: Assets;
   isRevoked: (claims: AccessClaims) => Promise<boolean>;
   /** Revokes a session or token everywhere, closing this instance's sockets at once. */
   revokeSession: (sid: string, until: number) => Promise<void>;
@@ -96,6 +98,10 @@ export async function startLookout(
     logger.info("created the first admin from ADMIN_USERNAME", { user: config.adminUsername });
   }
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
+  const assets = await loadAssets();
+  if (assets.js === null) {
+    logger.warn("island assets are not built: pages are served without them; run deno task build");
+  }
   const guard = new IpGuard(limits);
   const attempts = new AttemptLog(kv, { retentionDays: config.attemptRetentionDays });
   const hub = new Hub(kv, {
@@ -130,6 +136,7 @@ export async function startLookout(
       idleMs: config.sessionIdleTimeoutS * 1000,
       maxAgeMs: config.sessionMaxAgeS * 1000,
     },
+    assets,
     isRevoked: (claims) => isRevoked(kv, claims),
     revokeSession: async (sid, until) => {
       await revokeSession(kv, sid, until);

@@ -1,7 +1,26 @@
 import type { ComponentChildren } from "preact";
+import type { Assets } from "../lib/assets.ts";
+import { Island } from "./Island.tsx";
+import ConnectionBadge from "../islands/ConnectionBadge.tsx";
 
-/** The page frame every HTML page shares. */
-export function Layout(props: { title: string; children: ComponentChildren }) {
+const NAV = [
+  { href: "/admin", label: "Overview" },
+  { href: "/admin/attempts", label: "Attempts" },
+  { href: "/admin/debug", label: "Socket tester" },
+];
+
+/**
+ * The page frame every HTML page shares. With a `user` it is a dashboard
+ * page: navigation, the connection badge and sign-out, and the live socket.
+ */
+export function Layout(props: {
+  title: string;
+  assets: Assets;
+  user?: { name: string; role: string };
+  path?: string;
+  children: ComponentChildren;
+}) {
+  const { user, assets } = props;
   return (
     <html lang="en">
       <head>
@@ -9,9 +28,36 @@ export function Layout(props: { title: string; children: ComponentChildren }) {
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <meta name="color-scheme" content="light dark" />
         <title>{`${props.title} · Lookout`}</title>
-        <link rel="stylesheet" href="/static/app.css" />
+        <link rel="icon" href="/static/favicon.svg" type="image/svg+xml" />
+        <link rel="stylesheet" href={assets.css} />
+        {user && assets.js && <script type="module" src={assets.js} />}
       </head>
-      <body>{props.children}</body>
+      <body data-live={user ? "true" : undefined}>
+        {user && (
+          <header class="bar">
+            <a class="brand" href="/admin">Lookout</a>
+            <nav aria-label="Main">
+              {NAV.map((item) => (
+                <a
+                  key={item.href}
+                  href={item.href}
+                  aria-current={item.href === props.path ? "page" : undefined}
+                >
+                  {item.label}
+                </a>
+              ))}
+            </nav>
+            <Island name="ConnectionBadge" component={ConnectionBadge} props={{}} />
+            <span class="who">
+              {user.name} <small>({user.role})</small>
+            </span>
+            <form method="post" action="/auth/logout">
+              <button type="submit" class="link">Sign out</button>
+            </form>
+          </header>
+        )}
+        {props.children}
+      </body>
     </html>
   );
 }

@@ -1,9 +1,10 @@
+import type { Assets } from "../lib/assets.ts";
 import { Layout } from "./Layout.tsx";
 
 /** The sign-in form. It posts to `/auth/login` and works without JavaScript. */
-export function LoginPage(props: { error?: string; username?: string }) {
+export function LoginPage(props: { assets: Assets; error?: string; username?: string }) {
   return (
-    <Layout title="Sign in">
+    <Layout title="Sign in" assets={props.assets}>
       <main class="login">
         <h1>Lookout</h1>
         <form method="post" action="/auth/login" class="card">

@@ -1,27 +1,128 @@
-import { Hono } from "hono";
-import { AdminPage } from "../components/AdminPage.tsx";
+import { type Context, Hono } from "hono";
+import type { ComponentChildren } from "preact";
+import { z } from "zod";
+import { Island } from "../components/Island.tsx";
+import { Layout } from "../components/Layout.tsx";
+import AttemptFeed from "../islands/AttemptFeed.tsx";
+import AttemptsExplorer from "../islands/AttemptsExplorer.tsx";
+import Charts from "../islands/Charts.tsx";
+import DebugConsole from "../islands/DebugConsole.tsx";
+import LiveStats from "../islands/LiveStats.tsx";
+import { AttemptQuery, listAttempts } from "../lib/attempt_query.ts";
+import type { Assets } from "../lib/assets.ts";
+import {
+  apiQuery,
+  type ExplorerFilters,
+  type WindowName,
+  WINDOWS,
+} from "../client/explorer_params.ts";
+import { readHistory } from "../lib/history.ts";
 import { renderPage } from "../lib/html.ts";
+import type { Hub } from "../lib/hub.ts";
+import { FAILURE_REASONS } from "../lib/protocol.ts";
 import { requestSession } from "../lib/session_cookie.ts";
-import type { SessionTimeouts } from "../lib/sessions.ts";
+import type { Session, SessionTimeouts } from "../lib/sessions.ts";
 
 /** What the admin pages need. */
 export interface AdminDeps {
   kv: Deno.Kv;
+  hub: Hub;
+  assets: Assets;
   config: { trustProxy: boolean };
   sessions: SessionTimeouts;
 }
 
-/** `GET /admin`: the dashboard with a live session, else a redirect to `/login`. */
-export function adminRoutes(deps: AdminDeps): Hono {
-  const app = new Hono();
-  app.get("/admin", async (c) => {
-    const session = await requestSession(c, deps.kv, {
+type Env = { Variables: { session: Session } };
+
+/** The explorer's filters from the page URL; a bad value falls back, it never fails the page. */
+const Filters = z.object({
+  outcome: z.enum(["success", "failure"]).optional().catch(undefined),
+  reason: z.enum(["ok", ...FAILURE_REASONS]).optional().catch(undefined),
+  ip: z.string().trim().min(1).max(1024).optional().catch(undefined),
+  user: z.string().trim().min(1).max(256).optional().catch(undefined),
+  window: z.enum(Object.keys(WINDOWS) as [WindowName, ...WindowName[]]).default("24h")
+    .catch("24h"),
+  cursor: z.string().regex(/^[0-9A-HJKMNP-TV-Z]{26}$/).optional().catch(undefined),
+});
+
+/** `/admin`, `/admin/attempts`, `/admin/debug`: with a live session, else to `/login`. */
+export function adminRoutes(deps: AdminDeps): Hono<Env> {
+  const app = new Hono<Env>();
+
+  // Per page, not "/admin/*": that would catch the /admin/ws upgrade too.
+  async function session(c: Context<Env>, next: () => Promise<void>) {
+    const found = await requestSession(c, deps.kv, {
       trustProxy: deps.config.trustProxy,
       timeouts: deps.sessions,
     });
     c.header("Cache-Control", "no-store");
-    if (!session) return c.redirect("/login", 302);
-    return c.html(renderPage(<AdminPage user={{ name: session.user, role: session.role }} />));
+    if (!found) return c.redirect("/login", 302);
+    c.set("session", found);
+    await next();
+  }
+
+  const page = (c: Context<Env>, title: string, path: string, body: ComponentChildren) => {
+    const s = c.get("session");
+    return c.html(renderPage(
+      <Layout title={title} assets={deps.assets} user={{ name: s.user, role: s.role }} path={path}>
+        <main>{body}</main>
+      </Layout>,
+    ));
+  };
+
+  app.get("/admin", session, async (c) => {
+    const [stats, history, recent] = await Promise.all([
+      deps.hub.current(),
+      readHistory(deps.kv, { minutes: 60 }),
+      listAttempts(deps.kv, { limit: 20 }),
+    ]);
+    return page(
+      c,
+      "Overview",
+      "/admin",
+      <>
+        <h1>Overview</h1>
+        <Island name="LiveStats" component={LiveStats} props={{ initial: stats }} />
+        <Island name="Charts" component={Charts} props={{ history }} />
+        <Island name="AttemptFeed" component={AttemptFeed} props={{ initial: recent.items }} />
+      </>,
+    );
   });
+
+  app.get("/admin/attempts", session, async (c) => {
+    const filters: ExplorerFilters = Filters.parse(c.req.query());
+    const query = AttemptQuery.parse(Object.fromEntries(apiQuery(filters)));
+    const result = await listAttempts(deps.kv, query);
+    return page(
+      c,
+      "Attempts",
+      "/admin/attempts",
+      <>
+        <h1>Attempts</h1>
+        <Island
+          name="AttemptsExplorer"
+          component={AttemptsExplorer}
+          props={{ filters, page: result, reasons: ["ok", ...FAILURE_REASONS] }}
+        />
+      </>,
+    );
+  });
+
+  app.get("/admin/debug", session, (c) =>
+    page(
+      c,
+      "Socket tester",
+      "/admin/debug",
+      <>
+        <h1>Socket tester</h1>
+        <p class="muted">
+          Connect to{" "}
+          <code>/admin/ws</code>, send raw messages and watch every frame. Close codes are explained
+          as they happen.
+        </p>
+        <Island name="DebugConsole" component={DebugConsole} props={{}} />
+      </>,
+    ));
+
   return app;
 }

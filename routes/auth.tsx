@@ -4,6 +4,7 @@ import { getConnInfo } from "hono/deno";
 import { z } from "zod";
 import { clientIp } from "../lib/client_ip.ts";
 import type { Config } from "../lib/config.ts";
+import type { Assets } from "../lib/assets.ts";
 import { renderPage } from "../lib/html.ts";
 import { ApiError } from "../lib/http_errors.ts";
 import { type Limits, WindowCounter } from "../lib/limits.ts";
@@ -25,6 +26,7 @@ export interface AuthDeps {
   limits: Limits;
   sessions: SessionTimeouts;
   logger: Logger;
+  assets: Assets;
   /** Revokes a session everywhere and closes its sockets. */
   revokeSession: (sid: string, until: number) => Promise<void>;
 }
@@ -69,7 +71,7 @@ export function authRoutes(deps: AuthDeps): Hono {
     await next();
   };
 
-  app.get("/login", (c) => html(c, 200, renderPage(<LoginPage />)));
+  app.get("/login", (c) => html(c, 200, renderPage(<LoginPage assets={deps.assets} />)));
 
   app.post(
     "/auth/login",
@@ -89,7 +91,13 @@ export function authRoutes(deps: AuthDeps): Hono {
       const ip = clientIp(c.req.raw.headers, getConnInfo(c).remote.address, config.trustProxy);
       const throttled = perIp.blockedFor(ip);
       if (throttled > 0) {
-        return tooMany(c, form, throttled, "Too many sign-in attempts from this address.");
+        return tooMany(
+          c,
+          form,
+          throttled,
+          "Too many sign-in attempts from this address.",
+          deps.assets,
+        );
       }
       perIp.hit(ip);
 
@@ -104,7 +112,13 @@ export function authRoutes(deps: AuthDeps): Hono {
       const parsed = LoginBody.safeParse(raw);
       if (!parsed.success) {
         if (form) {
-          return html(c, 400, renderPage(<LoginPage error="Enter a user name and a password." />));
+          return html(
+            c,
+            400,
+            renderPage(
+              <LoginPage assets={deps.assets} error="Enter a user name and a password." />,
+            ),
+          );
         }
         throw new ApiError(400, "invalid_request", {
           details: {
@@ -122,7 +136,14 @@ export function authRoutes(deps: AuthDeps): Hono {
       const locked = await lockedFor(kv, username);
       if (locked > 0) {
         logger.warn("login refused: account locked", { user: username, ip, lockedMs: locked });
-        return tooMany(c, form, locked, "Too many failed sign-ins for this account.", username);
+        return tooMany(
+          c,
+          form,
+          locked,
+          "Too many failed sign-ins for this account.",
+          deps.assets,
+          username,
+        );
       }
       const user = await getUser(kv, username);
       // An unknown user is checked against a dummy hash: same time, same answer.
@@ -133,7 +154,13 @@ export function authRoutes(deps: AuthDeps): Hono {
           return html(
             c,
             401,
-            renderPage(<LoginPage error="Wrong user name or password." username={username} />),
+            renderPage(
+              <LoginPage
+                assets={deps.assets}
+                error="Wrong user name or password."
+                username={username}
+              />,
+            ),
           );
         }
         throw new ApiError(401, "invalid_credentials");
@@ -200,14 +227,27 @@ export function authRoutes(deps: AuthDeps): Hono {
   return app;
 }
 
-function tooMany(c: Context, form: boolean, ms: number, message: string, username?: string) {
+function tooMany(
+  c: Context,
+  form: boolean,
+  ms: number,
+  message: string,
+  assets: Assets,
+  username?: string,
+) {
   const seconds = Math.max(1, Math.ceil(ms / 1000));
   c.header("Retry-After", String(seconds));
   if (form) {
     return html(
       c,
       429,
-      renderPage(<LoginPage error={`${message} Try again in ${seconds} s.`} username={username} />),
+      renderPage(
+        <LoginPage
+          assets={assets}
+          error={`${message} Try again in ${seconds} s.`}
+          username={username}
+        />,
+      ),
     );
   }
   throw new ApiError(429, "rate_limited", {

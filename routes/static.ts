@@ -8,27 +8,37 @@ const TYPES: Record<string, string> = {
   ico: "image/x-icon",
 };
 
-/** `GET /static/:name`: files of `static/`, read once and kept in memory. */
+/**
+ * `GET /static/:name` and `GET /static/build/:name`: files of `static/`,
+ * read once and kept in memory. Built files are named by their content, so
+ * they are cached for a year; the rest for an hour.
+ */
 export function staticRoutes(dir = new URL("../static/", import.meta.url)): Hono {
   const app = new Hono();
   const cache = new Map<string, Uint8Array>();
-  app.get("/static/:name{[A-Za-z0-9_.-]+}", async (c) => {
-    const name = c.req.param("name");
+  const serve = (path: string, cacheControl: string) => async (c: import("hono").Context) => {
+    const name = c.req.param("name") ?? "";
     const type = TYPES[name.split(".").pop() ?? ""];
     if (!type || name.startsWith(".")) return c.notFound();
-    let body = cache.get(name);
+    const file = path + name;
+    let body = cache.get(file);
     if (!body) {
       try {
-        body = await Deno.readFile(new URL(name, dir));
+        body = await Deno.readFile(new URL(file, dir));
       } catch {
         return c.notFound();
       }
-      cache.set(name, body);
+      cache.set(file, body);
     }
     return c.body(body as Uint8Array<ArrayBuffer>, 200, {
       "Content-Type": type,
-      "Cache-Control": "public, max-age=3600",
+      "Cache-Control": cacheControl,
     });
-  });
+  };
+  app.get(
+    "/static/build/:name{[A-Za-z0-9_.-]+}",
+    serve("build/", "public, max-age=31536000, immutable"),
+  );
+  app.get("/static/:name{[A-Za-z0-9_.-]+}", serve("", "public, max-age=3600"));
   return app;
 }

@@ -1,0 +1,46 @@
+/// <reference lib="dom" />
+/**
+ * The live state every island of a page shares: one socket, its state, and
+ * what it brings. Only the browser writes these signals; on the server they
+ * stay empty, so islands render from their props there.
+ */
+import { signal } from "@preact/signals";
+import type { Attempt, PresenceEntry, Stats, User } from "../lib/protocol.ts";
+import { LookoutClient, type StateDetail } from "./lookout_client.ts";
+
+/** Rows kept in the live attempt feed. */
+export const FEED_SIZE = 50;
+
+export const connection = signal<StateDetail>({ state: "connecting" });
+export const stats = signal<Stats | null>(null);
+export const feed = signal<Attempt[] | null>(null);
+export const presence = signal<PresenceEntry[] | null>(null);
+export const me = signal<User | null>(null);
+
+let client: LookoutClient | null = null;
+
+/** Starts the page's one live connection (once), feeding the signals above. */
+export function startLive(): LookoutClient {
+  client ??= new LookoutClient({
+    events: ["stats", "attempts", "presence"],
+    onState: (detail) => connection.value = detail,
+    onMessage: (message) => {
+      switch (message.type) {
+        case "authenticated":
+          me.value = message.user;
+          break;
+        case "stats_update":
+          stats.value = message.data;
+          break;
+        case "presence":
+          presence.value = message.data.online;
+          break;
+        case "attempt":
+          feed.value = [message.data, ...(feed.value ?? [])].slice(0, FEED_SIZE);
+          break;
+      }
+    },
+  });
+  client.start();
+  return client;
+}

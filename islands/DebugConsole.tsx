@@ -1,0 +1,146 @@
+/// <reference lib="dom" />
+import { useSignal } from "@preact/signals";
+import { useRef } from "preact/hooks";
+import { explainClose } from "../lib/close_codes.ts";
+import { maskToken, socketUrl } from "../client/lookout_client.ts";
+import { clock } from "../client/format.ts";
+
+interface Frame {
+  at: number;
+  dir: "out" | "in" | "note";
+  text: string;
+}
+
+const PRESETS: Record<string, string> = {
+  ping: '{"type":"ping","id":"debug"}',
+  get_stats: '{"type":"get_stats"}',
+  "subscribe all": '{"type":"subscribe","events":["stats","attempts","presence"]}',
+  "bad message": "not json",
+};
+
+/**
+ * An interactive socket tester: fetch a token, connect, send raw messages,
+ * and see every frame and each close explained. The token stays in this
+ * page's memory and is shown masked, in the log too.
+ */
+export default function DebugConsole() {
+  const token = useSignal<{ value: string; expiresAt: number } | null>(null);
+  const frames = useSignal<Frame[]>([]);
+  const state = useSignal<"closed" | "connecting" | "open">("closed");
+  const draft = useSignal("");
+  const ws = useRef<WebSocket | null>(null);
+
+  const log = (dir: Frame["dir"], text: string) => {
+    const shown = token.value
+      ? text.replaceAll(token.value.value, maskToken(token.value.value))
+      : text;
+    frames.value = [{ at: Date.now(), dir, text: shown }, ...frames.value].slice(0, 500);
+  };
+
+  async function fetchToken() {
+    const res = await fetch("/auth/token", { method: "POST", credentials: "same-origin" });
+    if (!res.ok) return log("note", `POST /auth/token answered ${res.status}: sign in again`);
+    const body = await res.json();
+    token.value = { value: body.token, expiresAt: body.expiresAt };
+    log("note", `got a token ${maskToken(body.token)}, expires ${clock(body.expiresAt)} UTC`);
+  }
+
+  function connect() {
+    ws.current?.close();
+    const socket = new WebSocket(socketUrl(location));
+    ws.current = socket;
+    state.value = "connecting";
+    log("note", `connecting to ${socket.url}`);
+    socket.onopen = () => {
+      state.value = "open";
+      log("note", "open: send an auth message first");
+    };
+    socket.onmessage = (e) => log("in", String(e.data));
+    socket.onclose = (e) => {
+      if (ws.current === socket) ws.current = null;
+      state.value = "closed";
+      log(
+        "note",
+        `closed ${e.code}${e.reason ? ` ${e.reason}` : ""}: ${explainClose(e.code, e.reason)}`,
+      );
+    };
+  }
+
+  function send(text: string) {
+    if (ws.current?.readyState !== WebSocket.OPEN) return log("note", "not connected");
+    ws.current.send(text);
+    log("out", text);
+  }
+
+  const authText = token.value ? JSON.stringify({ type: "auth", token: token.value.value }) : null;
+  return (
+    <section class="debug">
+      <div class="card controls">
+        <p class="status" data-debug-state={state.value}>
+          Socket: <strong>{state.value}</strong>
+          · Token: {token.value ? <code>{maskToken(token.value.value)}</code> : "none"}
+        </p>
+        <div class="buttons">
+          <button type="button" onClick={fetchToken}>Fetch token</button>
+          <button type="button" onClick={connect}>Connect</button>
+          <button
+            type="button"
+            onClick={() => ws.current?.close(1000, "debug")}
+            disabled={state.value === "closed"}
+          >
+            Disconnect
+          </button>
+          <button
+            type="button"
+            onClick={() => authText && send(authText)}
+            disabled={!authText || state.value !== "open"}
+          >
+            Send auth
+          </button>
+          {Object.entries(PRESETS).map(([name, text]) => (
+            <button
+              type="button"
+              class="secondary"
+              key={name}
+              onClick={() => send(text)}
+              disabled={state.value !== "open"}
+            >
+              {name}
+            </button>
+          ))}
+        </div>
+        <form
+          class="raw"
+          onSubmit={(e) => {
+            e.preventDefault();
+            send(draft.value);
+          }}
+        >
+          <label>
+            Raw message
+            <textarea
+              rows={3}
+              value={draft.value}
+              onInput={(e) => draft.value = e.currentTarget.value}
+              placeholder='{"type":"ping"}'
+            />
+          </label>
+          <button type="submit" disabled={state.value !== "open"}>Send</button>
+        </form>
+      </div>
+      <div class="card frames">
+        <h2>Frames</h2>
+        <noscript>This tester needs JavaScript.</noscript>
+        <ol class="log" aria-live="polite">
+          {frames.value.map((f, i) => (
+            <li key={frames.value.length - i} class={f.dir}>
+              <time>{clock(f.at)}</time>
+              <span class="dir">{f.dir === "out" ? "→" : f.dir === "in" ? "←" : "•"}</span>
+              <code>{f.text}</code>
+            </li>
+          ))}
+        </ol>
+      </div>
+    </section>
+  );
+}
