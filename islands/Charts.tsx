@@ -34,7 +34,8 @@ export default function Charts(props: { history: MinutePoint[] }) {
 
   function draw(UPlot: typeof uPlot): () => void {
     const points = props.history.map((p) => ({ ...p }));
-    const ink = getComputedStyle(document.body).color;
+    // Read at each draw, so a switch between light and dark re-inks the axes.
+    const ink = () => getComputedStyle(document.body).color;
     const axes = [
       { stroke: ink, grid: { stroke: "rgba(128,128,128,.2)" } },
       { stroke: ink, grid: { stroke: "rgba(128,128,128,.2)" }, size: 40 },
@@ -93,13 +94,17 @@ export default function Charts(props: { history: MinutePoint[] }) {
       attempts.setData(columns(points, ["success", "failure"]));
       open.setData(columns(points, ["open"]));
     });
-    const resize = new ResizeObserver(() => {
+    const redraw = () => {
       attempts.setSize({ width: width(), height: HEIGHT });
       open.setSize({ width: width(), height: HEIGHT });
-    });
+    };
+    const resize = new ResizeObserver(redraw);
     resize.observe(attemptsEl.current!);
+    const scheme = matchMedia("(prefers-color-scheme: dark)");
+    scheme.addEventListener("change", redraw);
     return () => {
       stop();
+      scheme.removeEventListener("change", redraw);
       resize.disconnect();
       attempts.destroy();
       open.destroy();
