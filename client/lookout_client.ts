@@ -36,6 +36,8 @@ export interface ClientOptions {
   navigate?: (path: string) => void;
   /** The socket URL; by default ws: or wss: to this page's host. */
   url?: string;
+  /** How to call `/auth/token` (default: the page's fetch, with its cookie). */
+  fetch?: (path: string, init: RequestInit) => Promise<Response>;
 }
 
 /** Shows enough of a token to tell two apart, never enough to use. */
@@ -73,6 +75,7 @@ export class LookoutClient {
   #pongTimer: ReturnType<typeof setTimeout> | undefined;
   #pingId = 0;
   #lastClose: StateDetail["close"];
+  #lastReauth = 0;
 
   constructor(options: ClientOptions = {}) {
     this.#o = {
@@ -85,6 +88,7 @@ export class LookoutClient {
       pingEveryMs: 25_000,
       pongTimeoutMs: 10_000,
       navigate: (path: string) => globalThis.location.assign(path),
+      fetch: (path: string, init: RequestInit) => fetch(path, init),
       url: options.url ?? socketUrl(globalThis.location),
       ...options,
     };
@@ -132,7 +136,7 @@ export class LookoutClient {
 
   async #refresh(): Promise<Refresh> {
     try {
-      const res = await fetch("/auth/token", {
+      const res = await this.#o.fetch("/auth/token", {
         method: "POST",
         credentials: "same-origin",
         headers: { Accept: "application/json" },
@@ -202,6 +206,10 @@ export class LookoutClient {
   }
 
   async #reauthenticate(): Promise<void> {
+    // A token that comes back short (a session near its end) is warned about
+    // at once; re-authenticating at most every 10 s keeps that from looping.
+    if (Date.now() - this.#lastReauth < 10_000) return;
+    this.#lastReauth = Date.now();
     const refreshed = await this.#refresh();
     if (refreshed === "signed_out") return this.#signedOut();
     // Unreachable: the server closes at exp and the reconnect path takes over.

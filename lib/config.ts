@@ -52,7 +52,8 @@ const Env = z.object({
   ).optional(),
   JWT_ISSUER: z.string().trim().min(1).default("lookout"),
   JWT_AUDIENCE: z.string().trim().min(1).default("lookout"),
-  ACCESS_TOKEN_TTL_S: integer(60, 86_400).default(900),
+  // Over the 60 s expiry warning, or a re-authenticated socket is warned again at once.
+  ACCESS_TOKEN_TTL_S: integer(120, 86_400).default(900),
   ALLOWED_ORIGINS: z.string().transform((value, ctx) => {
     const origins = value.split(",").map((s) => s.trim()).filter(Boolean);
     for (const origin of origins) {
