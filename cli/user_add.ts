@@ -31,7 +31,11 @@ async function promptHidden(question: string): Promise<string> {
       const n = await Deno.stdin.read(buf);
       if (n === null) break;
       const c = buf[0];
-      if (c === 3) Deno.exit(130); // Ctrl-C
+      if (c === 3) {
+        // Ctrl-C: Deno.exit skips `finally`, so give the terminal back first.
+        Deno.stdin.setRaw(false);
+        Deno.exit(130);
+      }
       if (c === 13 || c === 10) break;
       if (c === 127 || c === 8) chars.pop();
       else chars.push(String.fromCharCode(c));

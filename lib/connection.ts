@@ -60,6 +60,9 @@ export class Connection implements Member {
   #queue: Promise<void> = Promise.resolve();
   #timers = new Map<string, ReturnType<typeof setTimeout>>();
   #bucket: TokenBucket;
+  #lastMessageAt = 0;
+  /** Over a limit: reading and sending have stopped, the close is pending. */
+  #quieting = false;
 
   constructor(deps: ConnectionDeps, info: ClientInfo) {
     this.#deps = deps;
@@ -84,20 +87,19 @@ export class Connection implements Member {
 
   /** A message arrived. Its size is checked before anything parses it. */
   message(data: unknown): void {
-    if (this.state === "closed") return;
-    if (tooLarge(data, this.#deps.maxMessageBytes)) {
-      // Close now, ahead of anything queued: the limit guards the parser.
-      if (this.state === "pending") {
-        this.#clear("auth");
-        this.#enqueue(() => this.#reject("message_too_large", 0));
-      } else this.close(CLOSE_CODES.message_too_large, "message_too_large");
-      return;
-    }
-    if (!this.#bucket.take()) {
-      if (this.state === "pending") {
-        this.#clear("auth");
-        this.#enqueue(() => this.#reject("rate_limited", 0));
-      } else this.close(CLOSE_CODES.rate_limited, "rate_limited");
+    this.#lastMessageAt = Date.now();
+    if (this.state === "closed" || this.#quieting) return;
+    // Both limits act before anything is queued or parsed.
+    const over = tooLarge(data, this.#deps.maxMessageBytes)
+      ? "message_too_large"
+      : !this.#bucket.take()
+      ? "rate_limited"
+      : null;
+    if (over) {
+      this.#quieting = true;
+      this.#clear("auth");
+      if (this.state === "pending") this.#enqueue(() => this.#reject(over, 0));
+      else this.#closeWhenQuiet(over);
       return;
     }
     this.#clear("auth");
@@ -119,6 +121,10 @@ export class Connection implements Member {
   }
 
   send(text: string): void {
+    if (!this.#quieting) this.#sendNow(text);
+  }
+
+  #sendNow(text: string): void {
     const ws = this.#ws;
     if (ws === null || ws.readyState !== WebSocket.OPEN) return;
     try {
@@ -231,8 +237,26 @@ export class Connection implements Member {
     if (!await this.#record(user, "failure", reason, durationMs, tokenId)) {
       return;
     }
-    this.send(JSON.stringify({ type: "auth_failed", reason }));
-    this.close(CLOSE_CODES[reason], reason);
+    this.#sendNow(JSON.stringify({ type: "auth_failed", reason }));
+    if (this.#quieting) this.#closeWhenQuiet(reason);
+    else this.close(CLOSE_CODES[reason], reason);
+  }
+
+  /**
+   * Closes once the peer stops sending (50 ms of quiet, 1 s at most). Deno
+   * drops the TCP connection when data frames keep arriving after its close
+   * frame, and the reset would swallow the close code: a flooding client
+   * would see 1006 instead of 4429 or 1009. Meanwhile nothing more is read
+   * or sent.
+   */
+  #closeWhenQuiet(reason: CloseReason): void {
+    const deadline = Date.now() + 1000;
+    const check = () => {
+      if (Date.now() - this.#lastMessageAt >= 50 || Date.now() >= deadline) {
+        this.close(CLOSE_CODES[reason], reason);
+      } else this.#at("quiet", Date.now() + 25, check);
+    };
+    this.#at("quiet", Date.now() + 50, check);
   }
 
   /** Writes the attempt record; on a KV failure closes 1011 and returns false. */

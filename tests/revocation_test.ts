@@ -1,0 +1,345 @@
+/**
+ * Revocation reaching live sockets (CONTRACT 3 and 4.3): logout closes the
+ * session's sockets with 4403 `revoked`, on this instance and on another one
+ * sharing the KV file, and the revocation records expire with the tokens.
+ */
+import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
+import { revokeSession } from "../lib/revocation.ts";
+import { putUser } from "../lib/users.ts";
+import { randomSecret, startTestServer, TestClient, type TestServer } from "./helpers.ts";
+
+/** Logs in over JSON; returns the token, its claims and the `Cookie` header to send back. */
+async function login(server: TestServer, username: string, password: string) {
+  const res = await fetch(new URL("/auth/login", server.url), {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ username, password }),
+  });
+  assert.equal(res.status, 200);
+  const body = await res.json();
+  const setCookie = res.headers.getSetCookie().find((c) => c.startsWith("lookout_session="));
+  assert.ok(setCookie, "the login sets the session cookie");
+  return { token: body.token as string, cookie: setCookie.split(";")[0] };
+}
+
+/** The payload of a compact JWS, read without verifying (the server did that). */
+function payloadOf(token: string): { jti: string; sid: string; exp: number } {
+  const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+  return JSON.parse(atob(part));
+}
+
+function post(server: TestServer, path: string, cookie: string): Promise<Response> {
+  return fetch(new URL(path, server.url), { method: "POST", headers: { Cookie: cookie } });
+}
+
+/** Resolves with the close and the `performance.now()` at which the client saw it. */
+function closeTime(client: TestClient): Promise<{ code: number; reason: string; at: number }> {
+  return new Promise((resolve) => {
+    client.ws.addEventListener("close", (e) => {
+      resolve({ code: e.code, reason: e.reason, at: performance.now() });
+    }, { once: true });
+  });
+}
+
+/** A user with a generated password, stored in `kv`. */
+async function newUser(kv: Deno.Kv, name: string) {
+  const password = crypto.randomUUID();
+  await putUser(kv, { name, role: "admin", password });
+  return { name, password };
+}
+
+/** Two Lookout instances in this process, each with its own handle on one KV file. */
+async function twoInstances() {
+  const path = await Deno.makeTempFile({ prefix: "lookout_revocation_", suffix: ".sqlite3" });
+  const kvA = await Deno.openKv(path);
+  const kvB = await Deno.openKv(path);
+  const env = { JWT_SECRET: randomSecret() };
+  const a = await startTestServer(env, { kv: kvA });
+  const b = await startTestServer(env, { kv: kvB });
+  return {
+    a,
+    b,
+    async [Symbol.asyncDispose]() {
+      await a.close();
+      await b.close();
+      kvA.close();
+      kvB.close();
+      await Deno.remove(path);
+    },
+  };
+}
+
+Deno.test("POST /auth/logout closes the session's live socket with 4403 revoked and kills its token", async () => {
+  await using server = await startTestServer();
+  const user = await newUser(server.deps.kv, "dana");
+  const { token, cookie } = await login(server, user.name, user.password);
+  const client = await TestClient.open(server.wsUrl);
+  await client.auth(token);
+  const seen = closeTime(client);
+
+  const sent = performance.now();
+  const res = await post(server, "/auth/logout", cookie);
+  assert.equal(res.status, 204);
+  await res.body?.cancel();
+  const closed = await seen;
+  const latencyMs = closed.at - sent;
+  console.log(`logout → close 4403 on the same instance: ${latencyMs.toFixed(1)} ms`);
+  assert.deepEqual({ code: closed.code, reason: closed.reason }, { code: 4403, reason: "revoked" });
+  assert.ok(latencyMs < 1000, `the socket closed ${latencyMs} ms after the logout`);
+
+  const again = await TestClient.open(server.wsUrl);
+  again.send({ type: "auth", token });
+  assert.deepEqual(await again.closed, { code: 4403, reason: "revoked" });
+  assert.deepEqual(again.received, [{ type: "auth_failed", reason: "revoked" }]);
+
+  const stats = await fetch(new URL("/api/v1/stats", server.url), {
+    headers: { Authorization: `Bearer ${token}` },
+  });
+  assert.equal(stats.status, 401);
+  assert.deepEqual(await stats.json(), { error: "unauthorized" });
+
+  const refresh = await post(server, "/auth/token", cookie);
+  assert.equal(refresh.status, 401, "the old cookie no longer refreshes");
+  await refresh.body?.cancel();
+});
+
+// Instances in one process also hear each other over a BroadcastChannel; the
+// two tests after this one take that away, to show the KV path on its own.
+Deno.test("POST /auth/logout on one instance closes the session's socket on another within 1 s", async () => {
+  await using pair = await twoInstances();
+  const { a, b } = pair;
+  const user = await newUser(a.deps.kv, "erin");
+  const { token, cookie } = await login(a, user.name, user.password);
+  const client = await TestClient.open(b.wsUrl);
+  await client.auth(token);
+  const seen = closeTime(client);
+
+  const sent = performance.now();
+  const res = await post(a, "/auth/logout", cookie);
+  assert.equal(res.status, 204);
+  await res.body?.cancel();
+  const closed = await seen;
+  const latencyMs = closed.at - sent;
+  console.log(`logout on A → close 4403 on B: ${latencyMs.toFixed(1)} ms`);
+  assert.deepEqual({ code: closed.code, reason: closed.reason }, { code: 4403, reason: "revoked" });
+  assert.ok(latencyMs < 1000, `B closed the socket ${latencyMs} ms after the logout on A`);
+
+  const again = await TestClient.open(b.wsUrl);
+  again.send({ type: "auth", token });
+  assert.deepEqual(await again.closed, { code: 4403, reason: "revoked" });
+});
+
+Deno.test("a session revocation that reaches only KV closes the socket on another instance within 1 s", async () => {
+  await using pair = await twoInstances();
+  const { a, b } = pair;
+  const user = await newUser(a.deps.kv, "jude");
+  const { token } = await login(a, user.name, user.password);
+  const { sid, exp } = payloadOf(token);
+  const client = await TestClient.open(b.wsUrl);
+  await client.auth(token);
+  const seen = closeTime(client);
+
+  // The library call writes the records and the event to KV and broadcasts
+  // nothing: as when the revoking instance is another process or region.
+  const sent = performance.now();
+  await revokeSession(a.deps.kv, sid, exp * 1000);
+  const closed = await seen;
+  const latencyMs = closed.at - sent;
+  console.log(`revocation in KV only → close 4403 on B: ${latencyMs.toFixed(1)} ms`);
+  assert.deepEqual({ code: closed.code, reason: closed.reason }, { code: 4403, reason: "revoked" });
+  assert.ok(latencyMs < 1000, `B closed the socket ${latencyMs} ms after the KV write`);
+});
+
+/** Runs `main.ts` in its own process on a free port; resolves once it listens. */
+async function startProcess(env: Record<string, string>) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", "main.ts"],
+    cwd: new URL("..", import.meta.url).pathname,
+    env: { PORT: "0", HOSTNAME: "127.0.0.1", LOOKOUT_WORKERS: "1", ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  let url: URL | null = null;
+  while (url === null) {
+    const { value, done } = await lines.read();
+    if (done) {
+      throw new Error(`main.ts exited before listening: ${text}${await stderr}`);
+    }
+    text += value;
+    for (const line of text.split("\n")) {
+      if (line.includes('"listening"')) url = new URL(JSON.parse(line).url);
+    }
+  }
+  // Keep reading, so a full pipe never blocks the process.
+  const rest = (async () => {
+    while (!(await lines.read()).done) { /* discard */ }
+  })();
+  return {
+    url,
+    wsUrl: `ws://${url.host}/admin/ws`,
+    async [Symbol.asyncDispose]() {
+      child.kill("SIGTERM");
+      await child.status;
+      await rest;
+      await stderr;
+    },
+  };
+}
+
+Deno.test("POST /auth/logout closes the session's socket on an instance in another process within 1 s", async () => {
+  const path = await Deno.makeTempFile({ prefix: "lookout_revocation_", suffix: ".sqlite3" });
+  const kv = await Deno.openKv(path);
+  try {
+    const secret = randomSecret();
+    await using a = await startTestServer({ JWT_SECRET: secret }, { kv });
+    await using b = await startProcess({ KV_PATH: path, JWT_SECRET: secret });
+    const user = await newUser(kv, "kai");
+    const { token, cookie } = await login(a, user.name, user.password);
+    const client = await TestClient.open(b.wsUrl);
+    await client.auth(token);
+    const seen = closeTime(client);
+
+    const sent = performance.now();
+    const res = await post(a, "/auth/logout", cookie);
+    assert.equal(res.status, 204);
+    await res.body?.cancel();
+    const closed = await seen;
+    const latencyMs = closed.at - sent;
+    console.log(`logout on A → close 4403 on B in another process: ${latencyMs.toFixed(1)} ms`);
+    assert.deepEqual({ code: closed.code, reason: closed.reason }, {
+      code: 4403,
+      reason: "revoked",
+    });
+    assert.ok(latencyMs < 1000, `B closed the socket ${latencyMs} ms after the logout on A`);
+  } finally {
+    kv.close();
+    await Deno.remove(path);
+  }
+});
+
+Deno.test("revokeToken() on one instance closes only the sockets of that jti on another", async () => {
+  await using pair = await twoInstances();
+  const { a, b } = pair;
+  const user = await newUser(a.deps.kv, "finn");
+  const first = await login(a, user.name, user.password);
+  // A second token of the same session and user: same sid, another jti.
+  const refresh = await post(a, "/auth/token", first.cookie);
+  assert.equal(refresh.status, 200);
+  const second = (await refresh.json()).token as string;
+  const revoked = payloadOf(first.token);
+  const kept = payloadOf(second);
+  assert.equal(revoked.sid, kept.sid);
+  assert.notEqual(revoked.jti, kept.jti);
+
+  const victim = await TestClient.open(b.wsUrl);
+  await victim.auth(first.token);
+  const bystander = await TestClient.open(b.wsUrl);
+  await bystander.auth(second);
+  const seen = closeTime(victim);
+
+  const sent = performance.now();
+  await a.deps.revokeToken(revoked.jti, revoked.exp * 1000);
+  const closed = await seen;
+  const latencyMs = closed.at - sent;
+  console.log(`revokeToken on A → close 4403 on B: ${latencyMs.toFixed(1)} ms`);
+  assert.deepEqual({ code: closed.code, reason: closed.reason }, { code: 4403, reason: "revoked" });
+  assert.ok(latencyMs < 1000, `B closed the socket ${latencyMs} ms after revokeToken on A`);
+
+  // B polls every 250 ms: wait past several polls, then the other token's socket still answers.
+  await new Promise((r) => setTimeout(r, 750));
+  bystander.send({ type: "ping", id: "still-here" });
+  assert.equal((await bystander.next("pong")).id, "still-here");
+  assert.equal(bystander.ws.readyState, WebSocket.OPEN);
+
+  const fresh = await TestClient.open(b.wsUrl);
+  await fresh.auth(second);
+  await fresh.close();
+  await bystander.close();
+});
+
+/** KV key encoding (FoundationDB tuple layer) of a key of plain ASCII strings. */
+function encodeStringKey(parts: string[]): Uint8Array {
+  const bytes: number[] = [];
+  for (const part of parts) bytes.push(0x02, ...new TextEncoder().encode(part), 0x00);
+  return Uint8Array.from(bytes);
+}
+
+/**
+ * The stored expiry (epoch ms) of a key, read from the KV file's SQLite table.
+ * `kv.get` does not show `expireIn`, and local KV deletes expired keys only in
+ * a periodic sweep, so waiting for the key to vanish is not observable in a
+ * test; the column the sweep reads is.
+ */
+function storedExpiry(path: string, key: string[]): number | null {
+  const db = new DatabaseSync(path, { readOnly: true });
+  try {
+    const row = db.prepare("SELECT expiration_ms FROM kv WHERE k = ?").get(encodeStringKey(key));
+    return row ? Number(row.expiration_ms) : null;
+  } finally {
+    db.close();
+  }
+}
+
+Deno.test("revocation records expire about when the tokens they cover would", async () => {
+  const path = await Deno.makeTempFile({ prefix: "lookout_revocation_", suffix: ".sqlite3" });
+  const kv = await Deno.openKv(path);
+  try {
+    await using server = await startTestServer({ ACCESS_TOKEN_TTL_S: "600" }, { kv });
+    const user = await newUser(kv, "gale");
+    const { token, cookie } = await login(server, user.name, user.password);
+    const { jti, sid, exp } = payloadOf(token);
+    // Slack the records keep beyond the token's end, for clock skew (lib/revocation.ts).
+    const slackMs = 60_000;
+    const toleranceMs = 5_000;
+
+    await server.deps.revokeToken(jti, exp * 1000);
+    assert.notEqual((await kv.get(["revoked_tokens", jti])).versionstamp, null);
+    const tokenExpiry = storedExpiry(path, ["revoked_tokens", jti]);
+    assert.ok(tokenExpiry !== null && tokenExpiry > 0, "the record has an expiry");
+    assert.ok(
+      Math.abs(tokenExpiry - (exp * 1000 + slackMs)) < toleranceMs,
+      `the token record expires at ${tokenExpiry}, the token at ${exp * 1000}`,
+    );
+
+    const loggedOutAt = Date.now();
+    const res = await post(server, "/auth/logout", cookie);
+    assert.equal(res.status, 204);
+    await res.body?.cancel();
+    assert.notEqual((await kv.get(["revoked_sessions", sid])).versionstamp, null);
+    const sessionExpiry = storedExpiry(path, ["revoked_sessions", sid]);
+    assert.ok(sessionExpiry !== null && sessionExpiry > 0, "the session record has an expiry");
+    // Tokens issued under the session live at most one ACCESS_TOKEN_TTL_S from the logout.
+    assert.ok(
+      Math.abs(sessionExpiry - (loggedOutAt + 600_000 + slackMs)) < toleranceMs,
+      `the session record expires ${sessionExpiry - loggedOutAt} ms after the logout`,
+    );
+
+    // A token that has already expired needs no record for long.
+    const stale = crypto.randomUUID();
+    const before = Date.now();
+    await server.deps.revokeToken(stale, before - 10 * 60_000);
+    const staleExpiry = storedExpiry(path, ["revoked_tokens", stale]);
+    assert.ok(staleExpiry !== null && staleExpiry > 0);
+    assert.ok(
+      staleExpiry - before <= 1_000 + toleranceMs,
+      `a record for a long-expired token lives ${staleExpiry - before} ms`,
+    );
+    const claims = {
+      sub: user.name,
+      role: "admin" as const,
+      jti: stale,
+      sid: null,
+      iat: 0,
+      exp: 0,
+    };
+    assert.equal(await server.deps.isRevoked(claims), true);
+  } finally {
+    kv.close();
+    await Deno.remove(path);
+  }
+});

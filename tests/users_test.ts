@@ -1,0 +1,346 @@
+/**
+ * Users and passwords (issue 3): the `user:add` task, the first admin from
+ * the environment, how passwords are stored, and what a failed login reveals.
+ */
+import assert from "node:assert/strict";
+import { getUser, putUser } from "../lib/users.ts";
+import { startTestServer, type TestServer } from "./helpers.ts";
+
+const repoRoot = new URL("..", import.meta.url).pathname;
+
+/** Runs `deno task user:add ...args` on the KV file `kvPath`. */
+async function userAdd(
+  kvPath: string,
+  args: string[],
+  options: { password?: string; stdin?: string } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["task", "-q", "user:add", ...args],
+    cwd: repoRoot,
+    // An empty LOOKOUT_PASSWORD counts as unset, whatever the parent has.
+    env: { KV_PATH: kvPath, LOOKOUT_PASSWORD: options.password ?? "", NO_COLOR: "1" },
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (options.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(options.stdin));
+    await writer.close();
+  }
+  const { code, stdout, stderr } = await child.output();
+  const decoder = new TextDecoder();
+  return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
+}
+
+async function login(server: TestServer, username: string, password: string) {
+  return await fetch(new URL("/auth/login", server.url), {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ username, password }),
+  });
+}
+
+async function loginStatus(server: TestServer, username: string, password: string) {
+  const res = await login(server, username, password);
+  await res.body?.cancel();
+  return res.status;
+}
+
+function payloadOf(token: string): Record<string, unknown> {
+  return JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+}
+
+/** A temporary KV file, removed on dispose. */
+async function tempKvPath() {
+  const path = await Deno.makeTempFile({ prefix: "lookout_users_", suffix: ".sqlite3" });
+  return {
+    path,
+    async [Symbol.asyncDispose]() {
+      for (const suffix of ["", "-shm", "-wal"]) {
+        await Deno.remove(path + suffix).catch(() => {});
+      }
+    },
+  };
+}
+
+Deno.test("deno task user:add creates a user who can log in with that password and role", async () => {
+  await using file = await tempKvPath();
+  const password = crypto.randomUUID();
+  const added = await userAdd(file.path, ["carol", "--role", "viewer"], { password });
+  assert.equal(added.code, 0, added.stderr);
+  assert.match(added.stdout, /Created viewer carol/);
+
+  const kv = await Deno.openKv(file.path);
+  try {
+    await using server = await startTestServer({}, { kv });
+    const res = await login(server, "carol", password);
+    assert.equal(res.status, 200);
+    const body = await res.json();
+    assert.deepEqual(body.user, { name: "carol", role: "viewer" });
+    assert.equal(payloadOf(body.token).role, "viewer");
+    assert.equal(payloadOf(body.token).sub, "carol");
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("deno task user:add resets the password of an existing user, from the env or stdin", async () => {
+  await using file = await tempKvPath();
+  const first = crypto.randomUUID();
+  const second = crypto.randomUUID();
+  const third = crypto.randomUUID();
+  assert.equal(
+    (await userAdd(file.path, ["carol", "--role", "viewer"], { password: first })).code,
+    0,
+  );
+
+  const kv = await Deno.openKv(file.path);
+  try {
+    await using server = await startTestServer({}, { kv });
+    const reset = await userAdd(file.path, ["carol", "--role", "viewer"], { password: second });
+    assert.equal(reset.code, 0, reset.stderr);
+    assert.match(reset.stdout, /Reset viewer carol/);
+    assert.equal(await loginStatus(server, "carol", first), 401, "the old password is gone");
+    assert.equal(await loginStatus(server, "carol", second), 200);
+
+    const piped = await userAdd(file.path, ["carol", "--role", "admin"], { stdin: `${third}\n` });
+    assert.equal(piped.code, 0, piped.stderr);
+    assert.equal(await loginStatus(server, "carol", second), 401);
+    const res = await login(server, "carol", third);
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).user.role, "admin", "the reset also sets the role");
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("deno task user:add refuses a bad name, role or password with one clear line, changing nothing", async () => {
+  await using file = await tempKvPath();
+  const password = crypto.randomUUID();
+  assert.equal((await userAdd(file.path, ["carol", "--role", "viewer"], { password })).code, 0);
+  const read = async (name: string) => {
+    const kv = await Deno.openKv(file.path);
+    try {
+      return await getUser(kv, name);
+    } finally {
+      kv.close();
+    }
+  };
+  const before = await read("carol");
+  assert.ok(before);
+
+  const cases: [string[], string | undefined, RegExp][] = [
+    [["bad name!", "--role", "viewer"], password, /NAME must be 1 to 64 letters/],
+    [
+      ["carol", "--role", "root"],
+      password,
+      /--role must be admin or viewer: current value is "root"/,
+    ],
+    [["carol", "--role", "viewer"], "short", /password must be 8 to 1024 characters: it has 5/],
+    [["carol", "dave"], password, /exactly one NAME/],
+  ];
+  for (const [args, pw, message] of cases) {
+    const result = await userAdd(file.path, args, { password: pw });
+    assert.notEqual(result.code, 0, args.join(" "));
+    const first = result.stderr.split("\n")[0];
+    assert.match(first, /^Cannot add the user/, result.stderr);
+    assert.match(first, message);
+    assert.ok(!result.stderr.includes(password), "the password is never echoed");
+  }
+  assert.deepEqual(await read("carol"), before, "carol is unchanged");
+  assert.equal(await read("bad name!"), null);
+  assert.equal(await read("dave"), null);
+});
+
+Deno.test("ADMIN_USERNAME and ADMIN_PASSWORD create the first admin when no user exists", async () => {
+  const password = crypto.randomUUID();
+  await using server = await startTestServer({
+    ADMIN_USERNAME: "root-admin",
+    ADMIN_PASSWORD: password,
+  });
+  const res = await login(server, "root-admin", password);
+  assert.equal(res.status, 200);
+  assert.deepEqual((await res.json()).user, { name: "root-admin", role: "admin" });
+  assert.ok(server.logs.some((l) => l.includes("created the first admin")));
+});
+
+Deno.test("ADMIN_USERNAME and ADMIN_PASSWORD do nothing when a user already exists", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const existing = crypto.randomUUID();
+    await putUser(kv, { name: "bob", role: "viewer", password: existing });
+    const bob = await getUser(kv, "bob");
+    const password = crypto.randomUUID();
+    await using server = await startTestServer(
+      { ADMIN_USERNAME: "bob", ADMIN_PASSWORD: password },
+      { kv },
+    );
+    assert.deepEqual(await getUser(kv, "bob"), bob, "the existing user is untouched");
+    assert.equal(await loginStatus(server, "bob", password), 401);
+    assert.equal(await loginStatus(server, "bob", existing), 200);
+
+    await using other = await startTestServer(
+      { ADMIN_USERNAME: "eve", ADMIN_PASSWORD: password },
+      { kv },
+    );
+    assert.equal(await getUser(kv, "eve"), null);
+    assert.equal(await loginStatus(other, "eve", password), 401);
+    assert.ok(!other.logs.some((l) => l.includes("created the first admin")));
+  } finally {
+    kv.close();
+  }
+});
+
+function fromBase64(text: string): Uint8Array {
+  return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+}
+
+Deno.test("passwords are stored as PBKDF2-SHA256 with 600,000 iterations and a salt per user", async () => {
+  await using server = await startTestServer();
+  const password = crypto.randomUUID();
+  await putUser(server.deps.kv, { name: "kim", role: "admin", password });
+  await putUser(server.deps.kv, { name: "lee", role: "viewer", password });
+  const kim = (await getUser(server.deps.kv, "kim"))!;
+  const lee = (await getUser(server.deps.kv, "lee"))!;
+
+  for (const user of [kim, lee]) {
+    assert.equal(user.password.alg, "pbkdf2-sha256");
+    assert.ok(user.password.iterations >= 600_000);
+    assert.equal(fromBase64(user.password.salt).length, 16);
+  }
+  assert.notEqual(kim.password.salt, lee.password.salt, "one salt per user");
+  assert.notEqual(kim.password.hash, lee.password.hash, "the same password hashes differently");
+
+  // The stored hash is what WebCrypto's PBKDF2 gives for that salt and count.
+  const key = await crypto.subtle.importKey(
+    "raw",
+    new TextEncoder().encode(password),
+    "PBKDF2",
+    false,
+    ["deriveBits"],
+  );
+  const bits = await crypto.subtle.deriveBits(
+    {
+      name: "PBKDF2",
+      hash: "SHA-256",
+      salt: fromBase64(kim.password.salt) as BufferSource,
+      iterations: kim.password.iterations,
+    },
+    key,
+    256,
+  );
+  assert.deepEqual(new Uint8Array(bits), fromBase64(kim.password.hash));
+});
+
+/** Every key and value in `kv`, as text. */
+async function dumpKv(kv: Deno.Kv): Promise<string[]> {
+  const out: string[] = [];
+  for await (const entry of kv.list({ prefix: [] })) {
+    const value = entry.value instanceof Uint8Array
+      ? new TextDecoder().decode(entry.value)
+      : JSON.stringify(entry.value, (_k, v) => typeof v === "bigint" ? String(v) : v);
+    out.push(`${JSON.stringify(entry.key)} ${value}`);
+  }
+  return out;
+}
+
+Deno.test("no password reaches a KV value or a log line after logins, good and bad", async () => {
+  await using server = await startTestServer({}, { limits: { loginFreeFailures: 100 } });
+  const password = crypto.randomUUID();
+  const wrong = crypto.randomUUID();
+  const unknown = crypto.randomUUID();
+  await putUser(server.deps.kv, { name: "mia", role: "admin", password });
+  assert.equal(await loginStatus(server, "mia", password), 200);
+  assert.equal(await loginStatus(server, "mia", wrong), 401);
+  assert.equal(await loginStatus(server, "nobody", unknown), 401);
+  const form = await fetch(new URL("/auth/login", server.url), {
+    method: "POST",
+    body: new URLSearchParams({ username: "mia", password }),
+    redirect: "manual",
+  });
+  assert.equal(form.status, 303);
+  await form.body?.cancel();
+  await server.deps.attempts.flush();
+
+  const entries = await dumpKv(server.deps.kv);
+  assert.ok(entries.some((e) => e.startsWith('["users","mia"]')), "the scan sees the user");
+  assert.ok(server.logs.some((l) => l.includes('"login"')), "the scan sees the login lines");
+  for (const secret of [password, wrong, unknown]) {
+    for (const text of [...entries, ...server.logs]) {
+      assert.ok(!text.includes(secret), `a password appears in: ${text.slice(0, 120)}`);
+    }
+  }
+});
+
+Deno.test("POST /auth/login answers an unknown user and a wrong password with identical 401s", async () => {
+  await using server = await startTestServer({}, {
+    limits: { loginFreeFailures: 100, loginPerIp: 100 },
+  });
+  await putUser(server.deps.kv, { name: "noor", role: "admin", password: crypto.randomUUID() });
+  const unknown = await login(server, "nobody-here", crypto.randomUUID());
+  const wrong = await login(server, "noor", crypto.randomUUID());
+  const headers = (res: Response) =>
+    [...res.headers].filter(([name]) => name !== "date").map(([n, v]) => `${n}: ${v}`);
+  assert.equal(unknown.status, 401);
+  assert.equal(wrong.status, 401);
+  assert.deepEqual(headers(unknown), headers(wrong));
+  const [a, b] = [await unknown.text(), await wrong.text()];
+  assert.equal(a, b);
+  assert.deepEqual(JSON.parse(a), { error: "invalid_credentials" });
+});
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((x, y) => x - y);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+// Not a flaky micro-benchmark: each request that reaches the hash costs a
+// 600,000-iteration PBKDF2 (tens to hundreds of ms), which dwarfs the noise of
+// a loopback request. A path that skipped the hash would be faster by that
+// whole cost, far past a factor of 2; the median of interleaved runs drops a
+// stray slow one.
+Deno.test("POST /auth/login spends the same time on an unknown user as on a wrong password", async () => {
+  await using server = await startTestServer({}, {
+    limits: { loginFreeFailures: 100, loginPerIp: 100 },
+  });
+  await putUser(server.deps.kv, { name: "omar", role: "admin", password: crypto.randomUUID() });
+  const unknown: number[] = [];
+  const wrong: number[] = [];
+  const time = async (name: string) => {
+    const started = performance.now();
+    assert.equal(await loginStatus(server, name, crypto.randomUUID()), 401);
+    return performance.now() - started;
+  };
+  for (let i = 0; i < 5; i++) {
+    unknown.push(await time(`ghost${i}`));
+    wrong.push(await time("omar"));
+  }
+  const [u, w] = [median(unknown), median(wrong)];
+  console.log(`median 401: unknown user ${u.toFixed(1)} ms, wrong password ${w.toFixed(1)} ms`);
+  assert.ok(Math.max(u, w) / Math.min(u, w) < 2, `unknown ${u} ms vs wrong ${w} ms`);
+});
+
+Deno.test("POST /auth/login answers a 1 MB password with 400 before any hashing", async () => {
+  await using server = await startTestServer();
+  await putUser(server.deps.kv, { name: "pia", role: "admin", password: crypto.randomUUID() });
+  // One wrong password, for the cost of a hash on this machine.
+  let started = performance.now();
+  assert.equal(await loginStatus(server, "pia", crypto.randomUUID()), 401);
+  const hashMs = performance.now() - started;
+
+  for (const size of [1024 * 1024, 1025]) {
+    started = performance.now();
+    const res = await login(server, "pia", "p".repeat(size));
+    const body = await res.json();
+    const ms = performance.now() - started;
+    console.log(
+      `${size}-character password: ${res.status} in ${ms.toFixed(1)} ms (a hash: ${
+        hashMs.toFixed(1)
+      } ms)`,
+    );
+    assert.equal(res.status, 400);
+    assert.equal(body.error, "invalid_request");
+    assert.ok(ms < 200, `${ms} ms`);
+  }
+});
