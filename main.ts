@@ -8,7 +8,7 @@ import { AttemptLog } from "./lib/attempt_log.ts";
 import { type Assets, loadAssets } from "./lib/assets.ts";
 import { ApiError, errorHandler } from "./lib/http_errors.ts";
 import { Hub } from "./lib/hub.ts";
-import { openKv } from "./lib/kv.ts";
+import { openKv, retryingKv } from "./lib/kv.ts";
 import { DEFAULT_LIMITS, IpGuard, type Limits } from "./lib/limits.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { CLOSE_GOING_AWAY } from "./lib/protocol.ts";
@@ -37,6 +37,8 @@ export interface AppDeps {
   guard: IpGuard;
   sessions: SessionTimeouts;
   assets: Assets;
+  /** Set while the instance stops: new upgrades are refused with 503. */
+  draining: { value: boolean };
   isRevoked: (claims: AccessClaims) => Promise<boolean>;
   /** Revokes a session or token everywhere, closing this instance's sockets at once. */
   revokeSession: (sid: string, until: number) => Promise<void>;
@@ -84,6 +86,8 @@ export interface StartOptions {
   logger?: Logger;
   /** Abuse limits other than the defaults. */
   limits?: Partial<Limits>;
+  /** Share the port with other instances of this process (one per worker). */
+  reusePort?: boolean;
 }
 
 /** Opens KV, builds the app and serves it on `config.hostname:config.port`. */
@@ -92,13 +96,15 @@ export async function startLookout(
   options: StartOptions = {},
 ): Promise<Lookout> {
   const logger = options.logger ?? createLogger();
-  const kv = options.kv ?? await openKv(config.kvPath);
+  const opened = options.kv ?? await openKv(config.kvPath);
+  const kv = retryingKv(opened);
   const secret = await resolveJwtSecret(kv, config.jwtSecret, logger);
   if (await ensureFirstAdmin(kv, config.adminUsername, config.adminPassword)) {
     logger.info("created the first admin from ADMIN_USERNAME", { user: config.adminUsername });
   }
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const assets = await loadAssets();
+  const draining = { value: false };
   if (assets.js === null) {
     logger.warn("island assets are not built: pages are served without them; run deno task build");
   }
@@ -137,13 +143,16 @@ export async function startLookout(
       maxAgeMs: config.sessionMaxAgeS * 1000,
     },
     assets,
+    draining,
     isRevoked: (claims) => isRevoked(kv, claims),
+    // The revoking instance acts at once and tells the others over the
+    // channel; every instance's feed also reads the event from KV.
     revokeSession: async (sid, until) => {
-      await revokeSession(kv, sid, until);
+      hub.broadcastRevocation(await revokeSession(kv, sid, until));
       await feed.poll();
     },
     revokeToken: async (jti, until) => {
-      await revokeToken(kv, jti, until);
+      hub.broadcastRevocation(await revokeToken(kv, jti, until));
       await feed.poll();
     },
   };
@@ -152,6 +161,7 @@ export async function startLookout(
   const server = Deno.serve({
     port: config.port,
     hostname: config.hostname,
+    reusePort: options.reusePort,
     onListen: () => {},
   }, app.fetch);
   hub.start();
@@ -162,14 +172,73 @@ export async function startLookout(
 
   let closing: Promise<void> | null = null;
   const close = async () => {
+    draining.value = true;
     for (const member of hub.members()) member.close(CLOSE_GOING_AWAY, "server_stopping");
     await server.shutdown();
     await feed.stop();
     await attempts.flush();
     await hub.stop();
-    if (!options.kv) kv.close();
+    if (!options.kv) opened.close();
   };
   return { url, deps, close: () => closing ??= close() };
+}
+
+/** How long a stop may take before the process exits regardless. */
+const STOP_DEADLINE_MS = 9_000;
+
+/**
+ * Runs Lookout: one instance per worker (one worker per core, sharing the
+ * port), each a full instance with its own KV handle; the main thread only
+ * supervises. On SIGINT or SIGTERM every instance drains (new upgrades get
+ * 503, sockets close 1001, pending attempt records are committed) and the
+ * process exits within 10 s.
+ */
+async function run(config: Config): Promise<void> {
+  if (config.workers === 1) {
+    const lookout = await startLookout(config);
+    onStopSignal(async () => {
+      await lookout.close();
+    });
+    return;
+  }
+  const workers = Array.from(
+    { length: config.workers },
+    (_, i) =>
+      new Worker(new URL("./worker.ts", import.meta.url), { type: "module", name: `worker-${i}` }),
+  );
+  const started = workers.map((w) =>
+    new Promise<void>((resolve, reject) => {
+      w.onmessage = (e) => e.data?.type === "started" ? resolve() : undefined;
+      w.onerror = (e) => reject(e.error ?? new Error(e.message));
+      w.postMessage({ type: "start", config });
+    })
+  );
+  await Promise.all(started);
+  onStopSignal(async () => {
+    await Promise.all(workers.map((w) =>
+      new Promise<void>((resolve) => {
+        w.onmessage = (e) => e.data?.type === "stopped" ? resolve() : undefined;
+        w.postMessage({ type: "stop" });
+      })
+    ));
+  });
+}
+
+/** On SIGINT or SIGTERM: stop, then exit; exit anyway at the deadline. */
+function onStopSignal(stop: () => Promise<void>): void {
+  let stopping = false;
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, async () => {
+      if (stopping) return;
+      stopping = true;
+      console.log(
+        JSON.stringify({ ts: new Date().toISOString(), level: "info", msg: "stopping", signal }),
+      );
+      setTimeout(() => Deno.exit(1), STOP_DEADLINE_MS);
+      await stop();
+      Deno.exit(0);
+    });
+  }
 }
 
 if (import.meta.main) {
@@ -181,12 +250,5 @@ if (import.meta.main) {
     console.error(error.message);
     Deno.exit(1);
   }
-  const lookout = await startLookout(config);
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    Deno.addSignalListener(signal, async () => {
-      lookout.deps.logger.info("stopping", { signal });
-      await lookout.close();
-      Deno.exit(0);
-    });
-  }
+  await run(config);
 }

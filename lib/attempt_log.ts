@@ -1,5 +1,4 @@
 import { monotonicFactory, ulid } from "ulid";
-import { retryLocked } from "./kv.ts";
 import type { Attempt } from "./protocol.ts";
 import {
   attemptBucketKey,
@@ -114,7 +113,7 @@ export class AttemptLog {
         const batch = this.#queue.splice(0, MAX_BATCH);
         const attempts = batch.map((p) => p.attempt);
         try {
-          await retryLocked(() => commitAttempts(this.#kv, attempts, this.#retentionMs));
+          await commitAttempts(this.#kv, attempts, this.#retentionMs);
         } catch (error) {
           for (const p of batch) p.reject(error);
           continue;

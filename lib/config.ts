@@ -22,6 +22,8 @@ export interface Config {
   /** A session ends after this long without use, and after `sessionMaxAgeS` at most. */
   sessionIdleTimeoutS: number;
   sessionMaxAgeS: number;
+  /** Instances this process runs, one per core by default (always 1 on Deno Deploy). */
+  workers: number;
   onDeploy: boolean;
 }
 
@@ -86,6 +88,7 @@ const Env = z.object({
   ATTEMPT_RETENTION_DAYS: integer(1, 3650).default(30),
   SESSION_IDLE_TIMEOUT_S: integer(60, 30 * 86_400).default(30 * 60),
   SESSION_MAX_AGE_S: integer(60, 365 * 86_400).default(12 * 3600),
+  LOOKOUT_WORKERS: integer(1, 64).optional(),
 });
 
 function isOrigin(value: string): boolean {
@@ -152,6 +155,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     attemptRetentionDays: e.ATTEMPT_RETENTION_DAYS,
     sessionIdleTimeoutS: e.SESSION_IDLE_TIMEOUT_S,
     sessionMaxAgeS: e.SESSION_MAX_AGE_S,
+    // Port 0 means "any free port", which workers sharing one port cannot
+    // do; a :memory: store would be a different store in each worker.
+    workers: onDeploy || e.PORT === 0 || e.KV_PATH === ":memory:"
+      ? 1
+      : e.LOOKOUT_WORKERS ?? navigator.hardwareConcurrency ?? 1,
     onDeploy,
   };
 }

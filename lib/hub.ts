@@ -12,6 +12,7 @@ import { minuteOf, sampleConnections } from "./history.ts";
 import type { RevocationEvent } from "./revocation.ts";
 import type { AccessClaims } from "./tokens.ts";
 import { CLOSE_CODES } from "./protocol.ts";
+import { statsVersionKey } from "./kv_keys.ts";
 
 /** What the hub needs of a connection. */
 export interface Member {
@@ -35,7 +36,15 @@ export interface HubOptions {
   minIntervalMs?: number;
   /** How often this instance rewrites its entry even when nothing changed. */
   heartbeatMs?: number;
+  /** The BroadcastChannel instances of one deployment share (workers, isolates). */
+  channel?: string;
 }
+
+/** What instances tell each other over the BroadcastChannel. */
+type Signal =
+  | { type: "changed" }
+  | { type: "attempts"; attempts: Attempt[] }
+  | { type: "revoked"; event: RevocationEvent };
 
 /**
  * The connections of this instance and the fanout to them. Each update is
@@ -60,10 +69,14 @@ export class Hub {
   #last: { stats: Stats; self: InstanceEntry } | null = null;
   #stopped = false;
   #sampled = { minute: 0, open: -1 };
+  /** Attempts this instance recorded since the last read began. */
+  #unread: Attempt[] = [];
+  #channel: BroadcastChannel | null = null;
+  #watch: ReadableStream<Deno.KvEntryMaybe<unknown>[]> | null = null;
 
   constructor(kv: Deno.Kv, options: HubOptions) {
     this.#kv = kv;
-    this.#o = { minIntervalMs: 1000, heartbeatMs: 5000, ...options };
+    this.#o = { minIntervalMs: 1000, heartbeatMs: 5000, channel: "lookout", ...options };
   }
 
   /** This instance's id. */
@@ -72,8 +85,38 @@ export class Hub {
   }
 
   /** Starts the periodic refresh that notices other instances' changes. */
+  /**
+   * Starts listening for changes: other instances' signals on the
+   * BroadcastChannel (workers of this process, and Deno Deploy isolates),
+   * `kv.watch` on the stats version (every commit that changes the stats
+   * bumps it), and a heartbeat that rewrites this instance's entry and
+   * re-reads the totals, which also notices instances that died.
+   */
   start(): void {
-    this.#ticker = setInterval(() => this.changed(false), this.#o.minIntervalMs);
+    this.#channel = new BroadcastChannel(this.#o.channel);
+    this.#channel.onmessage = (e: MessageEvent<Signal>) => this.#heard(e.data);
+    this.#watch = this.#kv.watch([statsVersionKey()]);
+    this.#watch.pipeTo(new WritableStream({ write: () => this.changed(false) })).catch(() => {});
+    this.#ticker = setInterval(() => this.changed(false), this.#o.heartbeatMs);
+  }
+
+  /** Tells the other instances about revoked tokens or sessions. */
+  broadcastRevocation(event: RevocationEvent): void {
+    this.#signal({ type: "revoked", event });
+  }
+
+  #signal(signal: Signal): void {
+    try {
+      this.#channel?.postMessage(signal);
+    } catch {
+      // Closed while stopping.
+    }
+  }
+
+  #heard(signal: Signal): void {
+    if (signal.type === "changed") this.changed(false);
+    else if (signal.type === "attempts") this.#sendAttempts(signal.attempts);
+    else if (signal.type === "revoked") this.revoked(signal.event);
   }
 
   /** Stops the refresh and withdraws this instance's entry. */
@@ -81,6 +124,8 @@ export class Hub {
     this.#stopped = true;
     clearInterval(this.#ticker);
     clearTimeout(this.#timer);
+    this.#channel?.close();
+    await this.#watch?.cancel().catch(() => {});
     await this.#refreshing;
     await removeInstance(this.#kv, this.#o.instanceId).catch(() => {});
   }
@@ -132,13 +177,20 @@ export class Hub {
 
   /** Sends each durable attempt to `attempts` subscribers, and updates stats. */
   attemptsRecorded(attempts: Attempt[]): void {
+    this.#unread.push(...attempts);
+    this.#sendAttempts(attempts);
+    // The other instances' subscribers see them too.
+    this.#signal({ type: "attempts", attempts });
+    this.changed(false);
+  }
+
+  #sendAttempts(attempts: Attempt[]): void {
     for (const attempt of attempts) {
       const text = JSON.stringify({ type: "attempt", data: attempt });
       for (const m of this.#members) {
         if (m.state === "authenticated" && m.events.has("attempts")) m.send(text);
       }
     }
-    this.changed(false);
   }
 
   /**
@@ -148,7 +200,7 @@ export class Hub {
   async current(): Promise<Stats> {
     if (this.#last === null) await this.refreshNow();
     const last = this.#last!;
-    return withSelf(last.stats, last.self, this.#selfEntry());
+    return withUnread(withSelf(last.stats, last.self, this.#selfEntry()), this.#unread);
   }
 
   /** A `stats_update` message of {@linkcode current}. */
@@ -203,11 +255,14 @@ export class Hub {
     try {
       const now = Date.now();
       this.#lastRefresh = now;
+      // What was recorded before this read began, the read includes.
+      this.#unread = [];
       const self = this.#selfEntry();
       if (this.#dirty || now - this.#lastHeartbeat >= this.#o.heartbeatMs) {
         this.#dirty = false;
         this.#lastHeartbeat = now;
         await writeInstance(this.#kv, self);
+        this.#signal({ type: "changed" });
       }
       const stats = await readStats(this.#kv, { self, startedAt: this.#o.startedAt, now });
       this.#last = { stats, self };
@@ -253,4 +308,24 @@ export class Hub {
       }
     }
   }
+}
+
+/**
+ * `stats` with attempts it has not read yet added to its counters. An
+ * attempt committed while the read ran may be counted twice until the next
+ * read, a second later; without this the first `stats_update` after
+ * `authenticated` would miss the very attempt that authenticated.
+ */
+function withUnread(stats: Stats, unread: Attempt[]): Stats {
+  if (unread.length === 0) return stats;
+  const attempts = structuredClone(stats.attempts);
+  for (const a of unread) {
+    attempts.total++;
+    attempts[a.outcome]++;
+    if (Date.now() - a.at < 60_000) attempts.lastMinute[a.outcome]++;
+    if (a.outcome === "failure") {
+      attempts.byReason[a.reason] = (attempts.byReason[a.reason] ?? 0) + 1;
+    }
+  }
+  return { ...stats, attempts };
 }

@@ -31,3 +31,38 @@ export async function retryLocked<T>(op: () => Promise<T>, attempts = 8): Promis
     }
   }
 }
+
+/**
+ * Wraps a KV handle so that every read, write and atomic commit is retried
+ * when the local file is busy ({@linkcode retryLocked}). Several workers of
+ * one process each hold a handle on the same file; without this, whichever
+ * loses a race fails its request. Listing is passed through as it is.
+ */
+export function retryingKv(kv: Deno.Kv): Deno.Kv {
+  return new Proxy(kv, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (prop === "atomic") return () => retryingAtomic(target.atomic());
+      if (prop === "get" || prop === "getMany" || prop === "set" || prop === "delete") {
+        return (...args: unknown[]) => retryLocked(() => value.apply(target, args));
+      }
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+function retryingAtomic(op: Deno.AtomicOperation): Deno.AtomicOperation {
+  const proxy: Deno.AtomicOperation = new Proxy(op, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (prop === "commit") return () => retryLocked(() => target.commit());
+      if (typeof value !== "function") return value;
+      // Builder methods return the operation itself: keep handing out the proxy.
+      return (...args: unknown[]) => {
+        const result = value.apply(target, args);
+        return result === target ? proxy : result;
+      };
+    },
+  });
+  return proxy;
+}

@@ -7,7 +7,6 @@ import {
 } from "./kv_keys.ts";
 import type { AccessClaims } from "./tokens.ts";
 import type { Logger } from "./log.ts";
-import { retryLocked } from "./kv.ts";
 
 /** One revocation, as every instance reads it. */
 export interface RevocationEvent {
@@ -30,29 +29,36 @@ async function revoke(
   key: Deno.KvKey,
   target: { jti: string | null; sid: string | null },
   until: number,
-): Promise<void> {
+): Promise<RevocationEvent> {
   const expireIn = Math.max(1000, until - Date.now() + SLACK_MS);
   const event: RevocationEvent = { id: nextId(), ...target };
-  const result = await retryLocked(() =>
-    kv.atomic()
-      .set(key, { at: Date.now() }, { expireIn })
-      .set(revocationEventKey(event.id), event, { expireIn: EVENT_TTL_MS })
-      .commit()
-  );
+  const result = await kv.atomic()
+    .set(key, { at: Date.now() }, { expireIn })
+    .set(revocationEventKey(event.id), event, { expireIn: EVENT_TTL_MS })
+    .commit();
   if (!result.ok) throw new Error("Cannot revoke: the commit failed");
+  return event;
 }
 
 /**
  * Revokes one token by its `jti` until `until` (epoch ms, when the token
  * expires anyway), and tells every instance to close its sockets.
  */
-export async function revokeToken(kv: Deno.Kv, jti: string, until: number): Promise<void> {
-  await revoke(kv, revokedTokenKey(jti), { jti, sid: null }, until);
+export async function revokeToken(
+  kv: Deno.Kv,
+  jti: string,
+  until: number,
+): Promise<RevocationEvent> {
+  return await revoke(kv, revokedTokenKey(jti), { jti, sid: null }, until);
 }
 
 /** Revokes a session and every token issued under it, likewise. */
-export async function revokeSession(kv: Deno.Kv, sid: string, until: number): Promise<void> {
-  await revoke(kv, revokedSessionKey(sid), { jti: null, sid }, until);
+export async function revokeSession(
+  kv: Deno.Kv,
+  sid: string,
+  until: number,
+): Promise<RevocationEvent> {
+  return await revoke(kv, revokedSessionKey(sid), { jti: null, sid }, until);
 }
 
 /** Says whether a token's `jti` or its session has been revoked. */

@@ -1,10 +1,10 @@
 import type { PresenceEntry, Stats } from "./protocol.ts";
-import { retryLocked } from "./kv.ts";
 import {
   attemptBucketPrefix,
   attemptCountsPrefix,
   instanceKey,
   instancesPrefix,
+  statsVersionKey,
 } from "./kv_keys.ts";
 
 /** What one instance publishes about itself. */
@@ -27,7 +27,11 @@ export async function writeInstance(
   kv: Deno.Kv,
   entry: InstanceEntry,
 ): Promise<void> {
-  await retryLocked(() => kv.set(instanceKey(entry.id), entry, { expireIn: INSTANCE_EXPIRE_MS }));
+  // The version bump wakes the other instances' kv.watch.
+  await kv.atomic()
+    .set(instanceKey(entry.id), entry, { expireIn: INSTANCE_EXPIRE_MS })
+    .sum(statsVersionKey(), 1n)
+    .commit();
 }
 
 /** Removes this instance's entry (on shutdown). */

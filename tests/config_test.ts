@@ -77,6 +77,7 @@ Deno.test("loadConfig() defaults match CONTRACT section 1", () => {
     attemptRetentionDays: 30,
     sessionIdleTimeoutS: 1800,
     sessionMaxAgeS: 43_200,
+    workers: navigator.hardwareConcurrency,
     onDeploy: false,
   });
 });
@@ -95,7 +96,7 @@ Deno.test("loadConfig() reads every variable when it is valid", () => {
   const config = loadConfig({
     PORT: "8123",
     HOSTNAME: "127.0.0.1",
-    KV_PATH: ":memory:",
+    KV_PATH: "data/other.sqlite3",
     JWT_SECRET: secret,
     JWT_ISSUER: "issuer-x",
     JWT_AUDIENCE: "audience-y",
@@ -109,11 +110,12 @@ Deno.test("loadConfig() reads every variable when it is valid", () => {
     ATTEMPT_RETENTION_DAYS: "7",
     SESSION_IDLE_TIMEOUT_S: "600",
     SESSION_MAX_AGE_S: "7200",
+    LOOKOUT_WORKERS: "3",
   });
   assert.deepEqual(config, {
     port: 8123,
     hostname: "127.0.0.1",
-    kvPath: ":memory:",
+    kvPath: "data/other.sqlite3",
     jwtSecret: secret,
     jwtIssuer: "issuer-x",
     jwtAudience: "audience-y",
@@ -127,6 +129,7 @@ Deno.test("loadConfig() reads every variable when it is valid", () => {
     attemptRetentionDays: 7,
     sessionIdleTimeoutS: 600,
     sessionMaxAgeS: 7200,
+    workers: 3,
     onDeploy: false,
   });
 });
@@ -148,6 +151,12 @@ const BAD_VALUES: [variable: string, value: string][] = [
 ];
 
 for (const [variable, value] of BAD_VALUES) {
+  Deno.test("loadConfig() runs one worker for a :memory: store or port 0, whatever LOOKOUT_WORKERS says", () => {
+    assert.equal(loadConfig({ KV_PATH: ":memory:", LOOKOUT_WORKERS: "4" }).workers, 1);
+    assert.equal(loadConfig({ PORT: "0", LOOKOUT_WORKERS: "4" }).workers, 1);
+    assert.equal(loadConfig({ LOOKOUT_WORKERS: "4" }).workers, 4);
+  });
+
   Deno.test(
     `loadConfig() throws a one-line ConfigError naming ${variable} for ${JSON.stringify(value)}`,
     () => {

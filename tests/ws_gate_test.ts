@@ -491,3 +491,16 @@ Deno.test("/admin/ws sends a first stats_update that already counts the socket i
   assert.deepEqual(presence.data.online, [{ name: "alice", role: "admin", connections: 1 }]);
   await client.close();
 });
+
+Deno.test("/admin/ws sends a first stats_update that counts the attempt that authenticated it", async () => {
+  await using server = await startTestServer();
+  const warmup = await TestClient.open(server.wsUrl);
+  await warmup.auth(await server.mint());
+  await warmup.close();
+  const client = await TestClient.open(server.wsUrl);
+  await client.auth(await server.mint());
+  const first = await client.next("stats_update");
+  assert.equal(first.data.attempts.success, 2);
+  assert.equal(first.data.attempts.total, 2);
+  await client.close();
+});
