@@ -1,0 +1,676 @@
+/**
+ * `probe`: each step against real servers from startTestServer(), tiny TCP
+ * servers that misbehave like broken proxies (one drops Upgrade/Connection,
+ * one answers 101 and hangs up, one terminates TLS), and the CLI as a
+ * subprocess for exit codes, the output and the scenarios table.
+ */
+import assert from "node:assert/strict";
+import {
+  type AuthStep,
+  authStep,
+  connectStep,
+  lookupStep,
+  parseTarget,
+  probe,
+  type ProbeReport,
+  ProbeUsageError,
+  type Step,
+  type UpgradeStep,
+  upgradeStep,
+} from "../lib/probe.ts";
+import { explainStatus, explainTokenTimes, redactUrl } from "../lib/probe_explain.ts";
+import { breakSignature, runScenarios } from "../lib/probe_scenarios.ts";
+import { acceptFor } from "../lib/ws_wire.ts";
+import {
+  claims,
+  forge,
+  randomPassword,
+  randomSecret,
+  startTestServer,
+  unsecured,
+} from "./helpers.ts";
+
+const ROOT = new URL("..", import.meta.url);
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function stepOf<S extends Step = Step>(report: ProbeReport, name: Step["name"]): S {
+  const found = report.steps.find((s) => s.name === name);
+  assert.ok(found, `no ${name} step in ${JSON.stringify(report.steps.map((s) => s.name))}`);
+  return found as S;
+}
+
+/** Runs cli/probe.ts with `args`; returns the exit code and the output. */
+async function cli(args: string[], env: Record<string, string> = {}) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    // The permissions of the `probe` task, so the task line is what is tested.
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-env=LOOKOUT_PASSWORD,JWT_SECRET",
+      "cli/probe.ts",
+      ...args,
+    ],
+    cwd: ROOT,
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+/** Hands each connection of `listener` to `handle`; disposing stops and waits for all. */
+function serveConns<C extends Deno.Conn>(
+  listener: Deno.Listener<C>,
+  handle: (conn: C) => Promise<void>,
+) {
+  const tasks = new Set<Promise<void>>();
+  const loop = (async () => {
+    for await (const conn of listener) {
+      const task = handle(conn).catch(() => {}).finally(() => {
+        try {
+          conn.close();
+        } catch {
+          // Closed by the handler.
+        }
+        tasks.delete(task);
+      });
+      tasks.add(task);
+    }
+  })().catch(() => {});
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      await loop;
+      await Promise.all(tasks);
+    },
+  };
+}
+
+/** A TCP server on a free port that hands each connection to `handle`. */
+function tinyServer(handle: (conn: Deno.Conn) => Promise<void>) {
+  return serveConns(Deno.listen({ hostname: "127.0.0.1", port: 0 }), handle);
+}
+
+/** Copies `from` to `to` until either side ends, then closes both. */
+async function pipe(from: Deno.Conn, to: Deno.Conn): Promise<void> {
+  const buf = new Uint8Array(16 * 1024);
+  try {
+    while (true) {
+      const n = await from.read(buf);
+      if (n === null) break;
+      await writeAll(to, buf.subarray(0, n));
+    }
+  } finally {
+    for (const c of [from, to]) {
+      try {
+        c.close();
+      } catch {
+        // Already closed by the other direction.
+      }
+    }
+  }
+}
+
+/** A TLS-terminating proxy in front of `upstreamPort`, with the given certificate. */
+function tlsProxy(upstreamPort: number, tls: { cert: string; key: string }) {
+  const listener = Deno.listenTls({ hostname: "127.0.0.1", port: 0, ...tls });
+  return serveConns(listener, async (conn) => {
+    const upstream = await Deno.connect({ hostname: "127.0.0.1", port: upstreamPort });
+    await Promise.allSettled([pipe(conn, upstream), pipe(upstream, conn)]);
+  });
+}
+
+async function hasOpenssl(): Promise<boolean> {
+  try {
+    return (await new Deno.Command("openssl", { args: ["version"], stdout: "null" }).output())
+      .success;
+  } catch {
+    return false;
+  }
+}
+
+/** A throwaway CA and a leaf certificate for 127.0.0.1 signed by it (openssl). */
+async function makeCertificates(): Promise<{ ca: string; cert: string; key: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "probe_tls_" });
+  const run = async (...args: string[]) => {
+    const out = await new Deno.Command("openssl", {
+      args,
+      cwd: dir,
+      stdout: "null",
+      stderr: "piped",
+    })
+      .output();
+    if (!out.success) throw new Error(`openssl ${args[0]}: ${decoder.decode(out.stderr)}`);
+  };
+  try {
+    for (const name of ["ca.key", "leaf.key"]) {
+      await run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", name);
+    }
+    await run(
+      "req",
+      "-x509",
+      "-new",
+      "-key",
+      "ca.key",
+      "-subj",
+      "/CN=probe test CA",
+      "-days",
+      "1",
+      "-out",
+      "ca.pem",
+    );
+    await run("req", "-new", "-key", "leaf.key", "-subj", "/CN=127.0.0.1", "-out", "leaf.csr");
+    await Deno.writeTextFile(
+      `${dir}/leaf.ext`,
+      "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    );
+    await run(
+      "x509",
+      "-req",
+      "-in",
+      "leaf.csr",
+      "-CA",
+      "ca.pem",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-days",
+      "1",
+      "-extfile",
+      "leaf.ext",
+      "-out",
+      "leaf.pem",
+    );
+    const read = (name: string) => Deno.readTextFile(`${dir}/${name}`);
+    return { ca: await read("ca.pem"), cert: await read("leaf.pem"), key: await read("leaf.key") };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const OPENSSL = await hasOpenssl();
+
+/** Reads an HTTP head (up to the blank line) off `conn`. */
+async function readHead(conn: Deno.Conn): Promise<string> {
+  let text = "";
+  const buf = new Uint8Array(4096);
+  while (!text.includes("\r\n\r\n")) {
+    const n = await conn.read(buf);
+    if (n === null) break;
+    text += decoder.decode(buf.subarray(0, n));
+  }
+  return text.slice(0, text.indexOf("\r\n\r\n") + 4);
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < bytes.length) off += await conn.write(bytes.subarray(off));
+}
+
+/** Reads until the peer closes. */
+async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
+  const parts: number[] = [];
+  const buf = new Uint8Array(4096);
+  while (true) {
+    const n = await conn.read(buf);
+    if (n === null) return Uint8Array.from(parts);
+    parts.push(...buf.subarray(0, n));
+  }
+}
+
+/**
+ * A proxy that forwards one request per connection with its Upgrade header
+ * dropped and Connection set to close, as nginx does without the WebSocket
+ * lines, and relays the answer.
+ */
+function headerDroppingProxy(upstreamPort: number) {
+  return tinyServer(async (client) => {
+    const head = (await readHead(client)).split("\r\n")
+      .filter((line) => !/^(upgrade|connection):/i.test(line));
+    head.splice(1, 0, "Connection: close");
+    const upstream = await Deno.connect({ hostname: "127.0.0.1", port: upstreamPort });
+    try {
+      await writeAll(upstream, encoder.encode(head.join("\r\n")));
+      await writeAll(client, await readToEnd(upstream));
+    } finally {
+      upstream.close();
+    }
+  });
+}
+
+/**
+ * Answers the upgrade with a 101 (its accept value right unless `accept` is
+ * given), reads one frame, and hangs up without a close frame.
+ */
+function dropAfterUpgrade(accept?: string) {
+  return tinyServer(async (conn) => {
+    const head = await readHead(conn);
+    const key = /sec-websocket-key: *(\S+)/i.exec(head)?.[1] ?? "";
+    await writeAll(
+      conn,
+      encoder.encode(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+          `Sec-WebSocket-Accept: ${accept ?? await acceptFor(key)}\r\nServer: fake-proxy\r\n\r\n`,
+      ),
+    );
+    await conn.read(new Uint8Array(4096));
+  });
+}
+
+Deno.test("parseTarget() implies /admin/ws for a bare host and maps http(s) to ws(s)", () => {
+  const plain = parseTarget("http://example.com");
+  assert.equal(plain.url.href, "ws://example.com/admin/ws");
+  assert.equal(plain.httpOrigin, "http://example.com");
+  assert.equal(plain.port, 80);
+  const tls = parseTarget("https://[::1]:8443/");
+  assert.equal(tls.url.href, "wss://[::1]:8443/admin/ws");
+  assert.equal(tls.hostname, "::1");
+  assert.equal(tls.secure, true);
+  assert.equal(parseTarget("wss://h/custom/ws").url.pathname, "/custom/ws");
+  assert.throws(() => parseTarget("ftp://h/"), ProbeUsageError);
+  assert.throws(() => parseTarget("not a url"), ProbeUsageError);
+});
+
+Deno.test("redactUrl() never shows a whole token from the query", () => {
+  const token = crypto.randomUUID().repeat(3);
+  const shown = redactUrl(new URL(`ws://h/admin/ws?token=${token}`));
+  assert.ok(!shown.includes(token));
+  assert.ok(shown.includes(`token=${token.slice(0, 8)}…`));
+});
+
+Deno.test("probe() passes every step against a live server", async () => {
+  await using server = await startTestServer();
+  const token = await server.mint({ sub: "alice" });
+  const seen: string[] = [];
+  const report = await probe(server.wsUrl, { token, onStep: (s) => seen.push(s.name) });
+  assert.equal(report.ok, true, JSON.stringify(report.steps, null, 1));
+  assert.deepEqual(seen, ["dns", "tcp", "tls", "upgrade", "auth", "stats"]);
+  assert.deepEqual(report.steps.map((s) => s.result), ["ok", "ok", "skip", "ok", "ok", "ok"]);
+  const upgrade = stepOf<UpgradeStep>(report, "upgrade");
+  assert.equal(upgrade.response?.status, 101);
+  assert.equal(upgrade.acceptOk, true);
+  assert.ok(upgrade.details.some((d) => d.startsWith("Sec-WebSocket-Accept:")));
+  const auth = stepOf<AuthStep>(report, "auth");
+  assert.deepEqual(auth.user, { name: "alice", role: "admin" });
+  assert.ok(!auth.summary.includes(token));
+  const stats = stepOf(report, "stats") as Step & { stats: { connections: { open: number } } };
+  assert.ok(stats.stats.connections.open >= 1);
+  const [attempt] = await server.attempts(1);
+  assert.equal(attempt.outcome, "success");
+  assert.equal(attempt.userAgent, "lookout-probe");
+});
+
+Deno.test("probe() with header authenticates by Authorization: Bearer", async () => {
+  await using server = await startTestServer();
+  const report = await probe(server.wsUrl, { token: await server.mint(), header: true });
+  assert.equal(report.ok, true);
+  assert.match(stepOf(report, "auth").summary, /by Authorization header/);
+  assert.equal((await server.attempts(1))[0].transport, "header");
+});
+
+Deno.test("cli/probe.ts exits 0 with a ✓ line per step and no whole token", async () => {
+  await using server = await startTestServer();
+  const token = await server.mint();
+  const { code, stdout } = await cli([server.wsUrl, "--token", token]);
+  assert.equal(code, 0, stdout);
+  for (const label of ["DNS", "TCP", "Upgrade", "Auth", "Stats"]) {
+    assert.match(stdout, new RegExp(`^✓ ${label} `, "m"));
+  }
+  assert.match(stdout, /^– TLS +not used/m);
+  assert.match(stdout, /HTTP\/1\.1 101 Switching Protocols/);
+  assert.ok(!stdout.includes(token));
+  assert.ok(stdout.includes(`${token.slice(0, 8)}…`));
+});
+
+Deno.test("probe() explains 400 token_in_url", async () => {
+  await using server = await startTestServer();
+  const token = await server.mint();
+  const report = await probe(`${server.wsUrl}?token=${token}`, { token });
+  const upgrade = stepOf<UpgradeStep>(report, "upgrade");
+  assert.equal(report.ok, false);
+  assert.equal(upgrade.result, "fail");
+  assert.equal(upgrade.response?.status, 400);
+  assert.equal(upgrade.json?.reason, "token_in_url");
+  assert.match(upgrade.cause!, /URLs leak/);
+  assert.match(upgrade.cause!, /first message/);
+  assert.equal(report.steps.at(-1)?.name, "upgrade");
+});
+
+Deno.test("probe() explains a 401 for a Bearer header that fails, reason in words", async () => {
+  await using server = await startTestServer();
+  const report = await probe(server.wsUrl, {
+    token: await forge(claims(), randomSecret()),
+    header: true,
+  });
+  const upgrade = stepOf<UpgradeStep>(report, "upgrade");
+  assert.equal(upgrade.response?.status, 401);
+  assert.match(upgrade.cause!, /401 invalid_signature/);
+  assert.match(upgrade.cause!, /signed with another secret/);
+});
+
+Deno.test("probe() names the origin and ALLOWED_ORIGINS on 403 bad_origin", async () => {
+  await using server = await startTestServer();
+  const report = await probe(server.wsUrl, {
+    token: await server.mint(),
+    origin: "https://evil.example",
+  });
+  const upgrade = stepOf<UpgradeStep>(report, "upgrade");
+  assert.equal(upgrade.response?.status, 403);
+  assert.match(upgrade.cause!, /Origin https:\/\/evil\.example/);
+  assert.match(upgrade.cause!, /ALLOWED_ORIGINS/);
+});
+
+Deno.test("probe() explains 426 behind a proxy that drops Upgrade and Connection", async () => {
+  await using server = await startTestServer();
+  await using proxy = headerDroppingProxy(Number(server.url.port));
+  const report = await probe(`ws://127.0.0.1:${proxy.port}/admin/ws`, {
+    token: await server.mint(),
+  });
+  const upgrade = stepOf<UpgradeStep>(report, "upgrade");
+  assert.equal(upgrade.response?.status, 426);
+  assert.match(upgrade.cause!, /only answers WebSocket upgrades/, "the server's message is shown");
+  assert.match(upgrade.cause!, /drops the Upgrade and Connection headers/);
+  assert.match(upgrade.cause!, /proxy_set_header Upgrade/);
+});
+
+Deno.test("probe() says a path that is no WebSocket answers 200, and a wrong one 404", async () => {
+  await using server = await startTestServer();
+  const health = await probe(`http://127.0.0.1:${server.url.port}/healthz`);
+  const ordinary = stepOf<UpgradeStep>(health, "upgrade");
+  assert.equal(ordinary.response?.status, 200);
+  assert.match(ordinary.cause!, /\/healthz is not a WebSocket endpoint/);
+  const missing = stepOf<UpgradeStep>(
+    await probe(`ws://127.0.0.1:${server.url.port}/ws`),
+    "upgrade",
+  );
+  assert.equal(missing.response?.status, 404);
+  assert.match(missing.cause!, /Nothing answers at \/ws/);
+});
+
+Deno.test("probe() explains each 4401 reason in words", async () => {
+  await using server = await startTestServer();
+  const now = Math.floor(Date.now() / 1000);
+  const cases: [string, string, RegExp][] = [
+    ["not-a-jwt", "malformed_token", /not a JWT/],
+    [await forge(claims(), randomSecret()), "invalid_signature", /another secret/],
+    [unsecured(claims()), "alg_not_allowed", /algorithm/],
+    [
+      await forge(claims({ aud: "elsewhere" }), server.secret),
+      "invalid_claims",
+      /claims are wrong/,
+    ],
+    [
+      await forge(claims({ iat: now + 120 }), server.secret),
+      "token_not_yet_valid",
+      /^The token is valid only from .*, (1 min 5\d s|2 min( \d s)?) ahead by the server's clock .*fix the clocks/,
+    ],
+    [
+      await forge(claims({ iat: now - 900, exp: now - 120 }), server.secret),
+      "token_expired",
+      /^The token expired 2 min( \d+ s)? ago \(exp .*; server time .* from its Date header, this machine .*: the clocks agree.*\): get a fresh one/,
+    ],
+  ];
+  for (const [token, reason, words] of cases) {
+    const report = await probe(server.wsUrl, { token });
+    const auth = stepOf<AuthStep>(report, "auth");
+    assert.equal(auth.outcome, "closed", reason);
+    assert.deepEqual(auth.close, { code: 4401, reason });
+    assert.equal(auth.failedReason, reason);
+    assert.match(auth.cause!, words, auth.cause);
+    assert.ok(!auth.cause!.includes(token) || token === "not-a-jwt");
+  }
+});
+
+Deno.test("explainTokenTimes() blames the clocks when only the server sees the token expired", async () => {
+  const localNow = Date.now();
+  const token = await forge(
+    claims({ iat: Math.floor(localNow / 1000) - 60, exp: Math.floor(localNow / 1000) + 60 }),
+    randomSecret(),
+  );
+  const words = explainTokenTimes(token, "token_expired", { localNow, skewMs: 180_000 });
+  assert.match(words!, /server's clock is 3 min ahead of this machine's/);
+  assert.match(words!, /expired 2 min( 1 s)? ago by the server's clock but not by this machine's/);
+  assert.match(words!, /fix the clocks \(NTP\)/);
+});
+
+Deno.test("probe() with waitAuth sees the server close 4408 auth_timeout", async () => {
+  await using server = await startTestServer({ AUTH_TIMEOUT_MS: "300" });
+  const report = await probe(server.wsUrl, { waitAuth: true, authWaitMs: 5000 });
+  const auth = stepOf<AuthStep>(report, "auth");
+  assert.equal(report.ok, true);
+  assert.deepEqual(auth.close, { code: 4408, reason: "auth_timeout" });
+  assert.ok(auth.elapsedMs >= 250 && auth.elapsedMs < 3000, String(auth.elapsedMs));
+  assert.equal((await server.attempts(1))[0].reason, "auth_timeout");
+});
+
+Deno.test("authStep() explains auth_timeout when the server closes before the auth arrives", async () => {
+  await using server = await startTestServer({ AUTH_TIMEOUT_MS: "100" });
+  const target = parseTarget(server.wsUrl);
+  const tcp = await connectStep(target);
+  const up = await upgradeStep(tcp.conn!, target);
+  await new Promise((r) => setTimeout(r, 400));
+  const auth = await authStep(up.socket!, { token: await server.mint() });
+  await up.socket!.close();
+  assert.deepEqual(auth.close, { code: 4408, reason: "auth_timeout" });
+  assert.match(auth.cause!, /No auth message came in time/);
+});
+
+Deno.test("probe() without a token stops after the upgrade and does not pass", async () => {
+  await using server = await startTestServer();
+  const report = await probe(server.wsUrl);
+  assert.equal(report.ok, false);
+  const auth = stepOf<AuthStep>(report, "auth");
+  assert.equal(auth.result, "skip");
+  assert.equal(auth.outcome, "no_token");
+  assert.equal(report.steps.at(-1)?.name, "auth");
+});
+
+Deno.test("probe() says 1006 when a 101 is followed by a drop with no close frame", async () => {
+  await using dropper = dropAfterUpgrade();
+  const report = await probe(`ws://127.0.0.1:${dropper.port}/admin/ws`, {
+    token: await forge(claims(), randomSecret()),
+  });
+  assert.equal(stepOf(report, "upgrade").result, "ok");
+  const auth = stepOf<AuthStep>(report, "auth");
+  assert.equal(auth.outcome, "dropped");
+  assert.equal(auth.close, undefined);
+  assert.match(auth.summary, /without a close frame \(1006\)/);
+  assert.match(auth.cause!, /1006/);
+  assert.match(auth.cause!, /proxy that does not pass Upgrade and Connection/);
+  assert.match(auth.cause!, /cuts idle connections/);
+});
+
+Deno.test({
+  name: "tlsStep() explains a certificate from an authority this machine does not trust",
+  ignore: !OPENSSL,
+  async fn() {
+    await using server = await startTestServer();
+    const certs = await makeCertificates();
+    await using proxy = tlsProxy(Number(server.url.port), certs);
+    const report = await probe(`wss://127.0.0.1:${proxy.port}/admin/ws`, {
+      token: await server.mint(),
+    });
+    const tls = stepOf(report, "tls");
+    assert.equal(tls.result, "fail");
+    assert.match(tls.cause!, /not signed by an authority this machine trusts/);
+    assert.match(tls.cause!, /DENO_CERT/);
+    assert.equal(report.steps.at(-1)?.name, "tls");
+  },
+});
+
+Deno.test({
+  name: "probe() passes every step over wss:// through a TLS proxy whose CA is trusted",
+  ignore: !OPENSSL,
+  async fn() {
+    await using server = await startTestServer();
+    const certs = await makeCertificates();
+    await using proxy = tlsProxy(Number(server.url.port), certs);
+    const report = await probe(`https://127.0.0.1:${proxy.port}`, {
+      token: await server.mint(),
+      caCerts: [certs.ca],
+    });
+    assert.equal(report.ok, true, JSON.stringify(report.steps, null, 1));
+    assert.match(stepOf(report, "tls").summary, /certificate valid/);
+  },
+});
+
+Deno.test({
+  name: "tlsStep() says when the certificate does not name the host",
+  ignore: !OPENSSL,
+  async fn() {
+    await using server = await startTestServer();
+    const certs = await makeCertificates();
+    await using proxy = tlsProxy(Number(server.url.port), certs);
+    const report = await probe(`wss://localhost:${proxy.port}/admin/ws`, { caCerts: [certs.ca] });
+    const tls = stepOf(report, "tls");
+    assert.equal(tls.result, "fail");
+    assert.match(tls.cause!, /does not name localhost/);
+  },
+});
+
+Deno.test("upgradeStep() fails a 101 whose Sec-WebSocket-Accept does not match the key", async () => {
+  await using fake = dropAfterUpgrade(await acceptFor("not the key"));
+  const report = await probe(`ws://127.0.0.1:${fake.port}/admin/ws`, { token: "t" });
+  const upgrade = stepOf<UpgradeStep>(report, "upgrade");
+  assert.equal(upgrade.result, "fail");
+  assert.equal(upgrade.acceptOk, false);
+  assert.ok(upgrade.details.some((d) => d.includes("(does NOT match the key)")));
+  assert.match(upgrade.cause!, /wrong Sec-WebSocket-Accept.*\(fake-proxy\) rewrote the handshake/);
+});
+
+Deno.test("connectStep() explains a refused connection", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  const report = await probe(`ws://127.0.0.1:${port}/admin/ws`);
+  const tcp = stepOf(report, "tcp");
+  assert.equal(tcp.result, "fail");
+  assert.match(tcp.cause!, /Nothing listens on 127\.0\.0\.1:\d+ \(connection refused\)/);
+  assert.deepEqual(report.steps.map((s) => s.name), ["dns", "tcp"]);
+});
+
+Deno.test("probe() warns when DNS has no address and fails at TCP when nothing resolves", async () => {
+  const report = await probe("ws://lookout-probe-test.invalid:8000/", { timeoutMs: 3000 });
+  const dns = stepOf(report, "dns");
+  assert.equal(dns.result, "warn");
+  assert.match(dns.cause!, /DNS|lookup/);
+  const tcp = stepOf(report, "tcp");
+  assert.equal(tcp.result, "fail");
+  assert.match(tcp.cause!, /lookout-probe-test\.invalid/);
+  assert.equal(report.ok, false);
+});
+
+Deno.test("lookupStep() skips IP literals and localhost", async () => {
+  for (const url of ["ws://127.0.0.1:1/", "ws://[::1]:1/", "ws://localhost:1/"]) {
+    const dns = await lookupStep(parseTarget(url));
+    assert.equal(dns.result, "ok");
+    assert.match(dns.summary, /no DNS lookup/);
+  }
+});
+
+Deno.test("explainStatus() names the cause of 429, 502, 503 and 504", () => {
+  const ctx = { path: "/admin/ws" };
+  const answer = (status: number, headers: Record<string, string> = {}) => ({
+    status,
+    headers: new Headers(headers),
+    json: null,
+    body: "",
+  });
+  assert.match(
+    explainStatus(answer(429, { "Retry-After": "17" }), ctx),
+    /wait 17 s \(Retry-After\)/,
+  );
+  assert.match(
+    explainStatus(answer(502, { Server: "nginx/1.22.1" }), ctx),
+    /^The proxy \(nginx\/1\.22\.1\) cannot reach the app/,
+  );
+  assert.match(explainStatus(answer(503), ctx), /Deno KV/);
+  assert.match(
+    explainStatus(answer(504, { Via: "1.1 edge" }), ctx),
+    /timed out waiting for the app/,
+  );
+  assert.match(
+    explainStatus(answer(302, { Location: "https://h/admin/ws" }), ctx),
+    /redirects to https:\/\/h\/admin\/ws/,
+  );
+});
+
+Deno.test("breakSignature() changes the signature and nothing else", () => {
+  const token = "aaa.bbb.Ccc";
+  assert.equal(breakSignature(token), "aaa.bbb.Acc");
+  assert.equal(breakSignature("aaa.bbb.Acc"), "aaa.bbb.Bcc");
+});
+
+Deno.test("runScenarios() skips the expired and revoked cases without a secret or a login", async () => {
+  await using server = await startTestServer();
+  const rows = await runScenarios(parseTarget(server.wsUrl), { token: await server.mint() });
+  assert.deepEqual(rows.map((r) => [r.case, r.ok]), [
+    ["valid token", true],
+    ["expired token", null],
+    ["invalid signature", true],
+    ["missing token", true],
+    ["revoked (open socket)", null],
+    ["revoked (new socket)", null],
+  ]);
+  assert.match(rows[1].seen, /skipped: set JWT_SECRET to forge an expired token/);
+});
+
+Deno.test("cli/probe.ts --scenarios --login exits 0 and prints the table", async () => {
+  const password = randomPassword();
+  await using server = await startTestServer({ ADMIN_USERNAME: "root", ADMIN_PASSWORD: password });
+  const { code, stdout } = await cli(
+    [`http://127.0.0.1:${server.url.port}`, "--login", "root", "--scenarios"],
+    { LOOKOUT_PASSWORD: password, JWT_SECRET: server.secret },
+  );
+  assert.equal(code, 0, stdout);
+  assert.match(stdout, /^case +\| expected +\| seen +\| ok$/m);
+  for (
+    const [name, expected] of [
+      ["valid token", "authenticated"],
+      ["expired token", "4401 token_expired"],
+      ["invalid signature", "4401 invalid_signature"],
+      ["missing token", "4401 missing_token"],
+      ["revoked \\(open socket\\)", "4403 revoked"],
+      ["revoked \\(new socket\\)", "4403 revoked"],
+    ]
+  ) {
+    assert.match(stdout, new RegExp(`^${name} +\\| ${expected} +\\| ${expected} +\\| ✓$`, "m"));
+  }
+  assert.ok(!stdout.includes(password));
+  assert.ok(!stdout.includes(server.secret));
+});
+
+Deno.test("cli/probe.ts --scenarios exits 1 against a server with another JWT_AUDIENCE", async () => {
+  await using server = await startTestServer({ JWT_AUDIENCE: "elsewhere" });
+  // Signed with the server's key, but for the default audience.
+  const token = await forge(claims({ aud: "lookout" }), server.secret);
+  const { code, stdout } = await cli([server.wsUrl, "--token", token, "--scenarios"], {
+    JWT_SECRET: server.secret,
+  });
+  assert.equal(code, 1, stdout);
+  assert.match(stdout, /^✗ Auth +closed 4401 invalid_claims/m);
+  assert.match(stdout, /^valid token +\| authenticated +\| 4401 invalid_claims +\| ✗$/m);
+  assert.match(stdout, /→ valid token: The token's claims are wrong/);
+});
+
+Deno.test("cli/probe.ts exits 2 on bad usage", async () => {
+  for (
+    const args of [
+      [],
+      ["ftp://h/"],
+      ["ws://h/", "--token", "t", "--login", "u"],
+      ["ws://h/", "--scenarios"],
+      ["ws://h/", "--header"],
+      ["ws://h/", "--origin", "https://h/path"],
+      ["ws://h/", "--bogus"],
+    ]
+  ) {
+    const { code, stderr } = await cli(args);
+    assert.equal(code, 2, `${args.join(" ")}: ${stderr}`);
+    assert.match(stderr, /^Cannot probe/);
+    assert.match(stderr, /usage: deno task probe URL/);
+  }
+});
