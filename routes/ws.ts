@@ -14,6 +14,7 @@ import { type AccessClaims, verifyAccessToken } from "../lib/tokens.ts";
 export interface WsDeps extends Omit<ConnectionDeps, "pending"> {
   config: Pick<Config, "allowedOrigins" | "trustProxy">;
   guard: IpGuard;
+  draining: { value: boolean };
 }
 
 type Env = { Variables: { client: ClientInfo; preAuth: AccessClaims | null } };
@@ -34,6 +35,12 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
     "/admin/ws",
     async (c, next) => {
       const started = performance.now();
+      if (deps.draining.value) {
+        throw new ApiError(503, "unavailable", {
+          details: { message: "the server is stopping: reconnect in a moment" },
+          headers: { "Retry-After": "1" },
+        });
+      }
       checkHandshake(c.req.raw.headers);
       const client: ClientInfo = {
         ip: clientIp(c.req.raw.headers, getConnInfo(c).remote.address, config.trustProxy),
