@@ -88,6 +88,8 @@ export interface StartOptions {
   limits?: Partial<Limits>;
   /** Share the port with other instances of this process (one per worker). */
   reusePort?: boolean;
+  /** How long a stopping instance keeps answering 503 before it stops listening. */
+  drainGraceMs?: number;
 }
 
 /** Opens KV, builds the app and serves it on `config.hostname:config.port`. */
@@ -174,9 +176,13 @@ export async function startLookout(
   const close = async () => {
     draining.value = true;
     for (const member of hub.members()) member.close(CLOSE_GOING_AWAY, "server_stopping");
+    // Clients told 1001 come back at once: for a moment they get a 503 with
+    // Retry-After (and a load balancer its answer) rather than a refusal.
+    await new Promise((r) => setTimeout(r, options.drainGraceMs ?? 250));
     await server.shutdown();
-    await feed.stop();
+    // Requests that were in flight have recorded their attempts by now.
     await attempts.flush();
+    await feed.stop();
     await hub.stop();
     if (!options.kv) opened.close();
   };

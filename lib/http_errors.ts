@@ -2,6 +2,7 @@ import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Logger } from "./log.ts";
+import { StoreUnavailable } from "./kv.ts";
 
 /**
  * An error a request handler throws on purpose. `code` becomes the `error`
@@ -38,6 +39,14 @@ export function errorHandler(logger: Logger) {
       return c.json({ error: error.code, ...error.details }, error.status);
     }
     if (error instanceof HTTPException) return error.getResponse();
+    if (error instanceof StoreUnavailable) {
+      logger.error("store unavailable", { method: c.req.method, path: c.req.path, error });
+      c.header("Retry-After", "5");
+      return c.json({
+        error: "unavailable",
+        message: "the store is unavailable: try again shortly",
+      }, 503);
+    }
     logger.error("request failed", {
       method: c.req.method,
       path: c.req.path,

@@ -33,10 +33,38 @@ export async function retryLocked<T>(op: () => Promise<T>, attempts = 8): Promis
 }
 
 /**
- * Wraps a KV handle so that every read, write and atomic commit is retried
- * when the local file is busy ({@linkcode retryLocked}). Several workers of
- * one process each hold a handle on the same file; without this, whichever
- * loses a race fails its request. Listing is passed through as it is.
+ * The store failed (unreachable, closed, or still busy after retries).
+ * Requests answer 503 and sockets close 1011: Lookout fails closed.
+ */
+export class StoreUnavailable extends Error {
+  constructor(action: string, cause: unknown) {
+    super(
+      `Cannot ${action} as the KV store is unavailable: ${(cause as Error)?.message ?? cause}`,
+      {
+        cause,
+      },
+    );
+    this.name = "StoreUnavailable";
+  }
+}
+
+async function guarded<T>(action: string, op: () => Promise<T>): Promise<T> {
+  try {
+    return await retryLocked(op);
+  } catch (error) {
+    // A programming error (a bad key, a value too large) is not an outage.
+    if (error instanceof TypeError && !/locked|closed|unavailable/i.test(error.message)) {
+      throw error;
+    }
+    throw error instanceof StoreUnavailable ? error : new StoreUnavailable(action, error);
+  }
+}
+
+/**
+ * Wraps a KV handle for the app: every read, write, listing and atomic
+ * commit is retried while the local file is busy ({@linkcode retryLocked}),
+ * since several workers of one process each hold a handle on it, and a
+ * failure that remains is a {@linkcode StoreUnavailable}.
  */
 export function retryingKv(kv: Deno.Kv): Deno.Kv {
   return new Proxy(kv, {
@@ -44,9 +72,22 @@ export function retryingKv(kv: Deno.Kv): Deno.Kv {
       const value = Reflect.get(target, prop, target);
       if (prop === "atomic") return () => retryingAtomic(target.atomic());
       if (prop === "get" || prop === "getMany" || prop === "set" || prop === "delete") {
-        return (...args: unknown[]) => retryLocked(() => value.apply(target, args));
+        return (...args: unknown[]) => guarded(`${prop} in KV`, () => value.apply(target, args));
+      }
+      if (prop === "list") {
+        return (...args: Parameters<Deno.Kv["list"]>) => guardedList(target.list(...args));
       }
       return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+function guardedList<T>(iter: Deno.KvListIterator<T>): Deno.KvListIterator<T> {
+  const next = () => guarded("list KV", () => iter.next());
+  return Object.assign(Object.create(iter), {
+    next,
+    [Symbol.asyncIterator]() {
+      return { next };
     },
   });
 }
@@ -55,7 +96,7 @@ function retryingAtomic(op: Deno.AtomicOperation): Deno.AtomicOperation {
   const proxy: Deno.AtomicOperation = new Proxy(op, {
     get(target, prop) {
       const value = Reflect.get(target, prop, target);
-      if (prop === "commit") return () => retryLocked(() => target.commit());
+      if (prop === "commit") return () => guarded("commit to KV", () => target.commit());
       if (typeof value !== "function") return value;
       // Builder methods return the operation itself: keep handing out the proxy.
       return (...args: unknown[]) => {

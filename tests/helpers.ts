@@ -308,3 +308,108 @@ export async function login(
 export function randomPassword(): string {
   return "pw-" + crypto.randomUUID();
 }
+
+/**
+ * A real KV with a switch in front: while `down` is true every call fails
+ * the way a lost store does (Deno's own BadResource), and when it is false
+ * again the same store answers. For testing that Lookout fails closed and
+ * recovers.
+ */
+export function switchableKv(kv: Deno.Kv): { kv: Deno.Kv; down: boolean } {
+  const state = { kv: kv, down: false };
+  const fail = () => {
+    throw new Deno.errors.BadResource("KV is down (test switch)");
+  };
+  const wrapAtomic = (op: Deno.AtomicOperation): Deno.AtomicOperation => {
+    const proxy: Deno.AtomicOperation = new Proxy(op, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target);
+        if (prop === "commit") {
+          return () =>
+            state.down
+              ? Promise.reject(new Deno.errors.BadResource("KV is down (test switch)"))
+              : target.commit();
+        }
+        if (typeof value !== "function") return value;
+        return (...args: unknown[]) => {
+          const result = value.apply(target, args);
+          return result === target ? proxy : result;
+        };
+      },
+    });
+    return proxy;
+  };
+  state.kv = new Proxy(kv, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (prop === "atomic") return () => wrapAtomic(target.atomic());
+      if (prop === "close" || typeof value !== "function") {
+        return typeof value === "function" ? value.bind(target) : value;
+      }
+      return (...args: unknown[]) => {
+        if (state.down) {
+          if (prop === "list" || prop === "watch") fail();
+          return Promise.reject(new Deno.errors.BadResource("KV is down (test switch)"));
+        }
+        return value.apply(target, args);
+      };
+    },
+  });
+  return state;
+}
+
+/** A free TCP port on 127.0.0.1 (closed again before it is returned). */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/** Lookout as its own process (`main.ts`), as it runs in production. */
+export interface LookoutProcess {
+  child: Deno.ChildProcess;
+  url: URL;
+  wsUrl: string;
+  /** Everything the process wrote, stdout and stderr. */
+  output(): string;
+  /** Resolves with the exit status once the process ends. */
+  status: Promise<Deno.CommandStatus>;
+}
+
+/** Starts `main.ts` with `env` on a free port and waits until /healthz answers. */
+export async function startProcess(env: Record<string, string>): Promise<LookoutProcess> {
+  const port = env.PORT ?? String(freePort());
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("../main.ts", import.meta.url).pathname],
+    env: { HOSTNAME: "127.0.0.1", ...env, PORT: port },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const decoder = new TextDecoder();
+  const drain = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream) text += decoder.decode(chunk, { stream: true });
+  };
+  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
+  const status = child.status.then(async (s) => {
+    await drained;
+    return s;
+  });
+  const url = new URL(`http://127.0.0.1:${port}`);
+  const deadline = Date.now() + 20_000;
+  while (true) {
+    const ok = await fetch(new URL("/healthz", url)).then(async (r) => {
+      await r.body?.cancel();
+      return r.ok;
+    }, () => false);
+    if (ok) break;
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      await status;
+      throw new Error(`main.ts did not come up on ${url}: ${text}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { child, url, wsUrl: `ws://127.0.0.1:${port}/admin/ws`, output: () => text, status };
+}
