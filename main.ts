@@ -10,7 +10,8 @@ import { ApiError, errorHandler } from "./lib/http_errors.ts";
 import { Hub } from "./lib/hub.ts";
 import { openKv, retryingKv } from "./lib/kv.ts";
 import { DEFAULT_LIMITS, IpGuard, type Limits } from "./lib/limits.ts";
-import { createLogger, type Logger } from "./lib/log.ts";
+import { createLogger, type Logger, setupLogging, withLogContext } from "./lib/log.ts";
+import { requestId } from "hono/request-id";
 import { CLOSE_GOING_AWAY } from "./lib/protocol.ts";
 import { isRevoked, RevocationFeed, revokeSession, revokeToken } from "./lib/revocation.ts";
 import { resolveJwtSecret } from "./lib/secret.ts";
@@ -53,6 +54,10 @@ export function createApp(deps: AppDeps): Hono {
   app.notFound(() => {
     throw new ApiError(404, "not_found");
   });
+  // Every line logged for a request carries its id (also sent back as
+  // X-Request-Id, and taken from a proxy's X-Request-Id when it sets one).
+  app.use(requestId());
+  app.use((c, next) => withLogContext({ requestId: c.get("requestId") }, next));
   app.use(securityHeaders(config.trustProxy));
   app.get("/", (c) => c.redirect("/admin", 302));
   app.route("/", healthRoutes(deps.kv));
@@ -237,9 +242,7 @@ function onStopSignal(stop: () => Promise<void>): void {
     Deno.addSignalListener(signal, async () => {
       if (stopping) return;
       stopping = true;
-      console.log(
-        JSON.stringify({ ts: new Date().toISOString(), level: "info", msg: "stopping", signal }),
-      );
+      createLogger().info("stopping", { signal });
       setTimeout(() => Deno.exit(1), STOP_DEADLINE_MS);
       await stop();
       Deno.exit(0);
@@ -256,5 +259,6 @@ if (import.meta.main) {
     console.error(error.message);
     Deno.exit(1);
   }
+  await setupLogging();
   await run(config);
 }

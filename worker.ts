@@ -6,6 +6,7 @@
 /// <reference lib="deno.worker" />
 import type { Config } from "./lib/config.ts";
 import { type Lookout, startLookout } from "./main.ts";
+import { setupLogging } from "./lib/log.ts";
 
 let lookout: Lookout | null = null;
 
@@ -14,6 +15,7 @@ self.onmessage = async (
 ) => {
   const message = event.data;
   if (message.type === "start") {
+    await setupLogging();
     lookout = await startLookout(message.config, { reusePort: true });
     self.postMessage({ type: "started" });
   } else if (message.type === "stop") {

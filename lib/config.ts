@@ -124,7 +124,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     );
   }
   const e = parsed.data;
-  const onDeploy = Boolean(input.DENO_DEPLOYMENT_ID);
+  // Deno Deploy sets both; Deploy Classic set only DENO_DEPLOYMENT_ID.
+  const onDeploy = input.DENO_DEPLOY === "true" || Boolean(input.DENO_DEPLOYMENT_ID);
   if (onDeploy && !e.JWT_SECRET) {
     throw new ConfigError(
       "Cannot start as JWT_SECRET is required on Deno Deploy: current value is unset",

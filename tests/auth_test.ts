@@ -292,3 +292,24 @@ Deno.test("liveSession() ends a session after its idle timeout and after its abs
     kv.close();
   }
 });
+
+Deno.test("every log line of a request carries its request id, which the response names", async () => {
+  await using server = await startTestServer();
+  await withUser(server);
+  const res = await fetch(new URL("/auth/login", server.url), {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-Request-Id": "trace-42" },
+    body: JSON.stringify({ username: "alice", password: randomPassword() }),
+  });
+  await res.body?.cancel();
+  assert.equal(res.headers.get("x-request-id"), "trace-42");
+  const line = server.logs.map((l) => JSON.parse(l)).find((l) => l.msg === "login failed");
+  assert.equal(line?.requestId, "trace-42");
+  const own = await fetch(new URL("/healthz", server.url));
+  await own.body?.cancel();
+  assert.match(
+    own.headers.get("x-request-id") ?? "",
+    /^[0-9a-f-]{36}$/,
+    "one is made when none is sent",
+  );
+});
