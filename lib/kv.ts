@@ -2,12 +2,12 @@ import { dirname } from "node:path";
 
 /**
  * Opens Deno KV: the local file at `path` (its folder is created when
- * missing), `:memory:`, or, when `path` is undefined, the platform's own KV
- * (Deno Deploy).
+ * missing), `:memory:`, a remote database's `https://` connect URL, or, when
+ * `path` is undefined, the platform's own KV (Deno Deploy).
  */
 export async function openKv(path: string | undefined): Promise<Deno.Kv> {
   if (path === undefined) return await Deno.openKv();
-  if (path !== ":memory:") {
+  if (path !== ":memory:" && !/^https?:\/\//.test(path)) {
     await Deno.mkdir(dirname(path), { recursive: true });
   }
   return await retryLocked(() => Deno.openKv(path));

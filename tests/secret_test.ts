@@ -164,3 +164,20 @@ Deno.test("startLookout() creates the folder of a fresh KV_PATH", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("openKv() leaves an https:// connect URL alone instead of making folders for it", async () => {
+  const { openKv } = await import("../lib/kv.ts");
+  const dir = await Deno.makeTempDir();
+  const cwd = Deno.cwd();
+  Deno.chdir(dir);
+  try {
+    // No access token is set, so opening fails; what matters is what it tried.
+    await openKv("https://kv.invalid/v2/databases/x/connect").then((kv) => kv.close(), () => {});
+    const made = [];
+    for await (const entry of Deno.readDir(dir)) made.push(entry.name);
+    assert.deepEqual(made, []);
+  } finally {
+    Deno.chdir(cwd);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
