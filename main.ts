@@ -76,6 +76,16 @@ export function createApp(deps: AppDeps): Hono {
   return app;
 }
 
+/**
+ * The BroadcastChannel of the instances that share one store: its path
+ * locally (a :memory: store is shared by nobody), the app on Deno Deploy.
+ */
+function channelName(config: Config, instanceId: string): string {
+  if (config.kvPath === undefined) return "lookout";
+  if (config.kvPath === ":memory:") return `lookout:${instanceId}`;
+  return `lookout:${config.kvPath}`;
+}
+
 /** A running Lookout server. */
 export interface Lookout {
   url: URL;
@@ -117,11 +127,13 @@ export async function startLookout(
   }
   const guard = new IpGuard(limits);
   const attempts = new AttemptLog(kv, { retentionDays: config.attemptRetentionDays });
+  const instanceId = crypto.randomUUID().slice(0, 8);
   const hub = new Hub(kv, {
-    instanceId: crypto.randomUUID().slice(0, 8),
+    instanceId,
     startedAt: Date.now(),
     retentionDays: config.attemptRetentionDays,
     logger,
+    channel: channelName(config, instanceId),
   });
   attempts.onRecorded((recorded) => {
     for (const a of recorded) {

@@ -172,7 +172,11 @@ async function startProcess(env: Record<string, string>) {
     }
     text += value;
     for (const line of text.split("\n")) {
-      if (line.includes('"listening"')) url = new URL(JSON.parse(line).url);
+      if (line.includes('"listening"')) {
+        // LogTape's JSON lines keep the fields under `properties`.
+        const record = JSON.parse(line);
+        url = new URL(record.properties?.url ?? record.url);
+      }
     }
   }
   // Keep reading, so a full pipe never blocks the process.

@@ -26,7 +26,8 @@ async function startPair(): Promise<{
   const path = join(dir, "kv.sqlite3");
   const kvA = await Deno.openKv(path);
   const kvB = await Deno.openKv(path);
-  const env = { JWT_SECRET: randomSecret() };
+  // The same KV_PATH puts both on one BroadcastChannel, as workers are.
+  const env = { JWT_SECRET: randomSecret(), KV_PATH: path };
   const a = await startTestServer(env, { kv: kvA });
   const b = await startTestServer(env, { kv: kvB });
   return {
@@ -311,5 +312,47 @@ Deno.test("/admin/ws coalesces stats_update pushes during a burst of failed atte
   } finally {
     await watcher.close();
     await server.close();
+  }
+});
+
+Deno.test("/admin/ws streams an attempt recorded on instance A to an attempts subscriber on instance B", async () => {
+  const pair = await startPair();
+  try {
+    const watcher = await TestClient.open(pair.b.wsUrl);
+    await watcher.auth(await pair.b.mint({ sub: "watcher" }));
+    watcher.send({ type: "subscribe", events: ["attempts"] });
+    await watcher.next("subscribed");
+    await failAuth(pair.a, "garbage-on-a");
+    const event = await watcher.next("attempt", 2000);
+    assert.equal(event.data.reason, "malformed_token");
+    const [stored] = await pair.a.attempts(1);
+    assert.equal(event.data.id, stored.id, "the record A stored, as B's subscriber saw it");
+    await watcher.close();
+  } finally {
+    await pair.close();
+  }
+});
+
+Deno.test("/admin/ws on instance B pushes stats_update within about a second of a change on instance A", async () => {
+  const pair = await startPair();
+  try {
+    const watcher = await TestClient.open(pair.b.wsUrl);
+    await watcher.auth(await pair.b.mint({ sub: "watcher" }));
+    await watcher.next("stats_update");
+    await sleep(1100);
+    const before = watcher.received.filter((m) => m.type === "stats_update").length;
+    const changedAt = Date.now();
+    await failAuth(pair.a);
+    while (true) {
+      const update = await watcher.next("stats_update", 3000);
+      if (update.data.attempts.failure >= 1) break;
+    }
+    const latency = Date.now() - changedAt;
+    console.log(`A's failed attempt reached B's subscriber in ${latency} ms`);
+    assert.ok(latency < 1500, `${latency} ms`);
+    assert.ok(watcher.received.filter((m) => m.type === "stats_update").length > before);
+    await watcher.close();
+  } finally {
+    await pair.close();
   }
 });
