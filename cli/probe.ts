@@ -5,6 +5,7 @@
  * path through to stats works (with --scenarios: when every case that ran
  * matched), 1 otherwise, 2 for bad usage.
  */
+import { readPassword } from "../lib/password_input.ts";
 import { parseArgs } from "node:util";
 import {
   loginStep,
@@ -64,49 +65,6 @@ function printTable(rows: ScenarioRow[]): void {
   console.log(widths.map((w) => "-".repeat(w)).concat("--").join("-|-"));
   for (const c of cells) console.log(line(c));
   for (const r of rows) if (r.ok === false && r.cause) console.log(`  → ${r.case}: ${r.cause}`);
-}
-
-/** Reads a line from the terminal without echoing it. */
-async function promptHidden(question: string): Promise<string> {
-  const encoder = new TextEncoder();
-  await Deno.stderr.write(encoder.encode(question));
-  Deno.stdin.setRaw(true);
-  const bytes: number[] = [];
-  const buf = new Uint8Array(1);
-  try {
-    while (true) {
-      const n = await Deno.stdin.read(buf);
-      if (n === null) break;
-      const c = buf[0];
-      if (c === 3) {
-        // Ctrl-C: leave the terminal as it was found (Deno.exit skips finally).
-        Deno.stdin.setRaw(false);
-        Deno.exit(130);
-      }
-      if (c === 13 || c === 10) break;
-      if (c === 127 || c === 8) bytes.pop();
-      else bytes.push(c);
-    }
-  } finally {
-    Deno.stdin.setRaw(false);
-    await Deno.stderr.write(encoder.encode("\n"));
-  }
-  return new TextDecoder().decode(Uint8Array.from(bytes));
-}
-
-async function readPassword(user: string): Promise<string> {
-  const fromEnv = Deno.env.get("LOOKOUT_PASSWORD");
-  if (fromEnv) return fromEnv;
-  if (Deno.stdin.isTerminal()) return await promptHidden(`Password for ${user}: `);
-  const reader = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    text += value;
-  }
-  await reader.cancel();
-  return text.split(/\r?\n/)[0];
 }
 
 let parsed;
@@ -184,7 +142,10 @@ let token = args.token;
 let credentials: { username: string; password: string } | undefined;
 let cookie: string | null = null;
 if (args.login !== undefined) {
-  credentials = { username: args.login, password: await readPassword(args.login) };
+  credentials = {
+    username: args.login,
+    password: await readPassword({ prompt: `Password for ${args.login}: ` }) ?? "",
+  };
   const login = await loginStep(target, credentials, { timeoutMs });
   printStep(login);
   if (!login.token) Deno.exit(1);

@@ -3,7 +3,7 @@
  * fetch would follow redirects, hide the status of an upgrade and refuse to
  * send `Upgrade` at all, and those are exactly what a diagnosis needs to see.
  */
-import type { Wire } from "./ws_wire.ts";
+import { concat, type Wire } from "./ws_wire.ts";
 
 /** A response as it came off the wire. */
 export interface RawHttpResponse {
@@ -106,13 +106,7 @@ function dechunk(raw: Uint8Array): Uint8Array {
     parts.push(rest.subarray(nl + 2, nl + 2 + size));
     rest = rest.subarray(Math.min(rest.length, nl + 2 + size + 2));
   }
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
+  return concat(parts);
 }
 
 function indexOf(haystack: Uint8Array, needle: ArrayLike<number>): number {

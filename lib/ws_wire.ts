@@ -304,7 +304,8 @@ export function encodeFrame(opcode: number, payload: Uint8Array): Uint8Array {
   return frame;
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
+/** Joins byte arrays into one. */
+export function concat(parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let off = 0;
   for (const p of parts) {
