@@ -119,6 +119,15 @@ export async function startLookout(
   if (await ensureFirstAdmin(kv, config.adminUsername, config.adminPassword)) {
     logger.info("created the first admin from ADMIN_USERNAME", { user: config.adminUsername });
   }
+  if (
+    config.trustProxy && config.hostname !== "127.0.0.1" && config.hostname !== "::1" &&
+    !config.onDeploy
+  ) {
+    logger.warn(
+      "TRUST_PROXY is true while listening on all interfaces: a client that reaches the port directly can pick its own X-Forwarded-For; set HOSTNAME=127.0.0.1 behind a local proxy",
+      { hostname: config.hostname },
+    );
+  }
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const assets = await loadAssets();
   const draining = { value: false };

@@ -1,3 +1,12 @@
+/**
+ * The last value of a forwarded header: the one our own proxy added. Values
+ * before it came from further away, the client included, so they are not
+ * trusted (as for X-Forwarded-For in client_ip.ts).
+ */
+function nearestHop(value: string | null): string | undefined {
+  return value?.split(",").map((s) => s.trim()).filter(Boolean).at(-1);
+}
+
 /** What origin checks need from the configuration. */
 export interface OriginPolicy {
   allowedOrigins: string[] | null;
@@ -6,16 +15,14 @@ export interface OriginPolicy {
 
 /** Whether the request reached us over https (directly or, trusted, via a proxy). */
 export function isHttps(req: Request, trustProxy: boolean): boolean {
-  const proto = trustProxy ? req.headers.get("x-forwarded-proto")?.split(",")[0].trim() : undefined;
+  const proto = trustProxy ? nearestHop(req.headers.get("x-forwarded-proto")) : undefined;
   return proto ? proto === "https" : new URL(req.url).protocol === "https:";
 }
 
 /** The request's own origin, as the browser saw it. */
 export function ownOrigin(req: Request, trustProxy: boolean): string {
   const url = new URL(req.url);
-  const forwardedHost = trustProxy
-    ? req.headers.get("x-forwarded-host")?.split(",")[0].trim()
-    : undefined;
+  const forwardedHost = trustProxy ? nearestHop(req.headers.get("x-forwarded-host")) : undefined;
   const host = forwardedHost ?? req.headers.get("host") ?? url.host;
   return `${isHttps(req, trustProxy) ? "https:" : "http:"}//${host}`;
 }

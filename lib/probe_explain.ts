@@ -278,7 +278,7 @@ export function explainStatus(res: RefusedUpgrade, ctx: UpgradeContext): string 
     case 404:
       return `Nothing answers at ${ctx.path} here (404): Lookout's WebSocket is /admin/ws; check the URL and that the proxy forwards that path.`;
     case 426:
-      return `The app did not see a WebSocket upgrade although the probe sent one (426${said}): ${proxy} in between drops the Upgrade and Connection headers; in nginx set proxy_http_version 1.1, proxy_set_header Upgrade $http_upgrade and proxy_set_header Connection "upgrade".`;
+      return `The app did not see a WebSocket upgrade although the probe sent one (426${said}): ${proxy} in between drops the Upgrade and Connection headers; in nginx set proxy_http_version 1.1, proxy_set_header Upgrade $http_upgrade and proxy_set_header Connection $connection_upgrade (with the map in deploy/nginx.conf).`;
     case 429: {
       const wait = headers.get("retry-after");
       return `Too many failed or pending connections from this address (429${

@@ -20,6 +20,12 @@ export interface WsDeps extends Omit<ConnectionDeps, "pending"> {
 type Env = { Variables: { client: ClientInfo; preAuth: AccessClaims | null } };
 
 const URL_TOKEN_PARAMS = ["token", "access_token", "authorization"];
+/**
+ * Deno pings a socket that has been quiet for half this long and drops it
+ * when no pong comes back in the other half. The pings also keep proxies
+ * (nginx's 60 s proxy_read_timeout) from cutting an idle dashboard.
+ */
+const IDLE_TIMEOUT_S = 30;
 
 /**
  * `GET /admin/ws`: every check that can be answered with an HTTP status runs
@@ -138,12 +144,14 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
           onMessage: (event) => connection.message(event.data),
           onClose: () => connection.closed(),
           onError: () => connection.closed(),
-        });
+        }, { idleTimeout: IDLE_TIMEOUT_S });
       }
       // RFC 6455 lets the token be any case ("WebSocket"); Hono's helper only
       // takes "websocket" and request headers cannot be rewritten, so other
       // spellings are upgraded here, the same way.
-      const { response, socket } = Deno.upgradeWebSocket(c.req.raw);
+      const { response, socket } = Deno.upgradeWebSocket(c.req.raw, {
+        idleTimeout: IDLE_TIMEOUT_S,
+      });
       socket.onopen = () => connection.open(socket, preAuth);
       socket.onmessage = (event) => connection.message(event.data);
       socket.onclose = () => connection.closed();
