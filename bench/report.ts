@@ -1,0 +1,296 @@
+/**
+ * The benchmark's one table: each server's figures side by side, Lookout's
+ * ratio to the raw Deno ceiling and to Socket.IO, and the issue's targets
+ * judged pass or miss on the measured numbers.
+ */
+import type { LoadResult } from "./loadgen.ts";
+import type { Target } from "./protocols.ts";
+
+/** The results of one run, by server; a server left out with `--only` is missing. */
+export type Results = Partial<Record<Target, LoadResult>>;
+
+interface Row {
+  metric: string;
+  value: (r: LoadResult) => number | null;
+  digits: number;
+  /** A count, not a figure of merit: no ratio column. */
+  noRatio?: boolean;
+}
+
+const KIB = 1024;
+const MIB = 1024 * 1024;
+
+function median(values: number[]): number | null {
+  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return null;
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+}
+
+function perSocket(r: LoadResult, at: "half" | "full"): number | null {
+  const { sockets, bytes } = r.rss[at];
+  return sockets > 0 ? (bytes - r.rss.idle) / sockets / KIB : null;
+}
+
+/** The rows, in the order printed. `half` and `full` name the socket counts. */
+function rows(half: number, full: number, concurrency: number): Row[] {
+  const fan = (pick: (x: LoadResult["fanout"]["rounds"][number]) => number) => (r: LoadResult) =>
+    median(r.fanout.rounds.filter((x) => x.reached === x.of && x.of > 0).map(pick));
+  const k = (n: number) => n >= 1000 && n % 1000 === 0 ? `${n / 1000}k` : String(n);
+  return [
+    {
+      metric: `authenticated connects/s (connect+auth+close, ${concurrency} in flight)`,
+      value: (r) => r.churn.perSecond,
+      digits: 0,
+    },
+    { metric: "connect+auth p50 (ms)", value: (r) => r.churn.p50, digits: 1 },
+    { metric: "connect+auth p99 (ms)", value: (r) => r.churn.p99, digits: 1 },
+    {
+      metric: "server CPU per authenticated connect (ms)",
+      value: (r) => r.churn.ok ? r.churn.serverCpuMs / r.churn.ok : null,
+      digits: 3,
+    },
+    {
+      metric: "server CPU while churning (% of one core)",
+      value: (r) => 100 * r.churn.serverCpuMs / r.churn.wallMs,
+      digits: 0,
+    },
+    {
+      metric: "load generator CPU while churning (% of one core)",
+      value: (r) => 100 * r.churn.loadgenCpuMs / r.churn.wallMs,
+      digits: 0,
+    },
+    {
+      metric: "other processes' CPU while churning (% of one core)",
+      value: (r) => 100 * r.churn.otherCpuMs / r.churn.wallMs,
+      digits: 0,
+      noRatio: true,
+    },
+    {
+      metric: `authenticated connects/s (ramp to ${k(full)} held)`,
+      value: (r) => r.ramp.perSecond,
+      digits: 0,
+    },
+    { metric: `connect+auth p99, ramp to ${k(full)} (ms)`, value: (r) => r.ramp.p99, digits: 1 },
+    { metric: "idle RSS before the ramp (MiB)", value: (r) => r.rss.idle / MIB, digits: 1 },
+    {
+      metric: `RSS per authenticated socket at ${k(half)} (KiB)`,
+      value: (r) => perSocket(r, "half"),
+      digits: 2,
+    },
+    {
+      metric: `RSS per authenticated socket at ${k(full)} (KiB)`,
+      value: (r) => perSocket(r, "full"),
+      digits: 2,
+    },
+    {
+      metric: "RSS per socket, median of the ramp's steps (KiB)",
+      value: (r) => r.rss.perStep / KIB,
+      digits: 2,
+    },
+    {
+      metric: `fanout: stats_update to all ${k(full)}, trigger to last (ms, median)`,
+      value: fan((x) => x.toLast),
+      digits: 1,
+    },
+    {
+      metric: "fanout: trigger to first socket (ms, median)",
+      value: fan((x) => x.toFirst),
+      digits: 1,
+    },
+    { metric: "fanout: first to last socket (ms, median)", value: fan((x) => x.spread), digits: 1 },
+    {
+      metric: "fanout: server CPU, trigger to last (ms, median)",
+      value: fan((x) => x.serverCpuMs),
+      digits: 0,
+    },
+    {
+      metric: "fanout: load generator CPU (ms, median)",
+      value: fan((x) => x.loadgenCpuMs),
+      digits: 0,
+    },
+    {
+      metric: "fanout: stats_update frames per socket per trigger (median)",
+      value: fan((x) => x.frames / x.of),
+      digits: 2,
+    },
+    {
+      metric: "fanout: stats_update frame (bytes)",
+      value: (r) => r.fanout.messageBytes,
+      digits: 0,
+    },
+    {
+      metric: "revocation to close (ms, median)",
+      value: (r) => median(r.revocation.map((x) => x.ms ?? NaN)),
+      digits: 1,
+    },
+    {
+      metric: "revocation to close (ms, max)",
+      value: (r) => {
+        const v = r.revocation.map((x) => x.ms ?? NaN).filter(Number.isFinite);
+        return v.length ? Math.max(...v) : null;
+      },
+      digits: 1,
+    },
+    {
+      metric: "failed connects",
+      value: (r) => r.churn.failed + r.ramp.failed,
+      digits: 0,
+      noRatio: true,
+    },
+  ];
+}
+
+function show(value: number | null | undefined, digits: number): string {
+  if (value === null || value === undefined || !Number.isFinite(value)) return "n/a";
+  return value.toLocaleString("en-US", {
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+  });
+}
+
+function ratio(a: number | null | undefined, b: number | null | undefined): string {
+  if (a == null || b == null || !Number.isFinite(a) || !Number.isFinite(b) || b === 0) {
+    return "n/a";
+  }
+  return `${(a / b).toFixed(2)}x`;
+}
+
+/** The Markdown table of every row for the servers in `results`. */
+export function table(
+  results: Results,
+  shape: { half: number; full: number; concurrency: number },
+): string {
+  const header = ["metric", "lookout", "raw deno", "socket.io", "lookout/raw", "lookout/socket.io"];
+  const body = rows(shape.half, shape.full, shape.concurrency).map((row) => {
+    const v = (t: Target) => results[t] ? row.value(results[t]!) : null;
+    const [l, r, s] = [v("lookout"), v("raw"), v("socketio")];
+    return [
+      row.metric,
+      show(l, row.digits),
+      show(r, row.digits),
+      show(s, row.digits),
+      row.noRatio ? "" : ratio(l, r),
+      row.noRatio ? "" : ratio(l, s),
+    ];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const line = (cells: string[]) =>
+    `| ${cells.map((c, i) => i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join(" | ")} |`;
+  const rule = `| ${
+    widths.map((w, i) => i === 0 ? "-".repeat(w) : `${"-".repeat(w - 1)}:`).join(" | ")
+  } |`;
+  return [line(header), rule, ...body.map(line)].join("\n");
+}
+
+/** One target of the issue, judged. */
+export interface Verdict {
+  target: string;
+  measured: string;
+  pass: boolean | null;
+}
+
+/** Judges the issue's targets on the measured figures; null when a server is missing. */
+export function verdicts(results: Results): Verdict[] {
+  const { lookout: l, raw: r, socketio: s } = results;
+  const out: Verdict[] = [];
+  const judge = (
+    target: string,
+    a: number | null,
+    b: number | null,
+    ok: (x: number) => boolean,
+  ) => {
+    const x = a != null && b != null && b !== 0 ? a / b : null;
+    out.push({
+      target,
+      measured: x === null ? "not measured" : `${x.toFixed(2)}x`,
+      pass: x === null ? null : ok(x),
+    });
+  };
+  const fan = (x?: LoadResult) =>
+    x
+      ? median(x.fanout.rounds.filter((f) => f.reached === f.of && f.of > 0).map((f) => f.toLast))
+      : null;
+  const spread = (x?: LoadResult) =>
+    x
+      ? median(x.fanout.rounds.filter((f) => f.reached === f.of && f.of > 0).map((f) => f.spread))
+      : null;
+  judge(
+    "auth rate >= 0.85x raw Deno",
+    l?.churn.perSecond ?? null,
+    r?.churn.perSecond ?? null,
+    (x) => x >= 0.85,
+  );
+  judge(
+    "auth rate >= 1.8x Socket.IO",
+    l?.churn.perSecond ?? null,
+    s?.churn.perSecond ?? null,
+    (x) => x >= 1.8,
+  );
+  judge("fanout to all, trigger to last <= 1.2x raw Deno", fan(l), fan(r), (x) => x <= 1.2);
+  judge(
+    "(for information) fanout first to last socket <= 1.2x raw Deno",
+    spread(l),
+    spread(r),
+    (x) => x <= 1.2,
+  );
+  judge(
+    "RSS per socket at the full count <= 1.25x raw Deno",
+    l ? perSocket(l, "full") : null,
+    r ? perSocket(r, "full") : null,
+    (x) => x <= 1.25,
+  );
+  judge(
+    "(for information) RSS per socket, median of the ramp's steps <= 1.25x raw Deno",
+    l ? l.rss.perStep : null,
+    r ? r.rss.perStep : null,
+    (x) => x <= 1.25,
+  );
+  judge(
+    "RSS per socket at half the count <= 1.25x raw Deno",
+    l ? perSocket(l, "half") : null,
+    r ? perSocket(r, "half") : null,
+    (x) => x <= 1.25,
+  );
+  return out;
+}
+
+/**
+ * Warnings for phases during which other processes on the machine used more
+ * than `limit` percent of a core: their figures are not clean.
+ */
+export function noise(results: Results, limit = 10): string[] {
+  const out: string[] = [];
+  for (const [target, r] of Object.entries(results)) {
+    if (!r) continue;
+    for (const [phase, f] of [["churn", r.churn], ["ramp", r.ramp]] as const) {
+      const pct = 100 * f.otherCpuMs / f.wallMs;
+      if (pct > limit) {
+        out.push(
+          `- NOISY: other processes used ${pct.toFixed(0)}% of a core during ${target}'s ${phase}`,
+        );
+      }
+    }
+  }
+  return out;
+}
+
+/** The verdicts as Markdown list lines. */
+export function verdictLines(list: Verdict[]): string {
+  return list.map((v) =>
+    `- ${v.pass === null ? "n/a " : v.pass ? "PASS" : "MISS"} ${v.target.trim()}: ${v.measured}`
+  ).join("\n");
+}
+
+/** Markers around the generated part of bench/README.md. */
+export const README_START = "<!-- bench:results:start -->";
+export const README_END = "<!-- bench:results:end -->";
+
+/** `readme` with the text between the markers replaced (appended when there are none). */
+export function replaceBetweenMarkers(readme: string, generated: string): string {
+  const block = `${README_START}\n${generated.trim()}\n${README_END}`;
+  const start = readme.indexOf(README_START);
+  const end = readme.indexOf(README_END);
+  if (start === -1 || end === -1 || end < start) return `${readme.trimEnd()}\n\n${block}\n`;
+  return readme.slice(0, start) + block + readme.slice(end + README_END.length);
+}

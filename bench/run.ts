@@ -1,0 +1,474 @@
+/**
+ * The benchmark runner: Lookout, a raw Deno server (the ceiling for this
+ * runtime) and Socket.IO 4, measured one after the other on this machine
+ * with the same load generator, then one table of the three side by side.
+ *
+ *   deno run -A bench/run.ts [--clients 10000] [--concurrency 64] [--only lookout,raw]
+ *                            [--quick] [--profile DIR] [--no-readme] [--json FILE]
+ *
+ * Each server runs alone, in its own process, while the load generator
+ * (bench/loadgen.ts) runs in another; nothing is pinned to a core. Every
+ * subprocess is stopped on the way out, also on failure and on Ctrl-C.
+ */
+import { parseArgs } from "node:util";
+import { existsSync } from "node:fs";
+import { SignJWT } from "jose";
+import {
+  addLookoutAdmin,
+  NODE_DIR,
+  REPO_ROOT,
+  type ServerProcess,
+  type ServerSecrets,
+  startServer,
+} from "./launch.ts";
+import type { LoadConfig, LoadResult } from "./loadgen.ts";
+import { machineBusyMs } from "./proc.ts";
+import type { Target } from "./protocols.ts";
+import {
+  noise,
+  README_END,
+  README_START,
+  replaceBetweenMarkers,
+  type Results,
+  table,
+  verdictLines,
+  verdicts,
+} from "./report.ts";
+
+const USAGE = `usage: deno run -A bench/run.ts [options]
+
+  --clients N       sockets held at the end of the ramp; RSS is also read at N/2 (10000)
+  --concurrency C   connects in flight at once (64)
+  --churn N         connect+auth+close clients for the rate and latency (= --clients)
+  --warmup N        unmeasured clients first (200)
+  --rounds N        fanout and revocation rounds, median reported (5)
+  --only LIST       comma-separated: lookout, raw, socketio (all three)
+  --quick           a smoke run: 1000 clients, 1000 churn, 50 warm-up, 2 rounds
+  --profile DIR     run Lookout under --cpu-prof, writing the profile into DIR
+  --timeout-ms T    longest wait for one connect+auth (10000)
+  --no-readme       do not write the table into bench/README.md
+  --retries N       measure a server again, up to N times, when other processes used over
+                    10% of a core meanwhile; the least disturbed run is kept (1; 0 with --quick)
+  --json FILE       also write every raw figure as JSON to FILE`;
+
+const TARGETS: Target[] = ["lookout", "raw", "socketio"];
+/** The order of the runs: the ceiling first, so a broken machine shows at once. */
+const ORDER: Target[] = ["raw", "lookout", "socketio"];
+const README = new URL("./README.md", import.meta.url);
+
+interface Options {
+  clients: number;
+  concurrency: number;
+  churn: number;
+  warmup: number;
+  rounds: number;
+  only: Target[];
+  quick: boolean;
+  profile: string | null;
+  timeoutMs: number;
+  readme: boolean;
+  retries: number;
+  json: string | null;
+}
+
+function fail(message: string): never {
+  console.error(message);
+  console.error(USAGE);
+  Deno.exit(2);
+}
+
+function count(name: string, value: string | undefined, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) {
+    fail(
+      `Cannot run the benchmark as --${name} must be an integer of at least ${min}: current value is ${
+        JSON.stringify(value)
+      }`,
+    );
+  }
+  return n;
+}
+
+/** Reads the command line. */
+function readOptions(args: string[]): Options {
+  let values;
+  try {
+    values = parseArgs({
+      args,
+      options: {
+        clients: { type: "string" },
+        concurrency: { type: "string" },
+        churn: { type: "string" },
+        warmup: { type: "string" },
+        rounds: { type: "string" },
+        only: { type: "string" },
+        quick: { type: "boolean", default: false },
+        profile: { type: "string" },
+        "timeout-ms": { type: "string" },
+        "no-readme": { type: "boolean", default: false },
+        retries: { type: "string" },
+        json: { type: "string" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    }).values;
+  } catch (error) {
+    fail(`Cannot run the benchmark: ${(error as Error).message}`);
+  }
+  if (values.help) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
+  const quick = values.quick;
+  const clients = count("clients", values.clients, quick ? 1000 : 10_000, 2);
+  const only = (values.only ?? TARGETS.join(",")).split(",").map((s) => s.trim()).filter(Boolean);
+  for (const t of only) {
+    if (!TARGETS.includes(t as Target)) {
+      fail(
+        `Cannot run the benchmark as --only must list lookout, raw or socketio: current value is ${
+          JSON.stringify(t)
+        }`,
+      );
+    }
+  }
+  return {
+    clients,
+    concurrency: count("concurrency", values.concurrency, 64, 1),
+    churn: count("churn", values.churn, clients, 1),
+    warmup: count("warmup", values.warmup, quick ? 50 : 200, 0),
+    rounds: count("rounds", values.rounds, quick ? 2 : 5, 1),
+    only: ORDER.filter((t) => only.includes(t)),
+    quick,
+    profile: values.profile ?? null,
+    timeoutMs: count("timeout-ms", values["timeout-ms"], 10_000, 100),
+    readme: !values["no-readme"],
+    retries: count("retries", values.retries, quick ? 0 : 1, 0),
+    json: values.json ?? null,
+  };
+}
+
+function randomText(bytes = 32): string {
+  const raw = crypto.getRandomValues(new Uint8Array(bytes));
+  return btoa(String.fromCharCode(...raw)).replace(/[+/=]/g, "");
+}
+
+async function commandOutput(cmd: string, args: string[], cwd = REPO_ROOT): Promise<string> {
+  try {
+    const out = await new Deno.Command(cmd, { args, cwd, stdout: "piped", stderr: "null" })
+      .output();
+    return new TextDecoder().decode(out.stdout).trim();
+  } catch {
+    return "";
+  }
+}
+
+/** One line about the machine and the software measured. */
+async function machine(): Promise<string> {
+  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
+  const meminfo = await Deno.readTextFile("/proc/meminfo").catch(() => "");
+  const cpu = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1].trim() ?? "unknown CPU";
+  const memKib = Number(/^MemTotal:\s+(\d+)/m.exec(meminfo)?.[1] ?? NaN);
+  const node = await commandOutput("node", ["--version"]);
+  const sio = await Deno.readTextFile(`${NODE_DIR}node_modules/socket.io/package.json`)
+    .then((t) => JSON.parse(t).version as string).catch(() => "?");
+  return `${navigator.hardwareConcurrency} cores (${cpu}), ${
+    (memKib / 1024 / 1024).toFixed(0)
+  } GiB RAM, ` +
+    `Linux ${Deno.osRelease()} ${Deno.build.arch}; Deno ${Deno.version.deno} (V8 ${Deno.version.v8}), ` +
+    `Node ${node || "?"}, Socket.IO ${sio}`;
+}
+
+async function ensureNodeModules(): Promise<void> {
+  if (existsSync(`${NODE_DIR}node_modules/socket.io`)) return;
+  console.error("installing the Socket.IO server's packages (npm install in bench/servers)");
+  const out = await new Deno.Command("npm", {
+    args: ["install", "--no-audit", "--no-fund"],
+    cwd: NODE_DIR,
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error("Cannot install the Socket.IO server: npm install failed");
+}
+
+/** Subprocesses still running, stopped on any way out. */
+const running = new Set<{ stop: () => Promise<void> }>();
+
+/** Temporary folders (Lookout's KV) still to delete. */
+const folders = new Set<string>();
+
+async function stopAll(): Promise<void> {
+  await Promise.all([...running].map((p) => p.stop().catch(() => {})));
+  running.clear();
+  for (const dir of folders) await Deno.remove(dir, { recursive: true }).catch(() => {});
+  folders.clear();
+}
+
+/** Runs the official socket.io-client against the Socket.IO server (bench/servers/sio_check.mjs). */
+async function checkSocketIo(server: ServerProcess, secrets: ServerSecrets): Promise<void> {
+  const jti = crypto.randomUUID();
+  const iat = Math.floor(Date.now() / 1000);
+  const token = await new SignJWT({ role: "admin" })
+    .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+    .setSubject("bench-check").setIssuer(secrets.issuer).setAudience(secrets.audience)
+    .setIssuedAt(iat).setExpirationTime(iat + 600).setJti(jti)
+    .sign(new TextEncoder().encode(secrets.secret));
+  const child = new Deno.Command("node", {
+    args: [`${NODE_DIR}sio_check.mjs`, server.base, token, jti],
+    cwd: NODE_DIR,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  const out = await child.output();
+  clearTimeout(timer);
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  if (!out.success) throw new Error(text.trim() || "Socket.IO check failed");
+  console.error(`[socketio] ${text.trim()}`);
+}
+
+/** Runs the load generator against one server, within `budgetMs`. */
+async function load(config: LoadConfig, budgetMs: number): Promise<LoadResult> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "bench/loadgen.ts"],
+    cwd: REPO_ROOT,
+    env: { BENCH_LOADGEN: JSON.stringify(config) },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  let exited = false;
+  const handle = {
+    stop: async () => {
+      if (exited) return;
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Gone already.
+      }
+      await child.status;
+    },
+  };
+  running.add(handle);
+  const stdout = new Response(child.stdout).text();
+  const timer = setTimeout(() => {
+    console.error(
+      `[${config.target}] the load generator ran over ${budgetMs / 1000} s: stopping it`,
+    );
+    handle.stop();
+  }, budgetMs);
+  const status = await child.status;
+  exited = true;
+  clearTimeout(timer);
+  running.delete(handle);
+  const line = (await stdout).trim().split("\n").pop() ?? "";
+  if (!status.success || !line.startsWith("{")) {
+    throw new Error(
+      `Cannot measure ${config.target}: the load generator exited with ${status.code}`,
+    );
+  }
+  return JSON.parse(line);
+}
+
+/** Starts one server, loads it, stops it. */
+async function measure(
+  target: Target,
+  options: Options,
+  secrets: ServerSecrets,
+): Promise<LoadResult> {
+  const dir = await Deno.makeTempDir({ prefix: "lookout-bench-" });
+  folders.add(dir);
+  let server: ServerProcess | null = null;
+  try {
+    if (target === "socketio") await ensureNodeModules();
+    const lookoutFlags = options.profile
+      ? ["--cpu-prof", `--cpu-prof-dir=${await Deno.realPath(options.profile)}`]
+      : [];
+    const kvPath = `${dir}/lookout.sqlite3`;
+    if (target === "lookout") await addLookoutAdmin(secrets, kvPath);
+    server = await startServer(target, secrets, { kvPath, lookoutFlags });
+    running.add(server);
+    console.error(`[${target}] pid ${server.pid} on ${server.base}`);
+    if (target === "socketio") await checkSocketIo(server, secrets);
+    const budgetMs = 60_000 + options.clients * 60 + options.churn * 20 + options.rounds * 30_000;
+    const result = await load({
+      target,
+      base: server.base,
+      pid: server.pid,
+      secret: secrets.secret,
+      issuer: secrets.issuer,
+      audience: secrets.audience,
+      clients: options.clients,
+      churn: options.churn,
+      warmup: options.warmup,
+      concurrency: options.concurrency,
+      rounds: options.rounds,
+      timeoutMs: options.timeoutMs,
+      login: target === "lookout" ? secrets.admin : undefined,
+    }, budgetMs);
+    for (const e of result.errors) console.error(`[${target}] ${e}`);
+    return result;
+  } catch (error) {
+    if (server) console.error(`[${target}] server output:\n${server.output()}`);
+    throw error;
+  } finally {
+    if (server) {
+      await server.stop();
+      running.delete(server);
+    }
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    folders.delete(dir);
+  }
+}
+
+/** Share of one core that other processes used during a run's churn and ramp. */
+function disturbance(r: LoadResult): number {
+  return (r.churn.otherCpuMs + r.ramp.otherCpuMs) / (r.churn.wallMs + r.ramp.wallMs);
+}
+
+/** Waits, at most `maxMs`, until the machine is idle: under 10% of a core busy over 2 s. */
+async function waitForQuiet(target: Target, maxMs = 120_000): Promise<void> {
+  const until = Date.now() + maxMs;
+  let said = false;
+  while (Date.now() < until) {
+    const before = await machineBusyMs();
+    await new Promise((r) => setTimeout(r, 2000));
+    const busy = (await machineBusyMs() - before) / 2000;
+    if (busy < 0.1) return;
+    if (!said) {
+      console.error(
+        `[${target}] other processes keep ${(100 * busy).toFixed(0)}% of a core busy: waiting`,
+      );
+      said = true;
+    }
+  }
+}
+
+/**
+ * Measures `target`, again (up to `--retries` times) when other processes
+ * disturbed it, and keeps the least disturbed run. Runs are chosen by the
+ * disturbance alone, never by their figures.
+ */
+async function measureQuietly(
+  target: Target,
+  options: Options,
+  secrets: ServerSecrets,
+): Promise<LoadResult> {
+  let best: LoadResult | null = null;
+  for (let attempt = 0; attempt <= options.retries; attempt++) {
+    if (attempt > 0 || options.retries > 0) await waitForQuiet(target);
+    const result = await measure(target, options, secrets);
+    if (best === null || disturbance(result) < disturbance(best)) best = result;
+    if (disturbance(best) <= 0.1) break;
+    if (attempt < options.retries) {
+      console.error(
+        `[${target}] other processes used ${
+          (100 * disturbance(result)).toFixed(0)
+        }% of a core: measuring again`,
+      );
+    }
+  }
+  return best!;
+}
+
+async function gitState(): Promise<string> {
+  const commit = await commandOutput("git", ["rev-parse", "--short", "HEAD"]);
+  // The benchmark's own files do not count: they are not Lookout.
+  const dirty = await commandOutput("git", [
+    "status",
+    "--porcelain",
+    "--untracked-files=no",
+    "--",
+    ".",
+    ":(exclude)bench",
+  ]);
+  return commit
+    ? `the working tree at ${commit}${dirty ? " with uncommitted changes" : ""}`
+    : "unknown commit";
+}
+
+/** Runs the benchmark with command-line `args`; resolves with the exit status. */
+export async function main(args: string[]): Promise<number> {
+  const options = readOptions(args);
+  if (options.profile) await Deno.mkdir(options.profile, { recursive: true });
+  const secrets: ServerSecrets = {
+    secret: randomText(),
+    issuer: "lookout",
+    audience: "lookout",
+    admin: { username: "bench-admin", password: randomText(18) },
+  };
+  const onSignal = () => stopAll().finally(() => Deno.exit(130));
+  for (const s of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(s, onSignal);
+
+  const started = new Date();
+  const results: Results = {};
+  let failed = 0;
+  try {
+    for (const target of options.only) {
+      try {
+        results[target] = await measureQuietly(target, options, secrets);
+      } catch (error) {
+        failed++;
+        console.error(`[${target}] ${(error as Error).message}`);
+      }
+    }
+  } finally {
+    await stopAll();
+  }
+
+  const shape = {
+    half: Math.floor(options.clients / 2),
+    full: options.clients,
+    concurrency: options.concurrency,
+  };
+  const lookoutEnv = Deno.env.get("LOOKOUT_WORKERS");
+  const about = [
+    `- Run ${started.toISOString().slice(0, 16).replace("T", " ")} UTC: \`deno run -A bench/run.ts${
+      args.length ? ` ${args.join(" ")}` : ""
+    }\`: ${options.clients} held sockets (RSS also at ${shape.half}), ${options.churn} churn clients, ` +
+    `${options.concurrency} connects in flight, ${options.warmup} warm-up, ${options.rounds} fanout and revocation rounds.`,
+    `- Machine: ${await machine()}.`,
+    `- Lookout: ${await gitState()}, started as \`deno run -A main.ts\`` +
+    (lookoutEnv ? ` with LOOKOUT_WORKERS=${lookoutEnv}` : "") +
+    (options.profile ? ", under --cpu-prof" : "") + ".",
+    "- The load generator and the server run as two processes on the same cores; nothing is pinned.",
+  ].join("\n");
+  const noisy = noise(results);
+  const text = `${about}\n\n${table(results, shape)}\n\nTargets (Lookout against the others):\n\n${
+    verdictLines(verdicts(results))
+  }\n${noisy.length ? `\n${noisy.join("\n")}\n` : ""}`;
+  console.log(`\n${text}`);
+
+  const complete = TARGETS.every((t) => results[t]);
+  if (options.readme && complete && !options.quick && !options.profile) {
+    const readme = await Deno.readTextFile(README);
+    await Deno.writeTextFile(README, replaceBetweenMarkers(readme, text));
+    // deno fmt wraps Markdown prose: keep the file as `deno fmt --check` wants it.
+    await new Deno.Command(Deno.execPath(), {
+      args: ["fmt", "-q", "bench/README.md"],
+      cwd: REPO_ROOT,
+    })
+      .output();
+    console.error(
+      `wrote the table into bench/README.md (between ${README_START} and ${README_END})`,
+    );
+  } else if (options.readme) {
+    console.error(
+      "bench/README.md left as it was: it only takes a full run of all three servers, without --quick or --profile",
+    );
+  }
+  if (options.json) {
+    await Deno.writeTextFile(options.json, JSON.stringify({ options, results }, null, 2));
+  }
+  if (options.profile) console.error(`Lookout's CPU profile is in ${options.profile}`);
+  return failed ? 1 : 0;
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (error) {
+    console.error((error as Error).message);
+    await stopAll();
+    Deno.exit(1);
+  }
+}
