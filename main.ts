@@ -160,7 +160,7 @@ export async function startLookout(
   const deps: AppDeps = {
     config,
     kv,
-    tokenKey: tokenKey(secret, config.jwtIssuer, config.jwtAudience),
+    tokenKey: await tokenKey(secret, config.jwtIssuer, config.jwtAudience),
     attempts,
     hub,
     logger,

@@ -61,7 +61,7 @@ try {
       write: (line) => console.error(line),
     }),
   );
-  const key = tokenKey(secret, config.jwtIssuer, config.jwtAudience);
+  const key = await tokenKey(secret, config.jwtIssuer, config.jwtAudience);
   const { token } = await signAccessToken(key, { sub: args.sub, role: args.role!, ttlS: ttl });
   console.log(token);
 } finally {

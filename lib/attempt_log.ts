@@ -1,4 +1,4 @@
-import { monotonicFactory, ulid } from "ulid";
+import { newId } from "./ids.ts";
 import type { Attempt } from "./protocol.ts";
 import {
   attemptBucketKey,
@@ -55,8 +55,6 @@ export class AttemptLog {
   #queue: Pending[] = [];
   #running: Promise<void> | null = null;
   #listeners: ((attempts: Attempt[]) => void)[] = [];
-  #monotonic = monotonicFactory();
-  #lastAt = 0;
 
   constructor(kv: Deno.Kv, options: { retentionDays: number }) {
     this.#kv = kv;
@@ -72,7 +70,8 @@ export class AttemptLog {
   record(input: AttemptInput): Promise<Attempt> {
     const at = input.at ?? Date.now();
     const attempt: Attempt = {
-      id: this.#id(at),
+      // A ULID of the attempt's own time, so id ranges and `at` filters agree.
+      id: newId(at),
       at,
       ip: cutText(input.ip) ?? "unknown",
       user: cutText(input.user, MAX_USER_CHARS),
@@ -88,18 +87,6 @@ export class AttemptLog {
       this.#queue.push({ attempt, resolve, reject });
       this.#running ??= this.#drain();
     });
-  }
-
-  /**
-   * A ULID whose time is `at`, so id ranges and `at` filters agree. Ids of
-   * one millisecond stay in order; an attempt stamped earlier than the last
-   * (a caller's own `at`) gets a plain ULID of its own time instead of one
-   * pushed forward by the monotonic factory.
-   */
-  #id(at: number): string {
-    if (at < this.#lastAt) return ulid(at);
-    this.#lastAt = at;
-    return this.#monotonic(at);
   }
 
   /** Resolves when every attempt handed to {@linkcode record} is settled. */

@@ -1,4 +1,4 @@
-import { ulid } from "ulid";
+import { newId } from "./ids.ts";
 import {
   ClientMessage,
   CLOSE_CODES,
@@ -47,7 +47,7 @@ const encoder = new TextEncoder();
  * and the close is ever sent.
  */
 export class Connection implements Member {
-  readonly id = ulid();
+  readonly id = newId();
   state: "pending" | "authenticated" | "closed" = "pending";
   user: User | null = null;
   claims: AccessClaims | null = null;

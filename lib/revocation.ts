@@ -1,4 +1,4 @@
-import { encodeTime, monotonicFactory } from "ulid";
+import { encodeTime, newId } from "./ids.ts";
 import {
   revocationEventKey,
   revocationEventsPrefix,
@@ -22,8 +22,6 @@ const LOOKBACK_MS = 10_000;
 /** Events stay long enough for a paused instance to catch up; the records last longer. */
 const EVENT_TTL_MS = 10 * 60_000;
 
-const nextId = monotonicFactory();
-
 async function revoke(
   kv: Deno.Kv,
   key: Deno.KvKey,
@@ -31,7 +29,7 @@ async function revoke(
   until: number,
 ): Promise<RevocationEvent> {
   const expireIn = Math.max(1000, until - Date.now() + SLACK_MS);
-  const event: RevocationEvent = { id: nextId(), ...target };
+  const event: RevocationEvent = { id: newId(), ...target };
   const result = await kv.atomic()
     .set(key, { at: Date.now() }, { expireIn })
     .set(revocationEventKey(event.id), event, { expireIn: EVENT_TTL_MS })
@@ -158,5 +156,5 @@ export class RevocationFeed {
 
 /** The smallest ULID of a given millisecond, as a range start. */
 function nextIdAt(ms: number): string {
-  return encodeTime(Math.max(0, ms), 10) + "0".repeat(16);
+  return encodeTime(Math.max(0, ms)) + "0".repeat(16);
 }

@@ -1,11 +1,14 @@
 import { errors, jwtVerify, SignJWT } from "jose";
-import { ulid } from "ulid";
+import { newId } from "./ids.ts";
 import { type Role, ROLES, type TokenFailureReason } from "./protocol.ts";
 
 /** How the server signs and checks access tokens. */
 export interface TokenKey {
-  /** The HS256 key: the UTF-8 bytes of the configured secret. */
-  secret: Uint8Array;
+  /**
+   * The HS256 key made from the UTF-8 bytes of the configured secret,
+   * imported once: given raw bytes, jose would import them on every call.
+   */
+  secret: CryptoKey;
   issuer: string;
   audience: string;
 }
@@ -51,12 +54,19 @@ export const CLOCK_TOLERANCE_S = 5;
 const encoder = new TextEncoder();
 
 /** Builds the token key from the configured secret text. */
-export function tokenKey(
+export async function tokenKey(
   secret: string,
   issuer: string,
   audience: string,
-): TokenKey {
-  return { secret: encoder.encode(secret), issuer, audience };
+): Promise<TokenKey> {
+  const key = await crypto.subtle.importKey(
+    "raw",
+    encoder.encode(secret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign", "verify"],
+  );
+  return { secret: key, issuer, audience };
 }
 
 /** Signs a new access token. The token is returned once and never stored. */
@@ -66,7 +76,7 @@ export async function signAccessToken(
 ): Promise<{ token: string; claims: AccessClaims; expiresAt: number }> {
   const iat = Math.floor(Date.now() / 1000);
   const exp = iat + options.ttlS;
-  const jti = ulid();
+  const jti = newId();
   const payload: Record<string, string> = { role: options.role };
   if (options.sid) payload.sid = options.sid;
   const token = await new SignJWT(payload)

@@ -87,7 +87,7 @@ Deno.test("deno task token prints one compact JWS that verifyAccessToken() accep
     const jwt = oneToken(run);
     assert.ok(!run.stderr.includes(secret), "stderr shows the secret");
 
-    const result = await verifyAccessToken(tokenKey(secret, "lookout", "lookout"), jwt);
+    const result = await verifyAccessToken(await tokenKey(secret, "lookout", "lookout"), jwt);
     assert.ok(result.ok, `the token does not verify: ${JSON.stringify(result)}`);
     assert.equal(result.claims.sub, "alice");
     assert.equal(result.claims.role, "admin");
@@ -99,7 +99,7 @@ Deno.test("deno task token prints one compact JWS that verifyAccessToken() accep
     assert.equal(typeof result.claims.jti, "string");
 
     // Another secret does not verify it: it really is signed with JWT_SECRET.
-    const other = await verifyAccessToken(tokenKey(secret64(), "lookout", "lookout"), jwt);
+    const other = await verifyAccessToken(await tokenKey(secret64(), "lookout", "lookout"), jwt);
     assert.equal(other.ok, false);
   });
 });

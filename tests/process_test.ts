@@ -25,7 +25,7 @@ Deno.test({
   fn: async () => {
     const dir = await Deno.makeTempDir({ prefix: "lookout-stop-" });
     const secret = randomSecret();
-    const key = tokenKey(secret, "lookout", "lookout");
+    const key = await tokenKey(secret, "lookout", "lookout");
     const proc = await startProcess({
       KV_PATH: `${dir}/kv.sqlite3`,
       JWT_SECRET: secret,

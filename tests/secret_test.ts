@@ -10,7 +10,6 @@ import { resolveJwtSecret } from "../lib/secret.ts";
 import { verifyAccessToken } from "../lib/tokens.ts";
 import { startTestServer, TestClient } from "./helpers.ts";
 
-const decoder = new TextDecoder();
 
 /** `startTestServer` on the KV file `kvPath`, with JWT_SECRET unset ("" counts as unset). */
 function startOnFile(kvPath: string) {
@@ -40,7 +39,7 @@ Deno.test("startLookout() without JWT_SECRET generates a secret once, logs it ne
     let token: string;
     let firstSecret: string;
     try {
-      firstSecret = decoder.decode(first.deps.tokenKey.secret);
+      firstSecret = (await first.deps.kv.get<string>(jwtSecretKey())).value!;
       assert.ok(
         new TextEncoder().encode(firstSecret).length >= 32,
         "the generated secret is shorter than 32 bytes",
@@ -58,7 +57,7 @@ Deno.test("startLookout() without JWT_SECRET generates a secret once, logs it ne
 
     const second = await startOnFile(kvPath);
     try {
-      const secondSecret = decoder.decode(second.deps.tokenKey.secret);
+      const secondSecret = (await second.deps.kv.get<string>(jwtSecretKey())).value!;
       assert.equal(secondSecret, firstSecret, "the second start uses another secret");
       assert.deepEqual(
         generatedLines(second.logs),
