@@ -13,7 +13,7 @@ import { DEFAULT_LIMITS, IpGuard, type Limits } from "./lib/limits.ts";
 import { createLogger, type Logger, setupLogging, withLogContext } from "./lib/log.ts";
 import { requestId } from "hono/request-id";
 import { CLOSE_GOING_AWAY } from "./lib/protocol.ts";
-import { isRevoked, RevocationFeed, revokeSession, revokeToken } from "./lib/revocation.ts";
+import { RevocationFeed, RevocationSet, revokeSession, revokeToken } from "./lib/revocation.ts";
 import { resolveJwtSecret } from "./lib/secret.ts";
 import { securityHeaders } from "./lib/security_headers.ts";
 import type { SessionTimeouts } from "./lib/sessions.ts";
@@ -40,7 +40,7 @@ export interface AppDeps {
   assets: Assets;
   /** Set while the instance stops: new upgrades are refused with 503. */
   draining: { value: boolean };
-  isRevoked: (claims: AccessClaims) => Promise<boolean>;
+  isRevoked: (claims: AccessClaims) => boolean;
   /** Revokes a session or token everywhere, closing this instance's sockets at once. */
   revokeSession: (sid: string, until: number) => Promise<void>;
   revokeToken: (jti: string, until: number) => Promise<void>;
@@ -136,6 +136,7 @@ export async function startLookout(
   }
   const guard = new IpGuard(limits);
   const attempts = new AttemptLog(kv, { retentionDays: config.attemptRetentionDays });
+  const revoked = new RevocationSet();
   const instanceId = crypto.randomUUID().slice(0, 8);
   const hub = new Hub(kv, {
     instanceId,
@@ -143,6 +144,7 @@ export async function startLookout(
     retentionDays: config.attemptRetentionDays,
     logger,
     channel: channelName(config, instanceId),
+    onRevocation: (event) => revoked.add(event),
   });
   attempts.onRecorded((recorded) => {
     for (const a of recorded) {
@@ -153,6 +155,7 @@ export async function startLookout(
   const feed = new RevocationFeed(kv, {
     logger,
     onEvent: (event) => {
+      revoked.add(event);
       const closed = hub.revoked(event);
       if (closed > 0) logger.info("revocation closed sockets", { closed });
     },
@@ -172,7 +175,7 @@ export async function startLookout(
     },
     assets,
     draining,
-    isRevoked: (claims) => isRevoked(kv, claims),
+    isRevoked: (claims) => revoked.has(claims),
     // The revoking instance acts at once and tells the others over the
     // channel; every instance's feed also reads the event from KV.
     revokeSession: async (sid, until) => {
@@ -186,6 +189,8 @@ export async function startLookout(
   };
   const app = createApp(deps);
   await feed.start();
+  // After the feed starts: what it saw as already there, the load reads.
+  await revoked.load(kv);
   const server = Deno.serve({
     port: config.port,
     hostname: config.hostname,

@@ -24,7 +24,7 @@ export interface ConnectionDeps {
   limits: Pick<Limits, "messagesPerSecond" | "messageBurst" | "slowConsumerBytes">;
   /** Unauthenticated sockets per IP, shared by every connection of the instance. */
   pending: Gauge;
-  isRevoked?: (claims: AccessClaims) => Promise<boolean>;
+  isRevoked?: (claims: AccessClaims) => boolean | Promise<boolean>;
 }
 
 /** Facts about the client, taken from the upgrade request. */

@@ -38,6 +38,8 @@ export interface HubOptions {
   heartbeatMs?: number;
   /** The BroadcastChannel instances of one deployment share (workers, isolates). */
   channel?: string;
+  /** Called with a revocation another instance announced, before its sockets close. */
+  onRevocation?: (event: RevocationEvent) => void;
 }
 
 /** What instances tell each other over the BroadcastChannel. */
@@ -76,7 +78,13 @@ export class Hub {
 
   constructor(kv: Deno.Kv, options: HubOptions) {
     this.#kv = kv;
-    this.#o = { minIntervalMs: 1000, heartbeatMs: 5000, channel: "lookout", ...options };
+    this.#o = {
+      minIntervalMs: 1000,
+      heartbeatMs: 5000,
+      channel: "lookout",
+      onRevocation: () => {},
+      ...options,
+    };
   }
 
   /** This instance's id. */
@@ -116,7 +124,10 @@ export class Hub {
   #heard(signal: Signal): void {
     if (signal.type === "changed") this.changed(false);
     else if (signal.type === "attempts") this.#sendAttempts(signal.attempts);
-    else if (signal.type === "revoked") this.revoked(signal.event);
+    else if (signal.type === "revoked") {
+      this.#o.onRevocation(signal.event);
+      this.revoked(signal.event);
+    }
   }
 
   /** Stops the refresh and withdraws this instance's entry. */

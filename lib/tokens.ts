@@ -41,7 +41,7 @@ export type Verification =
 /** Options of {@linkcode verifyAccessToken}. */
 export interface VerifyOptions {
   /** Says whether the token or its session has been revoked. */
-  isRevoked?: (claims: AccessClaims) => Promise<boolean>;
+  isRevoked?: (claims: AccessClaims) => boolean | Promise<boolean>;
   /** The current time in epoch ms (tests). */
   now?: number;
 }

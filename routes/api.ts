@@ -14,7 +14,7 @@ export interface ApiDeps {
   tokenKey: TokenKey;
   config: { trustProxy: boolean };
   sessions: SessionTimeouts;
-  isRevoked?: (claims: AccessClaims) => Promise<boolean>;
+  isRevoked?: (claims: AccessClaims) => boolean | Promise<boolean>;
 }
 
 type Env = { Variables: { user: { name: string; role: string } } };

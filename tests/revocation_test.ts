@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { revokeSession } from "../lib/revocation.ts";
+import { isRevoked, revokeSession, revokeToken } from "../lib/revocation.ts";
 import { putUser } from "../lib/users.ts";
 import { randomSecret, startTestServer, TestClient, type TestServer } from "./helpers.ts";
 
@@ -341,8 +341,31 @@ Deno.test("revocation records expire about when the tokens they cover would", as
       iat: 0,
       exp: 0,
     };
-    assert.equal(await server.deps.isRevoked(claims), true);
+    // The record is in KV while it lives; the instance itself never needs to
+    // ask about a token that expired long ago (exp fails first).
+    assert.equal(await isRevoked(kv, claims), true);
   } finally {
+    kv.close();
+    await Deno.remove(path);
+  }
+});
+
+Deno.test("a revocation written to KV by another process is in force on this instance within a poll", async () => {
+  const path = await Deno.makeTempFile({ prefix: "lookout_revocation_", suffix: ".sqlite3" });
+  const kv = await Deno.openKv(path);
+  const other = await Deno.openKv(path);
+  try {
+    await using server = await startTestServer({}, { kv });
+    const token = await server.mint({ sub: "ivy" });
+    const { jti, exp } = payloadOf(token);
+    // Another process (its own handle, no BroadcastChannel) revokes the token.
+    await revokeToken(other, jti, exp * 1000);
+    await new Promise((r) => setTimeout(r, 600));
+    const client = await TestClient.open(server.wsUrl);
+    client.send({ type: "auth", token });
+    assert.deepEqual(await client.closed, { code: 4403, reason: "revoked" });
+  } finally {
+    other.close();
     kv.close();
     await Deno.remove(path);
   }

@@ -4,7 +4,6 @@
  */
 import assert from "node:assert/strict";
 import { SignJWT } from "jose";
-import { revokeToken } from "../lib/revocation.ts";
 import { ServerMessage } from "../lib/protocol.ts";
 import {
   claims,
@@ -319,7 +318,7 @@ Deno.test("/admin/ws closes 4403 revoked for a token whose jti was revoked", asy
   await using server = await startTestServer();
   const now = Math.floor(Date.now() / 1000);
   const payload = claims({ sub: "alice", jti: "revoked-jti-1" });
-  await revokeToken(server.deps.kv, "revoked-jti-1", (now + 600) * 1000);
+  await server.deps.revokeToken("revoked-jti-1", (now + 600) * 1000);
   const attempt = await expectRejected(
     server,
     authMessage(await forge(payload, server.secret)),
