@@ -199,11 +199,12 @@ export class Connection implements Member {
       return;
     }
     if (this.state === "authenticated") {
+      const before = this.user!;
       this.claims = claims;
       this.user = { name: claims.sub, role: claims.role };
       this.#scheduleExpiry(claims.exp * 1000);
       this.send(JSON.stringify({ type: "reauthenticated", expiresAt: claims.exp * 1000 }));
-      this.#deps.hub.changed();
+      if (before.role !== claims.role) this.#deps.hub.userChanged(this, before);
       return;
     }
     await this.#authenticated(claims);
@@ -216,6 +217,7 @@ export class Connection implements Member {
     this.state = "authenticated";
     this.claims = claims;
     this.user = { name: claims.sub, role: claims.role };
+    this.#deps.hub.authenticated(this, this.events);
     this.send(JSON.stringify({
       type: "authenticated",
       user: this.user,
@@ -223,7 +225,6 @@ export class Connection implements Member {
       connectionId: this.id,
     }));
     this.#scheduleExpiry(claims.exp * 1000);
-    this.#deps.hub.changed();
     this.send(await this.#deps.hub.statsMessage());
   }
 
@@ -324,6 +325,7 @@ export class Connection implements Member {
           if (msg.type === "subscribe") this.events.add(e);
           else this.events.delete(e);
         }
+        this.#deps.hub.subscriptions(this, this.events);
         this.send(JSON.stringify({ type: "subscribed", events: [...this.events].sort() }));
         if (!hadPresence && this.events.has("presence")) {
           this.send(await this.#deps.hub.presenceMessage());

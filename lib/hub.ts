@@ -20,6 +20,7 @@ export interface Member {
   readonly state: "pending" | "authenticated" | "closed";
   readonly user: User | null;
   readonly claims: AccessClaims | null;
+  /** What it is subscribed to (the hub is told of changes with subscriptions()). */
   readonly events: ReadonlySet<EventName>;
   /** Sends an already serialized message. */
   send(text: string): void;
@@ -58,6 +59,14 @@ export class Hub {
   #kv: Deno.Kv;
   #o: Required<HubOptions>;
   #members = new Set<Member>();
+  #pending = new Set<Member>();
+  #authed = new Set<Member>();
+  #users = new Map<string, PresenceEntry>();
+  #subs: Record<EventName, Set<Member>> = {
+    stats: new Set(),
+    attempts: new Set(),
+    presence: new Set(),
+  };
   #dirty = true;
   #lastHeartbeat = 0;
   #lastRefresh = 0;
@@ -146,13 +155,62 @@ export class Hub {
     return this.#members;
   }
 
+  // Counts, presence and subscribers are kept as connections change, not
+  // found by walking every member: that walk ran for each new socket and
+  // each attempt, which made a ramp to 10k sockets quadratic.
+
+  /** A socket opened; it is pending until {@linkcode authenticated}. */
   add(member: Member): void {
     this.#members.add(member);
+    this.#pending.add(member);
     this.changed();
   }
 
+  /** A member authenticated (its `user` is set), subscribed to `events`. */
+  authenticated(member: Member, events: ReadonlySet<EventName>): void {
+    if (!this.#members.has(member) || this.#authed.has(member)) return;
+    this.#pending.delete(member);
+    this.#authed.add(member);
+    this.#online(member.user!, +1);
+    this.subscriptions(member, events);
+    this.changed();
+  }
+
+  /** A member re-authenticated as `before` → its current `user` (the role may change). */
+  userChanged(member: Member, before: User): void {
+    if (!this.#authed.has(member)) return;
+    this.#online(before, -1);
+    this.#online(member.user!, +1);
+    this.changed();
+  }
+
+  /** A member's subscriptions are now `events`. */
+  subscriptions(member: Member, events: ReadonlySet<EventName>): void {
+    if (!this.#authed.has(member)) return;
+    for (const [event, set] of Object.entries(this.#subs) as [EventName, Set<Member>][]) {
+      if (events.has(event)) set.add(member);
+      else set.delete(member);
+    }
+  }
+
+  /** A socket closed. */
   remove(member: Member): void {
-    if (this.#members.delete(member)) this.changed();
+    if (!this.#members.delete(member)) return;
+    this.#pending.delete(member);
+    if (this.#authed.delete(member)) this.#online(member.user!, -1);
+    for (const set of Object.values(this.#subs)) set.delete(member);
+    this.changed();
+  }
+
+  #online(user: User, delta: number): void {
+    const entry = this.#users.get(user.name);
+    if (entry) {
+      entry.connections += delta;
+      entry.role = user.role;
+      if (entry.connections <= 0) this.#users.delete(user.name);
+    } else if (delta > 0) {
+      this.#users.set(user.name, { name: user.name, role: user.role, connections: delta });
+    }
   }
 
   /**
@@ -175,7 +233,7 @@ export class Hub {
   /** Closes every socket whose token or session a revocation covers. */
   revoked(event: RevocationEvent): number {
     let closed = 0;
-    for (const m of this.#members) {
+    for (const m of [...this.#authed]) {
       const c = m.claims;
       if (!c) continue;
       if ((event.jti && c.jti === event.jti) || (event.sid && c.sid === event.sid)) {
@@ -198,9 +256,7 @@ export class Hub {
   #sendAttempts(attempts: Attempt[]): void {
     for (const attempt of attempts) {
       const text = JSON.stringify({ type: "attempt", data: attempt });
-      for (const m of this.#members) {
-        if (m.state === "authenticated" && m.events.has("attempts")) m.send(text);
-      }
+      for (const m of this.#subs.attempts) m.send(text);
     }
   }
 
@@ -241,24 +297,13 @@ export class Hub {
   }
 
   #selfEntry(): InstanceEntry {
-    let open = 0, authenticated = 0, pending = 0;
-    const online = new Map<string, PresenceEntry>();
-    for (const m of this.#members) {
-      open++;
-      if (m.state === "authenticated" && m.user) {
-        authenticated++;
-        const p = online.get(m.user.name);
-        if (p) p.connections++;
-        else online.set(m.user.name, { ...m.user, connections: 1 });
-      } else if (m.state === "pending") pending++;
-    }
     return {
       id: this.#o.instanceId,
       heartbeatAt: Date.now(),
-      open,
-      authenticated,
-      pending,
-      presence: [...online.values()],
+      open: this.#members.size,
+      authenticated: this.#authed.size,
+      pending: this.#pending.size,
+      presence: [...this.#users.values()].map((p) => ({ ...p })),
     };
   }
 
@@ -304,19 +349,13 @@ export class Hub {
     const message = JSON.stringify({ type: "stats_update", data: stats });
     if (signature !== this.#statsSignature) {
       this.#statsSignature = signature;
-      for (const m of this.#members) {
-        if (m.state === "authenticated" && m.events.has("stats")) {
-          m.send(message);
-        }
-      }
+      for (const m of this.#subs.stats) m.send(message);
     }
     const presence = JSON.stringify(stats.presence);
     if (presence !== this.#presenceSignature) {
       this.#presenceSignature = presence;
       const message = JSON.stringify({ type: "presence", data: { online: stats.presence } });
-      for (const m of this.#members) {
-        if (m.state === "authenticated" && m.events.has("presence")) m.send(message);
-      }
+      for (const m of this.#subs.presence) m.send(message);
     }
   }
 }
