@@ -5,6 +5,7 @@
 import { Hono } from "hono";
 import { type Config, ConfigError, loadConfig } from "./lib/config.ts";
 import { AttemptLog } from "./lib/attempt_log.ts";
+import { Deadlines } from "./lib/deadlines.ts";
 import { type Assets, loadAssets } from "./lib/assets.ts";
 import { ApiError, errorHandler } from "./lib/http_errors.ts";
 import { Hub } from "./lib/hub.ts";
@@ -40,6 +41,7 @@ export interface AppDeps {
   assets: Assets;
   /** Set while the instance stops: new upgrades are refused with 503. */
   draining: { value: boolean };
+  deadlines: Deadlines;
   isRevoked: (claims: AccessClaims) => boolean;
   /** Revokes a session or token everywhere, closing this instance's sockets at once. */
   revokeSession: (sid: string, until: number) => Promise<void>;
@@ -175,6 +177,7 @@ export async function startLookout(
     },
     assets,
     draining,
+    deadlines: new Deadlines(),
     isRevoked: (claims) => revoked.has(claims),
     // The revoking instance acts at once and tells the others over the
     // channel; every instance's feed also reads the event from KV.
@@ -215,6 +218,7 @@ export async function startLookout(
     await attempts.flush();
     await feed.stop();
     await hub.stop();
+    deps.deadlines.stop();
     if (!options.kv) opened.close();
   };
   return { url, deps, close: () => closing ??= close() };

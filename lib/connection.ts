@@ -11,6 +11,9 @@ import type { AttemptLog } from "./attempt_log.ts";
 import type { Hub, Member } from "./hub.ts";
 import type { Logger } from "./log.ts";
 import { type Gauge, type Limits, TokenBucket } from "./limits.ts";
+import type { Deadline, Deadlines } from "./deadlines.ts";
+
+type DeadlineKind = "auth" | "expiring" | "expired" | "quiet";
 import { type AccessClaims, type TokenKey, verifyAccessToken } from "./tokens.ts";
 
 /** What a connection needs from the app. */
@@ -24,6 +27,8 @@ export interface ConnectionDeps {
   limits: Pick<Limits, "messagesPerSecond" | "messageBurst" | "slowConsumerBytes">;
   /** Unauthenticated sockets per IP, shared by every connection of the instance. */
   pending: Gauge;
+  /** The instance's one timer for every socket's deadlines. */
+  deadlines: Deadlines;
   isRevoked?: (claims: AccessClaims) => boolean | Promise<boolean>;
 }
 
@@ -36,8 +41,6 @@ export interface ClientInfo {
 
 /** Warn this long before a token expires. */
 export const EXPIRY_WARNING_MS = 60_000;
-/** setTimeout cannot wait longer than this. */
-const MAX_DELAY = 2 ** 31 - 1;
 const encoder = new TextEncoder();
 
 /**
@@ -58,7 +61,7 @@ export class Connection implements Member {
   #info: ClientInfo;
   #ws: WebSocket | null = null;
   #queue: Promise<void> = Promise.resolve();
-  #timers = new Map<string, ReturnType<typeof setTimeout>>();
+  #deadlines: Partial<Record<DeadlineKind, Deadline>> = {};
   #bucket: TokenBucket;
   #lastMessageAt = 0;
   /** Over a limit: reading and sending have stopped, the close is pending. */
@@ -115,8 +118,8 @@ export class Connection implements Member {
     if (this.state === "pending") this.#deps.pending.remove(this.#info.ip);
     this.state = "closed";
     this.#ws = null;
-    for (const id of this.#timers.values()) clearTimeout(id);
-    this.#timers.clear();
+    for (const deadline of Object.values(this.#deadlines)) deadline?.cancel();
+    this.#deadlines = {};
     this.#deps.hub.remove(this);
   }
 
@@ -348,24 +351,18 @@ export class Connection implements Member {
     });
   }
 
-  /** Runs `fn` at epoch ms `when` (at once if past), replacing the timer `name`. */
-  #at(name: string, when: number, fn: () => void): void {
-    this.#clear(name);
-    const delay = when - Date.now();
-    const id = setTimeout(() => {
-      this.#timers.delete(name);
-      if (delay > MAX_DELAY) this.#at(name, when, fn);
-      else fn();
-    }, Math.max(0, Math.min(delay, MAX_DELAY)));
-    this.#timers.set(name, id);
+  /** Runs `fn` at epoch ms `when` (soon if past), replacing the deadline `kind`. */
+  #at(kind: DeadlineKind, when: number, fn: () => void): void {
+    this.#clear(kind);
+    this.#deadlines[kind] = this.#deps.deadlines.schedule(when, () => {
+      this.#deadlines[kind] = undefined;
+      fn();
+    });
   }
 
-  #clear(name: string): void {
-    const id = this.#timers.get(name);
-    if (id !== undefined) {
-      clearTimeout(id);
-      this.#timers.delete(name);
-    }
+  #clear(kind: DeadlineKind): void {
+    this.#deadlines[kind]?.cancel();
+    this.#deadlines[kind] = undefined;
   }
 }
 
