@@ -1,5 +1,5 @@
 import { Hono } from "hono";
-import { getConnInfo, upgradeWebSocket } from "hono/deno";
+import { getConnInfo } from "hono/deno";
 import type { AttemptInput } from "../lib/attempt_log.ts";
 import type { Config } from "../lib/config.ts";
 import { clientIp } from "../lib/client_ip.ts";
@@ -138,17 +138,10 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
     (c) => {
       const connection = new Connection(connectionDeps, c.get("client"));
       const preAuth = c.get("preAuth");
-      if (c.req.header("upgrade") === "websocket") {
-        return upgradeWebSocket(c, {
-          onOpen: (_event, ws) => connection.open(ws.raw as WebSocket, preAuth),
-          onMessage: (event) => connection.message(event.data),
-          onClose: () => connection.closed(),
-          onError: () => connection.closed(),
-        }, { idleTimeout: IDLE_TIMEOUT_S });
-      }
-      // RFC 6455 lets the token be any case ("WebSocket"); Hono's helper only
-      // takes "websocket" and request headers cannot be rewritten, so other
-      // spellings are upgraded here, the same way.
+      // Deno's own upgrade rather than Hono's helper (hono/deno), which wraps
+      // each socket in a context object and four closures, costing memory at
+      // 10k sockets, and only accepts the token "websocket" while RFC 6455
+      // lets it be any case.
       const { response, socket } = Deno.upgradeWebSocket(c.req.raw, {
         idleTimeout: IDLE_TIMEOUT_S,
       });
