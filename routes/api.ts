@@ -24,15 +24,15 @@ export function apiRoutes(deps: ApiDeps): Hono<Env> {
   const app = new Hono<Env>().basePath("/api/v1");
 
   app.use(async (c, next) => {
-    const header = c.req.header("authorization");
+    const bearer = /^Bearer(?:[ ]+(\S*))?\s*$/i.exec(c.req.header("authorization") ?? "");
     let user: { name: string; role: string } | null = null;
-    if (header !== undefined) {
-      // A header that is present decides alone: a bad token is not rescued by a cookie.
-      const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header);
-      const result = match
-        ? await verifyAccessToken(deps.tokenKey, match[1], { isRevoked: deps.isRevoked })
-        : null;
-      if (result?.ok) user = { name: result.claims.sub, role: result.claims.role };
+    if (bearer) {
+      // A Bearer header decides alone: a bad token is not rescued by a cookie.
+      // Other schemes (Basic from a proxy's auth_basic) are not ours.
+      const result = await verifyAccessToken(deps.tokenKey, bearer[1], {
+        isRevoked: deps.isRevoked,
+      });
+      if (result.ok) user = { name: result.claims.sub, role: result.claims.role };
     } else {
       const session = await requestSession(c, deps.kv, {
         trustProxy: deps.config.trustProxy,

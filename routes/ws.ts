@@ -62,6 +62,7 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
         } catch (cause) {
           throw new ApiError(503, "unavailable", {
             details: { message: "the attempt log cannot be written" },
+            headers: { "Retry-After": "5" },
             cause,
           });
         }

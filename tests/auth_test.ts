@@ -313,3 +313,14 @@ Deno.test("every log line of a request carries its request id, which the respons
     "one is made when none is sent",
   );
 });
+
+Deno.test("/api/v1/* takes the session cookie beside a Basic header from a proxy's auth_basic", async () => {
+  await using server = await startTestServer();
+  const password = await withUser(server);
+  const { cookie } = await login(server.url, "alice", password);
+  const res = await fetch(new URL("/api/v1/stats", server.url), {
+    headers: { Cookie: cookie, Authorization: "Basic " + btoa("proxy-user:proxy-password") },
+  });
+  assert.equal(res.status, 200);
+  await res.body?.cancel();
+});
