@@ -43,11 +43,17 @@ export interface HubOptions {
   onRevocation?: (event: RevocationEvent) => void;
 }
 
-/** What instances tell each other over the BroadcastChannel. */
+/** What instances tell each other over the BroadcastChannel; `from` is the sender. */
 type Signal =
-  | { type: "changed" }
-  | { type: "attempts"; attempts: Attempt[] }
-  | { type: "revoked"; event: RevocationEvent };
+  & { from: string }
+  & (
+    | { type: "changed" }
+    | { type: "attempts"; attempts: Attempt[] }
+    | { type: "revoked"; event: RevocationEvent }
+  );
+
+/** A peer not heard from for this long is taken to be gone (it signals every heartbeat). */
+const PEER_SILENCE_MS = 15_000;
 
 /**
  * The connections of this instance and the fanout to them. Each update is
@@ -81,7 +87,9 @@ export class Hub {
   #stopped = false;
   #sampled = { minute: 0, open: -1 };
   /** Attempts this instance recorded since the last read began. */
-  #unread: Attempt[] = [];
+  #unread = emptyUnread();
+  /** When each other instance on the channel was last heard from. */
+  #peers = new Map<string, number>();
   #channel: BroadcastChannel | null = null;
   #watch: ReadableStream<Deno.KvEntryMaybe<unknown>[]> | null = null;
 
@@ -115,6 +123,8 @@ export class Hub {
     this.#watch = this.#kv.watch([statsVersionKey()]);
     this.#watch.pipeTo(new WritableStream({ write: () => this.changed(false) })).catch(() => {});
     this.#ticker = setInterval(() => this.changed(false), this.#o.heartbeatMs);
+    // Say hello, so peers know there is someone to send attempts to.
+    this.#signal({ type: "changed" });
   }
 
   /** Tells the other instances about revoked tokens or sessions. */
@@ -122,15 +132,18 @@ export class Hub {
     this.#signal({ type: "revoked", event });
   }
 
-  #signal(signal: Signal): void {
+  #signal(signal: DistributiveOmit<Signal, "from">): void {
     try {
-      this.#channel?.postMessage(signal);
+      this.#channel?.postMessage({ ...signal, from: this.#o.instanceId });
     } catch {
       // Closed while stopping.
     }
   }
 
   #heard(signal: Signal): void {
+    // A newcomer learns of us from our answer to its first word.
+    if (!this.#peers.has(signal.from)) this.#signal({ type: "changed" });
+    this.#peers.set(signal.from, Date.now());
     if (signal.type === "changed") this.changed(false);
     else if (signal.type === "attempts") this.#sendAttempts(signal.attempts);
     else if (signal.type === "revoked") {
@@ -246,11 +259,27 @@ export class Hub {
 
   /** Sends each durable attempt to `attempts` subscribers, and updates stats. */
   attemptsRecorded(attempts: Attempt[]): void {
-    this.#unread.push(...attempts);
+    for (const a of attempts) {
+      this.#unread.success += a.outcome === "success" ? 1 : 0;
+      this.#unread.failure += a.outcome === "failure" ? 1 : 0;
+      if (a.outcome === "failure") {
+        this.#unread.byReason[a.reason] = (this.#unread.byReason[a.reason] ?? 0) + 1;
+      }
+    }
     this.#sendAttempts(attempts);
-    // The other instances' subscribers see them too.
-    this.#signal({ type: "attempts", attempts });
+    // The other instances' subscribers see them too; with no other instance
+    // on the channel, the structured clone is skipped.
+    if (this.#hasPeers()) this.#signal({ type: "attempts", attempts });
     this.changed(false);
+  }
+
+  #hasPeers(): boolean {
+    const now = Date.now();
+    for (const [id, at] of this.#peers) {
+      if (now - at < PEER_SILENCE_MS) return true;
+      this.#peers.delete(id);
+    }
+    return false;
   }
 
   #sendAttempts(attempts: Attempt[]): void {
@@ -312,7 +341,7 @@ export class Hub {
       const now = Date.now();
       this.#lastRefresh = now;
       // What was recorded before this read began, the read includes.
-      this.#unread = [];
+      this.#unread = emptyUnread();
       const self = this.#selfEntry();
       if (this.#dirty || now - this.#lastHeartbeat >= this.#o.heartbeatMs) {
         this.#dirty = false;
@@ -366,16 +395,37 @@ export class Hub {
  * read, a second later; without this the first `stats_update` after
  * `authenticated` would miss the very attempt that authenticated.
  */
-function withUnread(stats: Stats, unread: Attempt[]): Stats {
-  if (unread.length === 0) return stats;
-  const attempts = structuredClone(stats.attempts);
-  for (const a of unread) {
-    attempts.total++;
-    attempts[a.outcome]++;
-    if (Date.now() - a.at < 60_000) attempts.lastMinute[a.outcome]++;
-    if (a.outcome === "failure") {
-      attempts.byReason[a.reason] = (attempts.byReason[a.reason] ?? 0) + 1;
-    }
+function withUnread(stats: Stats, unread: Unread): Stats {
+  if (unread.success === 0 && unread.failure === 0) return stats;
+  const a = stats.attempts;
+  const byReason = { ...a.byReason };
+  for (const [reason, n] of Object.entries(unread.byReason)) {
+    byReason[reason] = (byReason[reason] ?? 0) + n;
   }
-  return { ...stats, attempts };
+  return {
+    ...stats,
+    attempts: {
+      total: a.total + unread.success + unread.failure,
+      success: a.success + unread.success,
+      failure: a.failure + unread.failure,
+      byReason,
+      lastMinute: {
+        success: a.lastMinute.success + unread.success,
+        failure: a.lastMinute.failure + unread.failure,
+      },
+    },
+  };
 }
+
+/** Counts of attempts recorded here since the last read began. */
+interface Unread {
+  success: number;
+  failure: number;
+  byReason: Record<string, number>;
+}
+
+function emptyUnread(): Unread {
+  return { success: 0, failure: 0, byReason: {} };
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
