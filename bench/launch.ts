@@ -63,8 +63,10 @@ export function lookoutCommand(
     TRUST_PROXY: "true",
     NO_COLOR: "1",
   };
-  const workers = Deno.env.get("LOOKOUT_WORKERS");
-  if (workers) env.LOOKOUT_WORKERS = workers;
+  // One instance, like the raw server and Socket.IO (one JS thread each): on
+  // two cores the load generator takes the other one. LOOKOUT_WORKERS=2 in
+  // the environment measures production's one-per-core instead.
+  env.LOOKOUT_WORKERS = Deno.env.get("LOOKOUT_WORKERS") ?? "1";
   return {
     cmd: Deno.execPath(),
     args: ["run", ...options.flags, "-A", "main.ts"],
