@@ -10,7 +10,6 @@ import { resolveJwtSecret } from "../lib/secret.ts";
 import { verifyAccessToken } from "../lib/tokens.ts";
 import { startTestServer, TestClient } from "./helpers.ts";
 
-
 /** `startTestServer` on the KV file `kvPath`, with JWT_SECRET unset ("" counts as unset). */
 function startOnFile(kvPath: string) {
   return startTestServer({ JWT_SECRET: "", KV_PATH: kvPath });
