@@ -75,21 +75,27 @@ export function retryingKv(kv: Deno.Kv): Deno.Kv {
         return (...args: unknown[]) => guarded(`${prop} in KV`, () => value.apply(target, args));
       }
       if (prop === "list") {
-        return (...args: Parameters<Deno.Kv["list"]>) => guardedList(target.list(...args));
+        return (...args: Parameters<Deno.Kv["list"]>) => guardedList(() => target.list(...args));
       }
       return typeof value === "function" ? value.bind(target) : value;
     },
   });
 }
 
-function guardedList<T>(iter: Deno.KvListIterator<T>): Deno.KvListIterator<T> {
-  const next = () => guarded("list KV", () => iter.next());
-  return Object.assign(Object.create(iter), {
+/** A listing opened on its first read, so that opening it fails like reading it. */
+function guardedList<T>(open: () => Deno.KvListIterator<T>): Deno.KvListIterator<T> {
+  let iter: Deno.KvListIterator<T> | null = null;
+  const next = () => guarded("list KV", () => (iter ??= open()).next());
+  const lazy = {
     next,
-    [Symbol.asyncIterator]() {
-      return { next };
+    get cursor() {
+      return iter?.cursor ?? "";
     },
-  });
+    [Symbol.asyncIterator]() {
+      return lazy;
+    },
+  };
+  return lazy as unknown as Deno.KvListIterator<T>;
 }
 
 function retryingAtomic(op: Deno.AtomicOperation): Deno.AtomicOperation {
