@@ -5,6 +5,7 @@ import {
   CLOSE_INTERNAL_ERROR,
   type CloseReason,
   type EventName,
+  EVENTS,
   type User,
 } from "./protocol.ts";
 import type { AttemptLog } from "./attempt_log.ts";
@@ -54,7 +55,8 @@ export class Connection implements Member {
   state: "pending" | "authenticated" | "closed" = "pending";
   user: User | null = null;
   claims: AccessClaims | null = null;
-  readonly events = new Set<EventName>(["stats"]);
+  /** Subscriptions as bits of EVENTS (a Set per socket costs memory at 10k). */
+  #events = 1;
   readonly openedAt = Date.now();
 
   #deps: ConnectionDeps;
@@ -71,6 +73,11 @@ export class Connection implements Member {
     this.#deps = deps;
     this.#info = info;
     this.#bucket = new TokenBucket(deps.limits.messagesPerSecond, deps.limits.messageBurst);
+  }
+
+  /** What the socket is subscribed to. */
+  get events(): ReadonlySet<EventName> {
+    return new Set(EVENTS.filter((_, i) => this.#events & (1 << i)));
   }
 
   /** The socket opened. `preAuth` holds claims already checked from a header. */
@@ -221,6 +228,7 @@ export class Connection implements Member {
     this.claims = claims;
     this.user = { name: claims.sub, role: claims.role };
     this.#deps.hub.authenticated(this, this.events);
+
     this.send(JSON.stringify({
       type: "authenticated",
       user: this.user,
@@ -325,8 +333,8 @@ export class Connection implements Member {
       case "unsubscribe": {
         const hadPresence = this.events.has("presence");
         for (const e of msg.events) {
-          if (msg.type === "subscribe") this.events.add(e);
-          else this.events.delete(e);
+          const bit = 1 << EVENTS.indexOf(e);
+          this.#events = msg.type === "subscribe" ? this.#events | bit : this.#events & ~bit;
         }
         this.#deps.hub.subscriptions(this, this.events);
         this.send(JSON.stringify({ type: "subscribed", events: [...this.events].sort() }));

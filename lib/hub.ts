@@ -343,15 +343,18 @@ export class Hub {
       // What was recorded before this read began, the read includes.
       this.#unread = emptyUnread();
       const self = this.#selfEntry();
+      // The heartbeat write and the read go together: the read uses this
+      // instance's own entry from memory, so it need not wait for the write.
+      let written: Promise<void> | null = null;
       if (this.#dirty || now - this.#lastHeartbeat >= this.#o.heartbeatMs) {
         this.#dirty = false;
         this.#lastHeartbeat = now;
-        await writeInstance(this.#kv, self);
-        this.#signal({ type: "changed" });
+        written = writeInstance(this.#kv, self).then(() => this.#signal({ type: "changed" }));
       }
       const stats = await readStats(this.#kv, { self, startedAt: this.#o.startedAt, now });
       this.#last = { stats, self };
       this.#publish(stats);
+      await written;
       const minute = minuteOf(now);
       if (minute !== this.#sampled.minute || stats.connections.open !== this.#sampled.open) {
         this.#sampled = { minute, open: stats.connections.open };

@@ -146,10 +146,12 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
       const { response, socket } = Deno.upgradeWebSocket(c.req.raw, {
         idleTimeout: IDLE_TIMEOUT_S,
       });
-      socket.onopen = () => connection.open(socket, preAuth);
+      socket.onopen = () => {
+        socket.onopen = null; // its closure holds the upgrade's claims: let them go
+        connection.open(socket, preAuth);
+      };
       socket.onmessage = (event) => connection.message(event.data);
-      socket.onclose = () => connection.closed();
-      socket.onerror = () => connection.closed();
+      socket.onclose = socket.onerror = () => connection.closed();
       return response;
     },
   );
