@@ -350,6 +350,9 @@ export class Hub {
         this.#dirty = false;
         this.#lastHeartbeat = now;
         written = writeInstance(this.#kv, self).then(() => this.#signal({ type: "changed" }));
+        // Handled now, surfaced below: a rejection left waiting for the
+        // read would count as unhandled and end the process.
+        written.catch(() => {});
       }
       const stats = await readStats(this.#kv, { self, startedAt: this.#o.startedAt, now });
       this.#last = { stats, self };

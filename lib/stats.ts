@@ -22,11 +22,23 @@ export const INSTANCE_STALE_MS = 15_000;
 /** KV also drops an entry this long after its last write, as a backstop. */
 const INSTANCE_EXPIRE_MS = 60_000;
 
+/** Users an instance entry lists, and how much of each name: a KV value holds 64 KiB. */
+const MAX_PRESENCE = 200;
+const MAX_NAME_CHARS = 64;
+
 /** Publishes this instance's counts and presence, stamped with the time. */
 export async function writeInstance(
   kv: Deno.Kv,
-  entry: InstanceEntry,
+  full: InstanceEntry,
 ): Promise<void> {
+  // The most connected users first; names cut. The instance's own sockets
+  // still see all of its presence (readStats uses its entry from memory).
+  const presence = full.presence.length <= MAX_PRESENCE &&
+      full.presence.every((p) => p.name.length <= MAX_NAME_CHARS)
+    ? full.presence
+    : [...full.presence].sort((a, b) => b.connections - a.connections).slice(0, MAX_PRESENCE)
+      .map((p) => ({ ...p, name: p.name.slice(0, MAX_NAME_CHARS) }));
+  const entry = { ...full, presence };
   // The version bump wakes the other instances' kv.watch.
   await kv.atomic()
     .set(instanceKey(entry.id), entry, { expireIn: INSTANCE_EXPIRE_MS })

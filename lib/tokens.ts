@@ -48,6 +48,8 @@ export interface VerifyOptions {
 
 /** Only HS256: the key is an HMAC secret, so no other algorithm may verify. */
 export const ALGORITHMS = ["HS256"];
+/** The largest time a JavaScript Date can hold, in seconds. */
+const MAX_TIME_S = 8.64e12;
 /** Tolerated clock skew for `nbf` and `iat`; `exp` is checked without slack. */
 export const CLOCK_TOLERANCE_S = 5;
 
@@ -148,6 +150,8 @@ export async function verifyAccessToken(
   if (typeof sub !== "string" || sub.length === 0) {
     return failure("invalid_claims", payload);
   }
+  // Past what a Date can hold (8.64e12 s), `exp * 1000` is no usable time.
+  if (typeof exp === "number" && exp > MAX_TIME_S) return failure("invalid_claims", payload);
   if (typeof exp !== "number" || exp <= nowS) {
     return failure("token_expired", payload);
   }
