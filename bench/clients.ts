@@ -21,6 +21,8 @@ export interface ConnectOptions {
   onFrame?: (frame: Frame, at: number) => void;
   /** The close of a kept socket, with its time. */
   onClose?: (code: number, at: number) => void;
+  /** The socket opened; for Lookout, its auth message has just been sent. */
+  onOpen?: () => void;
 }
 
 /** Connects one client to `target` at `base` and authenticates with `token`. */
@@ -51,7 +53,10 @@ export function connect(
       }
       settle(result);
     }, options.timeoutMs);
-    ws.onopen = () => protocol.opened(ws, token);
+    ws.onopen = () => {
+      protocol.opened(ws, token);
+      options.onOpen?.();
+    };
     ws.onmessage = (event) => {
       const at = performance.now();
       if (typeof event.data !== "string") return;

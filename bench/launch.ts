@@ -128,12 +128,20 @@ export function freePort(): number {
   return port;
 }
 
-/** Keeps the last `max` characters of a stream (and so keeps the pipe drained). */
-export function tail(stream: ReadableStream<Uint8Array>, max = 6000): () => string {
+/**
+ * Keeps the last `max` characters of a stream (and so keeps the pipe
+ * drained); `listen`, when given, sees every chunk as it arrives.
+ */
+export function tail(
+  stream: ReadableStream<Uint8Array>,
+  max = 6000,
+  listen?: (chunk: string) => void,
+): () => string {
   let text = "";
   (async () => {
     for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
       text = (text + chunk).slice(-max);
+      listen?.(chunk);
     }
   })().catch(() => {});
   return () => text;
@@ -147,6 +155,8 @@ export interface StartOptions {
   lookoutFlags: string[];
   /** Longest wait for `/healthz`. */
   readyMs?: number;
+  /** Sees everything the server writes to stdout, chunk by chunk (V8's `--trace-gc` lines). */
+  onStdout?: (chunk: string) => void;
 }
 
 /** Starts `target` on a free loopback port and waits for its `/healthz`. */
@@ -169,7 +179,7 @@ export async function startServer(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const stdout = tail(child.stdout);
+  const stdout = tail(child.stdout, 6000, options.onStdout);
   const stderr = tail(child.stderr);
   const output = () => `${stdout()}\n${stderr()}`.trim();
   let exited = false;

@@ -21,6 +21,30 @@ export async function rssBytes(pid: number): Promise<number> {
   return Number(kib) * 1024;
 }
 
+/** Resident memory of a process in bytes: the total and its anonymous, file-backed and shared parts. */
+export interface RssParts {
+  rss: number;
+  anon: number;
+  file: number;
+  shmem: number;
+}
+
+/** `VmRSS`, `RssAnon`, `RssFile` and `RssShmem` of /proc/<pid>/status, in bytes. */
+export async function rssParts(pid: number): Promise<RssParts> {
+  const status = await readProc(pid, "status");
+  const field = (name: string) => {
+    const kib = new RegExp(`^${name}:\\s+(\\d+)\\s+kB$`, "m").exec(status)?.[1];
+    if (kib === undefined) throw new Error(`Cannot read the RSS of process ${pid}: no ${name}`);
+    return Number(kib) * 1024;
+  };
+  return {
+    rss: field("VmRSS"),
+    anon: field("RssAnon"),
+    file: field("RssFile"),
+    shmem: field("RssShmem"),
+  };
+}
+
 /** User plus system CPU time of `pid` (every thread) in ms, from /proc/<pid>/stat. */
 export async function cpuMs(pid: number): Promise<number> {
   const stat = await readProc(pid, "stat");
