@@ -209,10 +209,21 @@ export async function startLookout(
   let closing: Promise<void> | null = null;
   const close = async () => {
     draining.value = true;
-    for (const member of hub.members()) member.close(CLOSE_GOING_AWAY, "server_stopping");
-    // Clients told 1001 come back at once: for a moment they get a 503 with
+    // Wait for the close handshakes (bounded): exiting with close frames
+    // still queued left some of 10k sockets without their 1001 (soak).
+    const handshakes = [...hub.members()].map((m) =>
+      m.closeAndWait(CLOSE_GOING_AWAY, "server_stopping")
+    );
+    // Clients told 1001 come back at once: meanwhile they get a 503 with
     // Retry-After (and a load balancer its answer) rather than a refusal.
-    await new Promise((r) => setTimeout(r, options.drainGraceMs ?? 250));
+    let bound: ReturnType<typeof setTimeout> | undefined;
+    await Promise.all([
+      Promise.race([
+        Promise.all(handshakes),
+        new Promise((r) => bound = setTimeout(r, CLOSE_HANDSHAKE_WAIT_MS)),
+      ]).finally(() => clearTimeout(bound)),
+      delay(options.drainGraceMs ?? 250),
+    ]);
     await server.shutdown();
     // Requests that were in flight have recorded their attempts by now.
     await attempts.flush();
@@ -222,6 +233,13 @@ export async function startLookout(
     if (!options.kv) opened.close();
   };
   return { url, deps, close: () => closing ??= close() };
+}
+
+/** How long a stop waits for sockets to finish their close handshakes. */
+const CLOSE_HANDSHAKE_WAIT_MS = 3_000;
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** How long a stop may take before the process exits regardless. */

@@ -155,6 +155,21 @@ export class Connection implements Member {
     }
   }
 
+  /**
+   * Closes the socket and resolves when its close handshake is done (the
+   * close frame is out and answered), or at once when there is no socket.
+   */
+  closeAndWait(code: number, reason: string): Promise<void> {
+    const ws = this.#ws;
+    const done = ws && ws.readyState <= WebSocket.CLOSING
+      ? new Promise<void>((resolve) =>
+        ws.addEventListener("close", () => resolve(), { once: true })
+      )
+      : Promise.resolve();
+    this.close(code, reason);
+    return done;
+  }
+
   /** Closes the socket and forgets it at once, without waiting for the peer. */
   close(code: number, reason: string): void {
     const ws = this.#ws;

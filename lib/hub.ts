@@ -25,6 +25,8 @@ export interface Member {
   /** Sends an already serialized message. */
   send(text: string): void;
   close(code: number, reason: string): void;
+  /** Closes, resolving once the close handshake is done. */
+  closeAndWait(code: number, reason: string): Promise<void>;
 }
 
 /** Options of {@linkcode Hub}. */
@@ -86,6 +88,7 @@ export class Hub {
   #last: { stats: Stats; self: InstanceEntry } | null = null;
   #stopped = false;
   #sampled = { minute: 0, open: -1 };
+  #writing: Promise<void> | null = null;
   /** Attempts this instance recorded since the last read began. */
   #unread = emptyUnread();
   /** When each other instance on the channel was last heard from. */
@@ -157,6 +160,7 @@ export class Hub {
     this.#stopped = true;
     clearInterval(this.#ticker);
     clearTimeout(this.#timer);
+    await this.#writing;
     this.#channel?.close();
     await this.#watch?.cancel().catch(() => {});
     await this.#refreshing;
@@ -343,21 +347,27 @@ export class Hub {
       // What was recorded before this read began, the read includes.
       this.#unread = emptyUnread();
       const self = this.#selfEntry();
-      // The heartbeat write and the read go together: the read uses this
-      // instance's own entry from memory, so it need not wait for the write.
-      let written: Promise<void> | null = null;
-      if (this.#dirty || now - this.#lastHeartbeat >= this.#o.heartbeatMs) {
+      // The heartbeat write runs beside the reads and pushes: the read uses
+      // this instance's own entry from memory, and a write slowed by a busy
+      // store must not hold up the next refresh. One write at a time; a
+      // change that comes meanwhile is written by a later refresh.
+      if (
+        this.#writing === null &&
+        (this.#dirty || now - this.#lastHeartbeat >= this.#o.heartbeatMs)
+      ) {
         this.#dirty = false;
         this.#lastHeartbeat = now;
-        written = writeInstance(this.#kv, self).then(() => this.#signal({ type: "changed" }));
-        // Handled now, surfaced below: a rejection left waiting for the
-        // read would count as unhandled and end the process.
-        written.catch(() => {});
+        this.#writing = writeInstance(this.#kv, self)
+          .then(() => this.#signal({ type: "changed" }))
+          .catch((error) => {
+            this.#dirty = true;
+            this.#o.logger.warn("cannot write this instance's entry", { error });
+          })
+          .finally(() => this.#writing = null);
       }
       const stats = await readStats(this.#kv, { self, startedAt: this.#o.startedAt, now });
       this.#last = { stats, self };
       this.#publish(stats);
-      await written;
       const minute = minuteOf(now);
       if (minute !== this.#sampled.minute || stats.connections.open !== this.#sampled.open) {
         this.#sampled = { minute, open: stats.connections.open };

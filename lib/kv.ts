@@ -19,7 +19,7 @@ export async function openKv(path: string | undefined): Promise<Deno.Kv> {
  * throw "database is locked" instead of waiting; Deno gives that error no
  * code, so its message is the only sign. Other errors pass straight through.
  */
-export async function retryLocked<T>(op: () => Promise<T>, attempts = 8): Promise<T> {
+export async function retryLocked<T>(op: () => Promise<T>, attempts = 16): Promise<T> {
   for (let i = 1;; i++) {
     try {
       return await op();
@@ -27,7 +27,8 @@ export async function retryLocked<T>(op: () => Promise<T>, attempts = 8): Promis
       if (i >= attempts || !String((error as Error)?.message).includes("database is locked")) {
         throw error;
       }
-      await new Promise((r) => setTimeout(r, Math.random() * 10 * 2 ** i));
+      // Locks are held for milliseconds: short, jittered waits, at most about 0.6 s in all.
+      await new Promise((r) => setTimeout(r, Math.random() * Math.min(64, 2 ** i)));
     }
   }
 }
