@@ -263,6 +263,8 @@ async function soak(options: SoakOptions, cleanups: Set<() => Promise<void>>): P
   cleanups.add(removeDir);
   const kvPath = `${dir}/lookout.sqlite3`;
   const gc: GcPoint[] = [];
+  // Close to the isolate's start, from which V8 counts its time stamps.
+  const spawnedAt = Date.now();
   let partial = "";
   const server: ServerProcess = await startServer("lookout", secrets, {
     kvPath,
@@ -272,7 +274,7 @@ async function soak(options: SoakOptions, cleanups: Set<() => Promise<void>>): P
         const lines = (partial + chunk).split("\n");
         partial = lines.pop()!;
         for (const line of lines) {
-          const point = parseGcLine(line, Date.now());
+          const point = parseGcLine(line);
           if (point) gc.push(point);
         }
       }
@@ -334,7 +336,10 @@ async function soak(options: SoakOptions, cleanups: Set<() => Promise<void>>): P
       startedAt,
       tree,
       gc: options.traceGc
-        ? gc.map((p) => ({ ...p, t: Math.round((p.at - result.holdStartedAt) / 100) / 10 }))
+        ? gc.map((p) => ({
+          ...p,
+          t: Math.round((spawnedAt + p.ms - result.holdStartedAt) / 100) / 10,
+        }))
         : null,
       load: result,
       shutdown,

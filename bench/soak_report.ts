@@ -26,8 +26,8 @@ export interface SoakOptions {
 
 /** One full collection (Mark-Compact) of V8's heap, from a `--trace-gc` line. */
 export interface GcPoint {
-  /** When the line arrived (epoch ms), and seconds into the hold (negative before it). */
-  at: number;
+  /** When it ran: ms since the isolate started, as V8 prints it; seconds into the hold. */
+  ms: number;
   t?: number;
   /** Heap used before and after, and the heap reserved after, in MB as V8 prints them. */
   before: number;
@@ -35,13 +35,18 @@ export interface GcPoint {
   reserved: number;
 }
 
-const MARK_COMPACT = /Mark-Compact[^\d]*([\d.]+) \(([\d.]+)\) -> ([\d.]+) \(([\d.]+)\) MB/;
+const MARK_COMPACT =
+  /(\d+) ms: .*Mark-Compact[^\d]*([\d.]+) \(([\d.]+)\) -> ([\d.]+) \(([\d.]+)\) MB/;
 
-/** Reads a `--trace-gc` line of a full collection; null for any other line. */
-export function parseGcLine(line: string, at: number): GcPoint | null {
+/**
+ * Reads a `--trace-gc` line of a full collection; null for any other line.
+ * Its own time stamp counts: the server's stdout is a pipe, so V8's lines
+ * arrive in bursts when its buffer fills.
+ */
+export function parseGcLine(line: string): GcPoint | null {
   const m = MARK_COMPACT.exec(line);
   if (!m) return null;
-  return { at, before: Number(m[1]), after: Number(m[3]), reserved: Number(m[4]) };
+  return { ms: Number(m[1]), before: Number(m[2]), after: Number(m[4]), reserved: Number(m[5]) };
 }
 
 /** One target, judged. */
@@ -265,7 +270,7 @@ export function report(r: SoakResult): string {
   const notes = [
     r.gc?.length
       ? `V8 heap after each full collection (MB, at seconds into the hold): ${
-        r.gc.map((p) => `${p.t!.toFixed(0)} s ${p.after.toFixed(1)}`).join(", ")
+        r.gc.map((p) => `${Math.round(p.t!)} s ${p.after.toFixed(1)}`).join(", ")
       }`
       : "",
     store.lostSample.length ? `Lost, for example: ${store.lostSample.join(", ")}` : "",
