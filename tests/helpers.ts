@@ -413,3 +413,84 @@ export async function startProcess(env: Record<string, string>): Promise<Lookout
   }
   return { child, url, wsUrl: `ws://127.0.0.1:${port}/admin/ws`, output: () => text, status };
 }
+
+/** Whether the `openssl` command is there (the TLS tests need it). */
+export async function hasOpenssl(): Promise<boolean> {
+  try {
+    return (await new Deno.Command("openssl", { args: ["version"], stdout: "null" }).output())
+      .success;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A throwaway CA and a certificate for 127.0.0.1 it signed, made with
+ * openssl in `dir`: the PEM texts, and the paths of the leaf's files.
+ */
+export async function makeCertificates(dir: string): Promise<{
+  ca: string;
+  cert: string;
+  key: string;
+  certFile: string;
+  keyFile: string;
+}> {
+  const run = async (...args: string[]) => {
+    const out = await new Deno.Command("openssl", {
+      args,
+      cwd: dir,
+      stdout: "null",
+      stderr: "piped",
+    })
+      .output();
+    if (!out.success) {
+      throw new Error(`openssl ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
+    }
+  };
+  for (const name of ["ca.key", "leaf.key"]) {
+    await run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", name);
+  }
+  await run(
+    "req",
+    "-x509",
+    "-new",
+    "-key",
+    "ca.key",
+    "-subj",
+    "/CN=Lookout test CA",
+    "-days",
+    "1",
+    "-out",
+    "ca.pem",
+  );
+  await run("req", "-new", "-key", "leaf.key", "-subj", "/CN=127.0.0.1", "-out", "leaf.csr");
+  await Deno.writeTextFile(
+    `${dir}/leaf.ext`,
+    "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+  );
+  await run(
+    "x509",
+    "-req",
+    "-in",
+    "leaf.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-days",
+    "1",
+    "-extfile",
+    "leaf.ext",
+    "-out",
+    "leaf.pem",
+  );
+  const read = (name: string) => Deno.readTextFile(`${dir}/${name}`);
+  return {
+    ca: await read("ca.pem"),
+    cert: await read("leaf.pem"),
+    key: await read("leaf.key"),
+    certFile: `${dir}/leaf.pem`,
+    keyFile: `${dir}/leaf.key`,
+  };
+}

@@ -23,6 +23,8 @@ import {
 import { encodeFrame } from "../lib/ws_wire.ts";
 import {
   eventually,
+  hasOpenssl,
+  makeCertificates,
   randomPassword,
   rawUpgrade,
   startTestServer,
@@ -281,79 +283,13 @@ async function pongsThenAuth(url: string, token: string): Promise<string> {
   }
 }
 
-async function hasOpenssl(): Promise<boolean> {
-  try {
-    return (await new Deno.Command("openssl", { args: ["version"], stdout: "null" }).output())
-      .success;
-  } catch {
-    return false;
-  }
-}
-
 const OPENSSL = await hasOpenssl();
 
-/** A throwaway CA and a certificate for 127.0.0.1 it signed, as files in `dir` (openssl). */
-async function makeCertificates(dir: string): Promise<{ ca: string; cert: string; key: string }> {
-  const run = async (...args: string[]) => {
-    const out = await new Deno.Command("openssl", {
-      args,
-      cwd: dir,
-      stdout: "null",
-      stderr: "piped",
-    })
-      .output();
-    if (!out.success) throw new Error(`openssl ${args[0]}: ${decoder.decode(out.stderr)}`);
-  };
-  for (const name of ["ca.key", "leaf.key"]) {
-    await run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", name);
-  }
-  await run(
-    "req",
-    "-x509",
-    "-new",
-    "-key",
-    "ca.key",
-    "-subj",
-    "/CN=nginx test CA",
-    "-days",
-    "1",
-    "-out",
-    "ca.pem",
-  );
-  await run("req", "-new", "-key", "leaf.key", "-subj", "/CN=127.0.0.1", "-out", "leaf.csr");
-  await Deno.writeTextFile(
-    `${dir}/leaf.ext`,
-    "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-  );
-  await run(
-    "x509",
-    "-req",
-    "-in",
-    "leaf.csr",
-    "-CA",
-    "ca.pem",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-days",
-    "1",
-    "-extfile",
-    "leaf.ext",
-    "-out",
-    "leaf.pem",
-  );
-  return {
-    ca: await Deno.readTextFile(`${dir}/ca.pem`),
-    cert: `${dir}/leaf.pem`,
-    key: `${dir}/leaf.key`,
-  };
-}
-
 /** The config with TLS on, by its own commented ssl lines. */
-function withTls(conf: string, files: { cert: string; key: string }): string {
+function withTls(conf: string, files: { certFile: string; keyFile: string }): string {
   conf = swap(conf, /listen (127\.0\.0\.1:\d+);/, "listen $1 ssl;");
-  conf = swap(conf, /#\s+ssl_certificate\s+\S+;/, `ssl_certificate ${files.cert};`);
-  return swap(conf, /#\s+ssl_certificate_key\s+\S+;/, `ssl_certificate_key ${files.key};`);
+  conf = swap(conf, /#\s+ssl_certificate\s+\S+;/, `ssl_certificate ${files.certFile};`);
+  return swap(conf, /#\s+ssl_certificate_key\s+\S+;/, `ssl_certificate_key ${files.keyFile};`);
 }
 
 const ignore = NGINX === null;

@@ -24,6 +24,8 @@ import { acceptFor } from "../lib/ws_wire.ts";
 import {
   claims,
   forge,
+  hasOpenssl,
+  makeCertificates,
   randomPassword,
   randomSecret,
   startTestServer,
@@ -123,69 +125,12 @@ function tlsProxy(upstreamPort: number, tls: { cert: string; key: string }) {
   });
 }
 
-async function hasOpenssl(): Promise<boolean> {
-  try {
-    return (await new Deno.Command("openssl", { args: ["version"], stdout: "null" }).output())
-      .success;
-  } catch {
-    return false;
-  }
-}
-
-/** A throwaway CA and a leaf certificate for 127.0.0.1 signed by it (openssl). */
-async function makeCertificates(): Promise<{ ca: string; cert: string; key: string }> {
+/** A throwaway CA and leaf (PEM texts), made in a temp folder that is removed again. */
+async function certificates(): Promise<{ ca: string; cert: string; key: string }> {
   const dir = await Deno.makeTempDir({ prefix: "probe_tls_" });
-  const run = async (...args: string[]) => {
-    const out = await new Deno.Command("openssl", {
-      args,
-      cwd: dir,
-      stdout: "null",
-      stderr: "piped",
-    })
-      .output();
-    if (!out.success) throw new Error(`openssl ${args[0]}: ${decoder.decode(out.stderr)}`);
-  };
   try {
-    for (const name of ["ca.key", "leaf.key"]) {
-      await run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", name);
-    }
-    await run(
-      "req",
-      "-x509",
-      "-new",
-      "-key",
-      "ca.key",
-      "-subj",
-      "/CN=probe test CA",
-      "-days",
-      "1",
-      "-out",
-      "ca.pem",
-    );
-    await run("req", "-new", "-key", "leaf.key", "-subj", "/CN=127.0.0.1", "-out", "leaf.csr");
-    await Deno.writeTextFile(
-      `${dir}/leaf.ext`,
-      "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    );
-    await run(
-      "x509",
-      "-req",
-      "-in",
-      "leaf.csr",
-      "-CA",
-      "ca.pem",
-      "-CAkey",
-      "ca.key",
-      "-CAcreateserial",
-      "-days",
-      "1",
-      "-extfile",
-      "leaf.ext",
-      "-out",
-      "leaf.pem",
-    );
-    const read = (name: string) => Deno.readTextFile(`${dir}/${name}`);
-    return { ca: await read("ca.pem"), cert: await read("leaf.pem"), key: await read("leaf.key") };
+    const { ca, cert, key } = await makeCertificates(dir);
+    return { ca, cert, key };
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -488,7 +433,7 @@ Deno.test({
   ignore: !OPENSSL,
   async fn() {
     await using server = await startTestServer();
-    const certs = await makeCertificates();
+    const certs = await certificates();
     await using proxy = tlsProxy(Number(server.url.port), certs);
     const report = await probe(`wss://127.0.0.1:${proxy.port}/admin/ws`, {
       token: await server.mint(),
@@ -506,7 +451,7 @@ Deno.test({
   ignore: !OPENSSL,
   async fn() {
     await using server = await startTestServer();
-    const certs = await makeCertificates();
+    const certs = await certificates();
     await using proxy = tlsProxy(Number(server.url.port), certs);
     const report = await probe(`https://127.0.0.1:${proxy.port}`, {
       token: await server.mint(),
@@ -522,7 +467,7 @@ Deno.test({
   ignore: !OPENSSL,
   async fn() {
     await using server = await startTestServer();
-    const certs = await makeCertificates();
+    const certs = await certificates();
     await using proxy = tlsProxy(Number(server.url.port), certs);
     const report = await probe(`wss://localhost:${proxy.port}/admin/ws`, { caCerts: [certs.ca] });
     const tls = stepOf(report, "tls");
