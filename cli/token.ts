@@ -3,7 +3,7 @@
  * signed with the configured secret (JWT_SECRET, or the one kept in KV).
  */
 import { parseArgs } from "node:util";
-import { ConfigError, loadConfig } from "../lib/config.ts";
+import { configOrFail, usageError } from "../lib/cli.ts";
 import { openKv } from "../lib/kv.ts";
 import { createLogger } from "../lib/log.ts";
 import { resolveJwtSecret } from "../lib/secret.ts";
@@ -11,11 +11,7 @@ import { signAccessToken, tokenKey } from "../lib/tokens.ts";
 
 const USAGE = "usage: deno task token --sub NAME [--role admin|viewer] [--ttl SECONDS]";
 
-function fail(message: string): never {
-  console.error(message);
-  console.error(USAGE);
-  Deno.exit(2);
-}
+const fail: (message: string) => never = usageError(USAGE);
 
 let args;
 try {
@@ -36,13 +32,7 @@ if (args.help) {
   Deno.exit(0);
 }
 if (!args.sub) fail("Cannot mint a token as --sub is missing");
-let config;
-try {
-  config = loadConfig(Deno.env.toObject());
-} catch (error) {
-  if (error instanceof ConfigError) fail(error.message);
-  throw error;
-}
+const config = configOrFail(fail);
 const ttl = args.ttl === undefined ? config.accessTokenTtlS : Number(args.ttl);
 if (!Number.isInteger(ttl) || ttl < 1 || ttl > 31_536_000) {
   fail(

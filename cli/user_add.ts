@@ -5,7 +5,7 @@
  * line of standard input.
  */
 import { parseArgs } from "node:util";
-import { ConfigError, loadConfig } from "../lib/config.ts";
+import { configOrFail, usageError } from "../lib/cli.ts";
 import { openKv } from "../lib/kv.ts";
 import { MAX_PASSWORD_CHARS } from "../lib/passwords.ts";
 import { type Role, ROLES } from "../lib/protocol.ts";
@@ -14,11 +14,7 @@ import { readPassword } from "../lib/password_input.ts";
 
 const USAGE = "usage: deno task user:add NAME [--role admin|viewer]";
 
-function fail(message: string): never {
-  console.error(message);
-  console.error(USAGE);
-  Deno.exit(2);
-}
+const fail: (message: string) => never = usageError(USAGE);
 
 let parsed;
 try {
@@ -52,13 +48,7 @@ if (!ROLES.includes(role)) {
     }`,
   );
 }
-let config;
-try {
-  config = loadConfig(Deno.env.toObject());
-} catch (error) {
-  if (error instanceof ConfigError) fail(error.message);
-  throw error;
-}
+const config = configOrFail(fail);
 const password = await readPassword({ prompt: "Password: ", confirm: true });
 if (password === null) fail("Cannot save the user as the two passwords differ");
 if (password.length < 8 || password.length > MAX_PASSWORD_CHARS) {

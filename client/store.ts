@@ -5,7 +5,7 @@
  * stay empty, so islands render from their props there.
  */
 import { signal } from "@preact/signals";
-import type { Attempt, PresenceEntry, Stats, User } from "../lib/protocol.ts";
+import type { Attempt, PresenceEntry, Stats } from "../lib/protocol.ts";
 import { LookoutClient, type StateDetail } from "./lookout_client.ts";
 
 /** Rows kept in the live attempt feed. */
@@ -15,7 +15,6 @@ export const connection = signal<StateDetail>({ state: "connecting" });
 export const stats = signal<Stats | null>(null);
 export const feed = signal<Attempt[] | null>(null);
 export const presence = signal<PresenceEntry[] | null>(null);
-export const me = signal<User | null>(null);
 
 let client: LookoutClient | null = null;
 
@@ -26,9 +25,6 @@ export function startLive(): LookoutClient {
     onState: (detail) => connection.value = detail,
     onMessage: (message) => {
       switch (message.type) {
-        case "authenticated":
-          me.value = message.user;
-          break;
         case "stats_update":
           stats.value = message.data;
           break;

@@ -95,12 +95,3 @@ function replacer(_key: string, value: unknown): unknown {
   }
   return typeof value === "bigint" ? value.toString() : value;
 }
-
-/**
- * Shows enough of a token to tell two apart in a log, never enough to use:
- * its first 8 characters and its length.
- */
-export function maskToken(token: unknown): string {
-  if (typeof token !== "string") return `<${typeof token}>`;
-  return `${token.slice(0, 8)}…(${token.length} chars)`;
-}
