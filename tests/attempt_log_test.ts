@@ -3,8 +3,8 @@
  * a file: what one record writes, how text fields are cut, group commit and
  * write failures.
  */
+import { tempFileKv } from "./helpers.ts";
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { decodeTime } from "ulid";
 import {
   type AttemptInput,
@@ -34,15 +34,7 @@ async function openStore(kind: "memory" | "file"): Promise<{
     const kv = await Deno.openKv(":memory:");
     return { kv, close: () => Promise.resolve(kv.close()) };
   }
-  const dir = await Deno.makeTempDir({ prefix: "lookout_attempt_log_" });
-  const kv = await Deno.openKv(join(dir, "kv.sqlite3"));
-  return {
-    kv,
-    close: async () => {
-      kv.close();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
+  return await tempFileKv("lookout_attempt_log_");
 }
 
 /**

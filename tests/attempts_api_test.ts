@@ -5,7 +5,6 @@
  */
 import * as z from "zod/mini";
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { type AttemptInput, AttemptLog } from "../lib/attempt_log.ts";
 import { Attempt, Stats } from "../lib/protocol.ts";
 import {
@@ -13,6 +12,7 @@ import {
   forge,
   randomSecret,
   startTestServer,
+  tempFileKv,
   TestClient,
   type TestServer,
 } from "./helpers.ts";
@@ -87,16 +87,8 @@ function input(overrides: Partial<AttemptInput> = {}): AttemptInput {
 }
 
 /** A file-backed KV in a fresh temp folder; `close` removes it. */
-async function fileKv(): Promise<{ kv: Deno.Kv; close(): Promise<void> }> {
-  const dir = await Deno.makeTempDir({ prefix: "lookout_api_" });
-  const kv = await Deno.openKv(join(dir, "kv.sqlite3"));
-  return {
-    kv,
-    close: async () => {
-      kv.close();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
+function fileKv(): Promise<{ kv: Deno.Kv; close(): Promise<void> }> {
+  return tempFileKv("lookout_api_");
 }
 
 /** Authenticates over a real socket with a token that fails; returns the reason. */

@@ -494,3 +494,22 @@ export async function makeCertificates(dir: string): Promise<{
     keyFile: `${dir}/leaf.key`,
   };
 }
+
+/** A KV file in a fresh temp folder; `close` closes it and removes the folder. */
+export async function tempFileKv(prefix = "lookout_kv_"): Promise<{
+  kv: Deno.Kv;
+  path: string;
+  close(): Promise<void>;
+}> {
+  const dir = await Deno.makeTempDir({ prefix });
+  const path = `${dir}/kv.sqlite3`;
+  const kv = await Deno.openKv(path);
+  return {
+    kv,
+    path,
+    close: async () => {
+      kv.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
