@@ -79,6 +79,8 @@ export class Hub {
   #lastHeartbeat = 0;
   #lastRefresh = 0;
   #refreshing: Promise<void> | null = null;
+  /** A change came while a refresh was reading: another refresh must follow. */
+  #again = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #ticker: ReturnType<typeof setInterval> | undefined;
   #lastPrune = 0;
@@ -236,7 +238,13 @@ export class Hub {
    */
   changed(local = true): void {
     if (local) this.#dirty = true;
-    if (this.#stopped || this.#refreshing || this.#timer !== undefined) return;
+    if (this.#stopped || this.#timer !== undefined) return;
+    // The refresh in flight may have read the store before this change, so
+    // it is not enough: one more follows it (several changes share one).
+    if (this.#refreshing) {
+      this.#again = true;
+      return;
+    }
     const wait = this.#lastRefresh + this.#o.minIntervalMs - Date.now();
     if (wait <= 0) this.#refreshing = this.#refresh();
     else {
@@ -384,6 +392,10 @@ export class Hub {
       this.#o.logger.warn("stats refresh failed", { error });
     } finally {
       this.#refreshing = null;
+      if (this.#again) {
+        this.#again = false;
+        this.changed(false);
+      }
     }
   }
 
