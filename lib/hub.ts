@@ -114,7 +114,6 @@ export class Hub {
     return this.#o.instanceId;
   }
 
-  /** Starts the periodic refresh that notices other instances' changes. */
   /**
    * Starts listening for changes: other instances' signals on the
    * BroadcastChannel (workers of this process, and Deno Deploy isolates),
@@ -365,13 +364,7 @@ export class Hub {
       ) {
         this.#dirty = false;
         this.#lastHeartbeat = now;
-        this.#writing = writeInstance(this.#kv, self)
-          .then(() => this.#signal({ type: "changed" }))
-          .catch((error) => {
-            this.#dirty = true;
-            this.#o.logger.warn("cannot write this instance's entry", { error });
-          })
-          .finally(() => this.#writing = null);
+        this.#writing = this.#write(self);
       }
       const stats = await readStats(this.#kv, { self, startedAt: this.#o.startedAt, now });
       this.#last = { stats, self };
@@ -397,6 +390,24 @@ export class Hub {
         this.changed(false);
       }
     }
+  }
+
+  /** Writes this instance's entry; see {@linkcode #refresh}. */
+  async #write(self: InstanceEntry): Promise<void> {
+    try {
+      await writeInstance(this.#kv, self);
+      this.#signal({ type: "changed" });
+    } catch (error) {
+      // Written again with the next change or heartbeat, not at once: a
+      // store that is down gets one try, and one warning, per beat.
+      this.#dirty = true;
+      this.#o.logger.warn("cannot write this instance's entry", { error });
+      return;
+    } finally {
+      this.#writing = null;
+    }
+    // A change that came during the write is not in it: write again.
+    if (this.#dirty) this.changed(false);
   }
 
   #publish(stats: Stats): void {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { Hub, type Member } from "../lib/hub.ts";
 import { commitAttempts } from "../lib/attempt_log.ts";
 import { createLogger } from "../lib/log.ts";
+import { instanceKey } from "../lib/kv_keys.ts";
 import type { Attempt, EventName, Stats } from "../lib/protocol.ts";
 
 /**
@@ -12,9 +13,26 @@ function holdableKv(kv: Deno.Kv) {
   let gate: Promise<void> | null = null;
   let release = () => {};
   let heldRead: (() => void) | null = null;
+  let commitGate: Promise<void> | null = null;
+  let releaseCommits = () => {};
+  let heldCommit: (() => void) | null = null;
   const wrapped = new Proxy(kv, {
     get(target, prop) {
       const value = Reflect.get(target, prop, target);
+      if (prop === "atomic") {
+        return () => {
+          const op = target.atomic();
+          const commit = op.commit.bind(op);
+          op.commit = async () => {
+            if (commitGate) {
+              heldCommit?.();
+              await commitGate;
+            }
+            return await commit();
+          };
+          return op;
+        };
+      }
       if (prop !== "list") return typeof value === "function" ? value.bind(target) : value;
       return (selector: Deno.KvListSelector, options?: Deno.KvListOptions) =>
         (async function* () {
@@ -39,7 +57,39 @@ function holdableKv(kv: Deno.Kv) {
       heldRead = null;
       release();
     },
+    /** Holds every atomic commit from now on, before it writes; resolves once one is held. */
+    holdCommits(): Promise<void> {
+      commitGate = new Promise((resolve) => releaseCommits = resolve);
+      return new Promise((resolve) => heldCommit = resolve);
+    },
+    releaseCommits(): void {
+      commitGate = null;
+      heldCommit = null;
+      releaseCommits();
+    },
   };
+}
+
+function testHub(kv: Deno.Kv): Hub {
+  return new Hub(kv, {
+    instanceId: "b",
+    startedAt: Date.now(),
+    retentionDays: 1,
+    logger: createLogger({ write: () => {} }),
+    minIntervalMs: 100,
+    // No heartbeat in a test's time: only the change itself can be pushed.
+    heartbeatMs: 60_000,
+    channel: `hub_test_${crypto.randomUUID()}`,
+  });
+}
+
+/** Waits for `ok()`, failing with `message()` after `ms`. */
+async function until(ok: () => boolean | Promise<boolean>, ms: number, message: () => string) {
+  const deadline = Date.now() + ms;
+  while (!(await ok())) {
+    assert.ok(Date.now() < deadline, message());
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 function member(id: string): Member & { received: Stats[] } {
@@ -79,16 +129,7 @@ function failure(at: number): Attempt {
 Deno.test("Hub pushes a change that another instance announces while a stats read is in flight", async () => {
   const store = await Deno.openKv(":memory:");
   const { kv, hold, release } = holdableKv(store);
-  const hub = new Hub(kv, {
-    instanceId: "b",
-    startedAt: Date.now(),
-    retentionDays: 1,
-    logger: createLogger({ write: () => {} }),
-    minIntervalMs: 100,
-    // No heartbeat in this test's time: only the announcement can bring the change.
-    heartbeatMs: 60_000,
-    channel: `hub_test_${crypto.randomUUID()}`,
-  });
+  const hub = testHub(kv);
   const watcher = member("watcher");
   try {
     hub.add(watcher);
@@ -106,16 +147,45 @@ Deno.test("Hub pushes a change that another instance announces while a stats rea
     hub.changed(false);
     release();
 
-    const deadline = Date.now() + 2000;
-    while ((watcher.received.at(-1)?.attempts.failure ?? 0) < 1) {
-      assert.ok(
-        Date.now() < deadline,
+    await until(
+      () => (watcher.received.at(-1)?.attempts.failure ?? 0) >= 1,
+      2000,
+      () =>
         `no stats_update with A's failure in 2 s: got ${
           JSON.stringify(watcher.received.map((s) => s.attempts.failure))
         }`,
-      );
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    );
+  } finally {
+    await hub.stop();
+    store.close();
+  }
+});
+
+Deno.test("Hub publishes a connection that opens while its instance entry is being written", async () => {
+  const store = await Deno.openKv(":memory:");
+  const { kv, holdCommits, releaseCommits } = holdableKv(store);
+  const hub = testHub(kv);
+  const open = async () => (await store.get<{ open: number }>(instanceKey("b"))).value?.open ?? 0;
+  try {
+    hub.add(member("one"));
+    await until(async () => await open() === 1, 2000, () => "the first entry was never written");
+
+    // The second socket's entry write is held in its commit...
+    const held = holdCommits();
+    hub.add(member("two"));
+    await held;
+    // ...and a third socket opens while it is held.
+    hub.add(member("three"));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    releaseCommits();
+
+    // Other instances read this entry: it must come to count all three.
+    let last = 0;
+    await until(
+      async () => (last = await open()) === 3,
+      2000,
+      () => `the stored entry still counts ${last} sockets of 3 after 2 s`,
+    );
   } finally {
     await hub.stop();
     store.close();
