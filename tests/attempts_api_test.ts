@@ -5,9 +5,10 @@
  */
 import * as z from "zod/mini";
 import assert from "node:assert/strict";
-import { type AttemptInput, AttemptLog } from "../lib/attempt_log.ts";
+import { AttemptLog } from "../lib/attempt_log.ts";
 import { Attempt, Stats } from "../lib/protocol.ts";
 import {
+  attemptInput,
   claims,
   forge,
   randomSecret,
@@ -71,21 +72,6 @@ async function walk(
   return { items, pages };
 }
 
-function input(overrides: Partial<AttemptInput> = {}): AttemptInput {
-  return {
-    ip: "198.51.100.1",
-    user: null,
-    outcome: "failure",
-    reason: "malformed_token",
-    transport: "message",
-    origin: null,
-    userAgent: null,
-    tokenId: null,
-    durationMs: 1,
-    ...overrides,
-  };
-}
-
 /** A file-backed KV in a fresh temp folder; `close` removes it. */
 function fileKv(): Promise<{ kv: Deno.Kv; close(): Promise<void> }> {
   return tempFileKv("lookout_api_");
@@ -114,7 +100,7 @@ async function seed(server: TestServer, n: number): Promise<Attempt[]> {
   const start = Date.now() - 10 * 60_000 - n * 1000;
   const out = await Promise.all(Array.from({ length: n }, (_, i) => {
     const reason = REASONS[i % REASONS.length];
-    return server.deps.attempts.record(input({
+    return server.deps.attempts.record(attemptInput({
       at: start + i * 1000,
       user: USERS[i % USERS.length],
       ip: IPS[i % IPS.length],
@@ -313,8 +299,10 @@ Deno.test("GET /api/v1/attempts finds by since and until an attempt recorded aft
   const server = await startTestServer();
   try {
     const now = Date.now();
-    const late = await server.deps.attempts.record(input({ at: now, ip: "10.3.3.3" }));
-    const early = await server.deps.attempts.record(input({ at: now - 3_600_000, ip: "10.3.3.3" }));
+    const late = await server.deps.attempts.record(attemptInput({ at: now, ip: "10.3.3.3" }));
+    const early = await server.deps.attempts.record(
+      attemptInput({ at: now - 3_600_000, ip: "10.3.3.3" }),
+    );
     const token = await server.mint();
 
     const window = await attempts(server, token, {
@@ -398,7 +386,7 @@ Deno.test("GET /api/v1/attempts pages a sparse filter over thousands of records 
     const wanted = new Set([5, 10, 2400]);
     const results = await Promise.all(
       Array.from({ length: 2500 }, (_, i) =>
-        server.deps.attempts.record(input({
+        server.deps.attempts.record(attemptInput({
           at: start + i,
           ip: "10.9.9.9",
           outcome: wanted.has(i) ? "success" : "failure",
@@ -461,7 +449,7 @@ Deno.test("GET /api/v1/attempts does not serve expired records", async () => {
     const now = Date.now();
     // A log that keeps records a day, given attempts from two days ago.
     const shortLog = new AttemptLog(server.deps.kv, { retentionDays: 1 });
-    const expired = await shortLog.record(input({
+    const expired = await shortLog.record(attemptInput({
       at: now - 2 * 86_400_000,
       ip: "10.7.7.7",
       user: "old",
@@ -470,7 +458,7 @@ Deno.test("GET /api/v1/attempts does not serve expired records", async () => {
     }));
     // The same age under a 30-day retention is still served.
     const longLog = new AttemptLog(server.deps.kv, { retentionDays: 30 });
-    const kept = await longLog.record(input({
+    const kept = await longLog.record(attemptInput({
       at: now - 2 * 86_400_000 + 1,
       ip: "10.7.7.7",
       user: "old",
@@ -518,8 +506,10 @@ Deno.test("GET /api/v1/stats returns Stats whose attempt counters match what was
     );
     assert.equal(await failAuth(server, "x.y"), "malformed_token");
     assert.equal(await failAuth(server, "x.y.z"), "malformed_token");
-    await server.deps.attempts.record(input({ outcome: "failure", reason: "bad_origin" }));
-    await server.deps.attempts.record(input({ outcome: "success", reason: "ok", user: "erin" }));
+    await server.deps.attempts.record(attemptInput({ outcome: "failure", reason: "bad_origin" }));
+    await server.deps.attempts.record(
+      attemptInput({ outcome: "success", reason: "ok", user: "erin" }),
+    );
 
     const answer = await get(server, "/api/v1/stats", token);
     assert.equal(answer.status, 200);

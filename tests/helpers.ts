@@ -11,6 +11,7 @@ import { type Lookout, startLookout } from "../main.ts";
 import type { Limits } from "../lib/limits.ts";
 import { listAttempts } from "../lib/attempt_query.ts";
 import type { Attempt } from "../lib/protocol.ts";
+import type { AttemptInput } from "../lib/attempt_log.ts";
 
 /** A random secret for one test server; never a literal in the source. */
 export function randomSecret(): string {
@@ -270,6 +271,22 @@ export function unsecured(payload: Record<string, unknown>): string {
   return `${b64url(JSON.stringify({ alg: "none", typ: "JWT" }))}.${
     b64url(JSON.stringify(payload))
   }.`;
+}
+
+/** An attempt to record: a failed one from a documentation address, with `overrides`. */
+export function attemptInput(overrides: Partial<AttemptInput> = {}): AttemptInput {
+  return {
+    ip: "198.51.100.1",
+    user: null,
+    outcome: "failure",
+    reason: "malformed_token",
+    transport: "message",
+    origin: null,
+    userAgent: null,
+    tokenId: null,
+    durationMs: 1,
+    ...overrides,
+  };
 }
 
 /** Waits until `check` returns a truthy value, polling; fails after `timeoutMs`. */

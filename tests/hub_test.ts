@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { Hub, type Member } from "../lib/hub.ts";
-import { commitAttempts } from "../lib/attempt_log.ts";
+import { AttemptLog } from "../lib/attempt_log.ts";
+import { attemptInput, eventually } from "./helpers.ts";
 import { createLogger } from "../lib/log.ts";
 import { instanceKey } from "../lib/kv_keys.ts";
-import type { Attempt, EventName, Stats } from "../lib/protocol.ts";
+import type { EventName, Stats } from "../lib/protocol.ts";
 
 /**
  * `kv` whose `list` reads can be held after they have read the store, so a
@@ -83,15 +84,6 @@ function testHub(kv: Deno.Kv): Hub {
   });
 }
 
-/** Waits for `ok()`, failing with `message()` after `ms`. */
-async function until(ok: () => boolean | Promise<boolean>, ms: number, message: () => string) {
-  const deadline = Date.now() + ms;
-  while (!(await ok())) {
-    assert.ok(Date.now() < deadline, message());
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 function member(id: string): Member & { received: Stats[] } {
   const received: Stats[] = [];
   return {
@@ -107,22 +99,6 @@ function member(id: string): Member & { received: Stats[] } {
     },
     close() {},
     closeAndWait: () => Promise.resolve(),
-  };
-}
-
-function failure(at: number): Attempt {
-  return {
-    id: crypto.randomUUID(),
-    at,
-    ip: "192.0.2.7",
-    user: null,
-    outcome: "failure",
-    reason: "malformed_token",
-    transport: "message",
-    origin: null,
-    userAgent: null,
-    tokenId: null,
-    durationMs: 1,
   };
 }
 
@@ -143,17 +119,14 @@ Deno.test("Hub pushes a change that another instance announces while a stats rea
     await held;
     // Meanwhile instance A records a failure and announces it (its signal,
     // or the kv.watch wake-up, lands while B's read is still in flight).
-    await commitAttempts(store, [failure(Date.now())], 86_400_000);
+    await new AttemptLog(store, { retentionDays: 1 }).record(attemptInput());
     hub.changed(false);
     release();
 
-    await until(
+    await eventually(
       () => (watcher.received.at(-1)?.attempts.failure ?? 0) >= 1,
       2000,
-      () =>
-        `no stats_update with A's failure in 2 s: got ${
-          JSON.stringify(watcher.received.map((s) => s.attempts.failure))
-        }`,
+      "a stats_update with A's failure (B's next heartbeat is a minute away)",
     );
   } finally {
     await hub.stop();
@@ -168,7 +141,7 @@ Deno.test("Hub publishes a connection that opens while its instance entry is bei
   const open = async () => (await store.get<{ open: number }>(instanceKey("b"))).value?.open ?? 0;
   try {
     hub.add(member("one"));
-    await until(async () => await open() === 1, 2000, () => "the first entry was never written");
+    await eventually(async () => await open() === 1, 2000, "the first entry");
 
     // The second socket's entry write is held in its commit...
     const held = holdCommits();
@@ -180,11 +153,10 @@ Deno.test("Hub publishes a connection that opens while its instance entry is bei
     releaseCommits();
 
     // Other instances read this entry: it must come to count all three.
-    let last = 0;
-    await until(
-      async () => (last = await open()) === 3,
+    await eventually(
+      async () => await open() === 3,
       2000,
-      () => `the stored entry still counts ${last} sockets of 3 after 2 s`,
+      "the stored entry to count all three sockets (the next heartbeat is a minute away)",
     );
   } finally {
     await hub.stop();
