@@ -148,11 +148,11 @@ export async function startLookout(
     channel: channelName(config, instanceId),
     onRevocation: (event) => revoked.add(event),
   });
-  attempts.onRecorded((recorded) => {
+  attempts.onRecorded((recorded, versionstamp) => {
     for (const a of recorded) {
       if (a.outcome === "failure" && a.reason !== "rate_limited") guard.failed(a.ip);
     }
-    hub.attemptsRecorded(recorded);
+    hub.attemptsRecorded(recorded, versionstamp);
   });
   const feed = new RevocationFeed(kv, {
     logger,

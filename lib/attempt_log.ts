@@ -54,15 +54,18 @@ export class AttemptLog {
   #retentionMs: number;
   #queue: Pending[] = [];
   #running: Promise<void> | null = null;
-  #listeners: ((attempts: Attempt[]) => void)[] = [];
+  #listeners: ((attempts: Attempt[], versionstamp: string) => void)[] = [];
 
   constructor(kv: Deno.Kv, options: { retentionDays: number }) {
     this.#kv = kv;
     this.#retentionMs = options.retentionDays * 86_400_000;
   }
 
-  /** Calls `listener` with each batch of attempts once it is durable. */
-  onRecorded(listener: (attempts: Attempt[]) => void): void {
+  /**
+   * Calls `listener` with each batch of attempts once it is durable, and the
+   * versionstamp of the commit that wrote it.
+   */
+  onRecorded(listener: (attempts: Attempt[], versionstamp: string) => void): void {
     this.#listeners.push(listener);
   }
 
@@ -99,14 +102,15 @@ export class AttemptLog {
       while (this.#queue.length > 0) {
         const batch = this.#queue.splice(0, MAX_BATCH);
         const attempts = batch.map((p) => p.attempt);
+        let versionstamp: string;
         try {
-          await commitAttempts(this.#kv, attempts, this.#retentionMs);
+          versionstamp = await commitAttempts(this.#kv, attempts, this.#retentionMs);
         } catch (error) {
           for (const p of batch) p.reject(error);
           continue;
         }
         for (const p of batch) p.resolve(p.attempt);
-        for (const listener of this.#listeners) listener(attempts);
+        for (const listener of this.#listeners) listener(attempts, versionstamp);
       }
     } finally {
       this.#running = null;
@@ -114,12 +118,15 @@ export class AttemptLog {
   }
 }
 
-/** Writes attempts, their indexes and the counters in one atomic commit. */
+/**
+ * Writes attempts, their indexes and the counters in one atomic commit;
+ * resolves with the commit's versionstamp.
+ */
 export async function commitAttempts(
   kv: Deno.Kv,
   attempts: Attempt[],
   retentionMs: number,
-): Promise<void> {
+): Promise<string> {
   const op = kv.atomic();
   const sums = new Map<string, { key: Deno.KvKey; n: bigint }>();
   const add = (key: Deno.KvKey) => {
@@ -163,6 +170,7 @@ export async function commitAttempts(
   op.sum(statsVersionKey(), 1n);
   const result = await op.commit();
   if (!result.ok) throw new Error("Cannot record attempts: the commit failed");
+  return result.versionstamp;
 }
 
 function floor(ms: number, size: number): number {

@@ -49,7 +49,8 @@ export interface HubOptions {
 type Signal =
   & { from: string }
   & (
-    | { type: "changed" }
+    | { type: "changed"; versionstamp?: string }
+    | { type: "alive" }
     | { type: "attempts"; attempts: Attempt[] }
     | { type: "revoked"; event: RevocationEvent }
   );
@@ -79,20 +80,35 @@ export class Hub {
   #lastHeartbeat = 0;
   #lastRefresh = 0;
   #refreshing: Promise<void> | null = null;
+  /**
+   * The stats version (its versionstamp) the latest read started from: every
+   * commit up to it is in that read, so a kv.watch wake-up for it or an
+   * older one needs no read of its own.
+   */
+  #covered: string | null = null;
   /** A change came while a refresh was reading: another refresh must follow. */
   #again = false;
+  /**
+   * The newest commit reported while a refresh was reading. Another refresh
+   * follows only if it is newer than the version that refresh read from
+   * (which is not known until its first read returns).
+   */
+  #againFrom: string | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #ticker: ReturnType<typeof setInterval> | undefined;
   #lastPrune = 0;
   #statsSignature = "";
   #presenceSignature = "";
-  /** The last stats read, and this instance's entry as it was in them. */
-  #last: { stats: Stats; self: InstanceEntry } | null = null;
+  /**
+   * The last stats read, this instance's entry as it was in them, and the
+   * stats version (its versionstamp) the read started from.
+   */
+  #last: { stats: Stats; self: InstanceEntry; covered: string | null } | null = null;
   #stopped = false;
   #sampled = { minute: 0, open: -1 };
   #writing: Promise<void> | null = null;
-  /** Attempts this instance recorded since the last read began. */
-  #unread = emptyUnread();
+  /** Attempts this instance recorded that the last read does not hold. */
+  #unread = new Unread();
   /** When each other instance on the channel was last heard from. */
   #peers = new Map<string, number>();
   #channel: BroadcastChannel | null = null;
@@ -125,10 +141,30 @@ export class Hub {
     this.#channel = new BroadcastChannel(this.#o.channel);
     this.#channel.onmessage = (e: MessageEvent<Signal>) => this.#heard(e.data);
     this.#watch = this.#kv.watch([statsVersionKey()]);
-    this.#watch.pipeTo(new WritableStream({ write: () => this.changed(false) })).catch(() => {});
+    this.#watch.pipeTo(new WritableStream({ write: ([entry]) => this.#woken(entry.versionstamp) }))
+      .catch(() => {});
     this.#ticker = setInterval(() => this.changed(false), this.#o.heartbeatMs);
     // Say hello, so peers know there is someone to send attempts to.
     this.#signal({ type: "changed" });
+  }
+
+  /**
+   * A commit at `versionstamp` changed the stats: kv.watch saw the version
+   * move, a peer announced its entry, or this instance recorded attempts.
+   * One the latest read already covers is dropped. An attempt's commit
+   * reaches here twice (kv.watch and the attempt log), and a second refresh
+   * for it would only open a coalescing window that holds up the next real
+   * change. `null` (not known) always refreshes.
+   */
+  #woken(versionstamp: string | null): void {
+    if (versionstamp !== null && this.#refreshing) {
+      if (this.#againFrom === null || versionstamp > this.#againFrom) {
+        this.#againFrom = versionstamp;
+      }
+      return;
+    }
+    if (versionstamp !== null && this.#covered !== null && versionstamp <= this.#covered) return;
+    this.changed(false);
   }
 
   /** Tells the other instances about revoked tokens or sessions. */
@@ -148,7 +184,7 @@ export class Hub {
     // A newcomer learns of us from our answer to its first word.
     if (!this.#peers.has(signal.from)) this.#signal({ type: "changed" });
     this.#peers.set(signal.from, Date.now());
-    if (signal.type === "changed") this.changed(false);
+    if (signal.type === "changed") this.#woken(signal.versionstamp ?? null);
     else if (signal.type === "attempts") this.#sendAttempts(signal.attempts);
     else if (signal.type === "revoked") {
       this.#o.onRevocation(signal.event);
@@ -268,20 +304,18 @@ export class Hub {
     return closed;
   }
 
-  /** Sends each durable attempt to `attempts` subscribers, and updates stats. */
-  attemptsRecorded(attempts: Attempt[]): void {
-    for (const a of attempts) {
-      this.#unread.success += a.outcome === "success" ? 1 : 0;
-      this.#unread.failure += a.outcome === "failure" ? 1 : 0;
-      if (a.outcome === "failure") {
-        this.#unread.byReason[a.reason] = (this.#unread.byReason[a.reason] ?? 0) + 1;
-      }
-    }
+  /**
+   * Sends each durable attempt to `attempts` subscribers, and updates stats.
+   * `versionstamp` is that of the commit that wrote them.
+   */
+  attemptsRecorded(attempts: Attempt[], versionstamp: string): void {
+    const last = this.#last?.covered ?? null;
+    if (last === null || versionstamp > last) this.#unread.add(versionstamp, attempts);
     this.#sendAttempts(attempts);
     // The other instances' subscribers see them too; with no other instance
     // on the channel, the structured clone is skipped.
     if (this.#hasPeers()) this.#signal({ type: "attempts", attempts });
-    this.changed(false);
+    this.#woken(versionstamp);
   }
 
   #hasPeers(): boolean {
@@ -307,7 +341,7 @@ export class Hub {
   async current(): Promise<Stats> {
     if (this.#last === null) await this.refreshNow();
     const last = this.#last!;
-    return withUnread(withSelf(last.stats, last.self, this.#selfEntry()), this.#unread);
+    return withUnread(withSelf(last.stats, last.self, this.#selfEntry()), this.#unread.total);
   }
 
   /** A `stats_update` message of {@linkcode current}. */
@@ -351,8 +385,6 @@ export class Hub {
     try {
       const now = Date.now();
       this.#lastRefresh = now;
-      // What was recorded before this read began, the read includes.
-      this.#unread = emptyUnread();
       const self = this.#selfEntry();
       // The heartbeat write runs beside the reads and pushes: the read uses
       // this instance's own entry from memory, and a write slowed by a busy
@@ -362,12 +394,24 @@ export class Hub {
         this.#writing === null &&
         (this.#dirty || now - this.#lastHeartbeat >= this.#o.heartbeatMs)
       ) {
+        const announce = this.#dirty;
         this.#dirty = false;
         this.#lastHeartbeat = now;
-        this.#writing = this.#write(self);
+        this.#writing = this.#write(self, announce);
       }
-      const stats = await readStats(this.#kv, { self, startedAt: this.#o.startedAt, now });
-      this.#last = { stats, self };
+      // The version first: whatever was committed before it, the lists see.
+      const previous = this.#covered;
+      let stats: Stats;
+      let covered: string | null;
+      try {
+        covered = this.#covered = (await this.#kv.get(statsVersionKey())).versionstamp;
+        stats = await readStats(this.#kv, { self, startedAt: this.#o.startedAt, now });
+      } catch (error) {
+        this.#covered = previous;
+        throw error;
+      }
+      this.#last = { stats, self, covered };
+      if (covered !== null) this.#unread.readUpTo(covered);
       this.#publish(stats);
       const minute = minuteOf(now);
       if (minute !== this.#sampled.minute || stats.connections.open !== this.#sampled.open) {
@@ -385,18 +429,23 @@ export class Hub {
       this.#o.logger.warn("stats refresh failed", { error });
     } finally {
       this.#refreshing = null;
-      if (this.#again) {
-        this.#again = false;
-        this.changed(false);
-      }
+      const again = this.#again ||
+        (this.#againFrom !== null && (this.#covered === null || this.#againFrom > this.#covered));
+      this.#again = false;
+      this.#againFrom = null;
+      if (again) this.changed(false);
     }
   }
 
-  /** Writes this instance's entry; see {@linkcode #refresh}. */
-  async #write(self: InstanceEntry): Promise<void> {
+  /**
+   * Writes this instance's entry; see {@linkcode #refresh}. Only a changed
+   * entry is `announce`d to the other instances; a heartbeat only says the
+   * instance is alive.
+   */
+  async #write(self: InstanceEntry, announce: boolean): Promise<void> {
     try {
-      await writeInstance(this.#kv, self);
-      this.#signal({ type: "changed" });
+      const versionstamp = await writeInstance(this.#kv, self, { announce });
+      this.#signal(announce ? { type: "changed", versionstamp } : { type: "alive" });
     } catch (error) {
       // Written again with the next change or heartbeat, not at once: a
       // store that is down gets one try, and one warning, per beat.
@@ -429,12 +478,11 @@ export class Hub {
 }
 
 /**
- * `stats` with attempts it has not read yet added to its counters. An
- * attempt committed while the read ran may be counted twice until the next
- * read, a second later; without this the first `stats_update` after
- * `authenticated` would miss the very attempt that authenticated.
+ * `stats` with attempts it has not read yet added to its counters; without
+ * this the first `stats_update` after `authenticated` would miss the very
+ * attempt that authenticated.
  */
-function withUnread(stats: Stats, unread: Unread): Stats {
+function withUnread(stats: Stats, unread: Counts): Stats {
   if (unread.success === 0 && unread.failure === 0) return stats;
   const a = stats.attempts;
   const byReason = { ...a.byReason };
@@ -456,15 +504,57 @@ function withUnread(stats: Stats, unread: Unread): Stats {
   };
 }
 
-/** Counts of attempts recorded here since the last read began. */
-interface Unread {
+/** Counts of attempts by outcome and failure reason. */
+interface Counts {
   success: number;
   failure: number;
   byReason: Record<string, number>;
 }
 
-function emptyUnread(): Unread {
-  return { success: 0, failure: 0, byReason: {} };
+/**
+ * Attempts this instance committed that the last stats read does not hold,
+ * by commit. A read that started from stats version V holds every commit up
+ * to V, so those batches drop out when it lands; `total` is kept as batches
+ * come and go, so reading it costs nothing per connect.
+ */
+class Unread {
+  readonly total: Counts = { success: 0, failure: 0, byReason: {} };
+  /** In commit order: this instance commits one batch at a time. */
+  #batches: { versionstamp: string; counts: Counts }[] = [];
+
+  add(versionstamp: string, attempts: Attempt[]): void {
+    const counts: Counts = { success: 0, failure: 0, byReason: {} };
+    for (const a of attempts) {
+      if (a.outcome === "success") counts.success++;
+      else {
+        counts.failure++;
+        counts.byReason[a.reason] = (counts.byReason[a.reason] ?? 0) + 1;
+      }
+    }
+    this.#batches.push({ versionstamp, counts });
+    this.#apply(counts, 1);
+  }
+
+  /** Drops the batches a read from stats version `versionstamp` holds. */
+  readUpTo(versionstamp: string): void {
+    let n = 0;
+    while (n < this.#batches.length && this.#batches[n].versionstamp <= versionstamp) {
+      this.#apply(this.#batches[n].counts, -1);
+      n++;
+    }
+    if (n > 0) this.#batches.splice(0, n);
+  }
+
+  #apply(counts: Counts, sign: 1 | -1): void {
+    const t = this.total;
+    t.success += sign * counts.success;
+    t.failure += sign * counts.failure;
+    for (const [reason, n] of Object.entries(counts.byReason)) {
+      const left = (t.byReason[reason] ?? 0) + sign * n;
+      if (left === 0) delete t.byReason[reason];
+      else t.byReason[reason] = left;
+    }
+  }
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

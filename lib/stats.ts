@@ -26,11 +26,17 @@ const INSTANCE_EXPIRE_MS = 60_000;
 const MAX_PRESENCE = 200;
 const MAX_NAME_CHARS = 64;
 
-/** Publishes this instance's counts and presence, stamped with the time. */
+/**
+ * Publishes this instance's counts and presence, stamped with the time;
+ * resolves with the commit's versionstamp. With `announce` (the default) it also bumps the stats version, which wakes
+ * the other instances' `kv.watch`; a heartbeat that changed nothing but the
+ * time need not wake anyone.
+ */
 export async function writeInstance(
   kv: Deno.Kv,
   full: InstanceEntry,
-): Promise<void> {
+  options: { announce?: boolean } = {},
+): Promise<string> {
   // The most connected users first; names cut. The instance's own sockets
   // still see all of its presence (readStats uses its entry from memory).
   const presence = full.presence.length <= MAX_PRESENCE &&
@@ -39,11 +45,11 @@ export async function writeInstance(
     : [...full.presence].sort((a, b) => b.connections - a.connections).slice(0, MAX_PRESENCE)
       .map((p) => ({ ...p, name: p.name.slice(0, MAX_NAME_CHARS) }));
   const entry = { ...full, presence };
-  // The version bump wakes the other instances' kv.watch.
-  await kv.atomic()
-    .set(instanceKey(entry.id), entry, { expireIn: INSTANCE_EXPIRE_MS })
-    .sum(statsVersionKey(), 1n)
-    .commit();
+  const op = kv.atomic().set(instanceKey(entry.id), entry, { expireIn: INSTANCE_EXPIRE_MS });
+  if (options.announce ?? true) op.sum(statsVersionKey(), 1n);
+  const result = await op.commit();
+  if (!result.ok) throw new Error("Cannot write the instance entry: the commit failed");
+  return result.versionstamp;
 }
 
 /** Removes this instance's entry (on shutdown). */

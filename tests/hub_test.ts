@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Hub, type Member } from "../lib/hub.ts";
+import { Hub, type HubOptions, type Member } from "../lib/hub.ts";
 import { AttemptLog } from "../lib/attempt_log.ts";
 import { attemptInput, eventually } from "./helpers.ts";
 import { createLogger } from "../lib/log.ts";
@@ -17,6 +17,7 @@ function holdableKv(kv: Deno.Kv) {
   let commitGate: Promise<void> | null = null;
   let releaseCommits = () => {};
   let heldCommit: (() => void) | null = null;
+  const counts = { statsReads: 0 };
   const wrapped = new Proxy(kv, {
     get(target, prop) {
       const value = Reflect.get(target, prop, target);
@@ -37,6 +38,8 @@ function holdableKv(kv: Deno.Kv) {
       if (prop !== "list") return typeof value === "function" ? value.bind(target) : value;
       return (selector: Deno.KvListSelector, options?: Deno.KvListOptions) =>
         (async function* () {
+          // Each stats read lists the attempt counters once.
+          if ("prefix" in selector && selector.prefix[0] === "attempt_counts") counts.statsReads++;
           const entries = await Array.fromAsync(target.list(selector, options));
           if (gate) {
             heldRead?.();
@@ -48,6 +51,7 @@ function holdableKv(kv: Deno.Kv) {
   });
   return {
     kv: wrapped as Deno.Kv,
+    counts,
     /** Holds every read from now on; resolves once one has read and is held. */
     hold(): Promise<void> {
       gate = new Promise((resolve) => release = resolve);
@@ -71,7 +75,7 @@ function holdableKv(kv: Deno.Kv) {
   };
 }
 
-function testHub(kv: Deno.Kv): Hub {
+function testHub(kv: Deno.Kv, options: Partial<HubOptions> = {}): Hub {
   return new Hub(kv, {
     instanceId: "b",
     startedAt: Date.now(),
@@ -81,6 +85,7 @@ function testHub(kv: Deno.Kv): Hub {
     // No heartbeat in a test's time: only the change itself can be pushed.
     heartbeatMs: 60_000,
     channel: `hub_test_${crypto.randomUUID()}`,
+    ...options,
   });
 }
 
@@ -102,37 +107,46 @@ function member(id: string): Member & { received: Stats[] } {
   };
 }
 
-Deno.test("Hub pushes a change that another instance announces while a stats read is in flight", async () => {
-  const store = await Deno.openKv(":memory:");
-  const { kv, hold, release } = holdableKv(store);
-  const hub = testHub(kv);
-  const watcher = member("watcher");
-  try {
-    hub.add(watcher);
-    hub.authenticated(watcher, watcher.events);
-    await hub.refreshNow();
-    assert.equal(watcher.received.at(-1)?.attempts.failure ?? 0, 0);
+for (
+  const [how, watch] of [
+    ["through kv.watch", true],
+    ["in a signal that names no commit", false],
+  ] as const
+) {
+  Deno.test(`Hub pushes a change that another instance announces ${how} while a stats read is in flight`, async () => {
+    const store = await Deno.openKv(":memory:");
+    const { kv, hold, release } = holdableKv(store);
+    const hub = testHub(kv);
+    const watcher = member("watcher");
+    try {
+      if (watch) hub.start();
+      hub.add(watcher);
+      hub.authenticated(watcher, watcher.events);
+      await hub.refreshNow();
+      assert.equal(watcher.received.at(-1)?.attempts.failure ?? 0, 0);
 
-    // A refresh reads the store as it is, and is held before it publishes.
-    const held = hold();
-    hub.changed(false);
-    await held;
-    // Meanwhile instance A records a failure and announces it (its signal,
-    // or the kv.watch wake-up, lands while B's read is still in flight).
-    await new AttemptLog(store, { retentionDays: 1 }).record(attemptInput());
-    hub.changed(false);
-    release();
+      // A refresh reads the store as it is, and is held before it publishes.
+      const held = hold();
+      hub.changed(false);
+      await held;
+      // Meanwhile instance A records a failure; kv.watch reports its commit,
+      // or a signal says only that something changed, while B still reads.
+      await new AttemptLog(store, { retentionDays: 1 }).record(attemptInput());
+      if (watch) await new Promise((resolve) => setTimeout(resolve, 100));
+      else hub.changed(false);
+      release();
 
-    await eventually(
-      () => (watcher.received.at(-1)?.attempts.failure ?? 0) >= 1,
-      2000,
-      "a stats_update with A's failure (B's next heartbeat is a minute away)",
-    );
-  } finally {
-    await hub.stop();
-    store.close();
-  }
-});
+      await eventually(
+        () => (watcher.received.at(-1)?.attempts.failure ?? 0) >= 1,
+        2000,
+        "a stats_update with A's failure (B's next heartbeat is a minute away)",
+      );
+    } finally {
+      await hub.stop();
+      store.close();
+    }
+  });
+}
 
 Deno.test("Hub publishes a connection that opens while its instance entry is being written", async () => {
   const store = await Deno.openKv(":memory:");
@@ -158,6 +172,57 @@ Deno.test("Hub publishes a connection that opens while its instance entry is bei
       2000,
       "the stored entry to count all three sockets (the next heartbeat is a minute away)",
     );
+  } finally {
+    await hub.stop();
+    store.close();
+  }
+});
+
+Deno.test("Hub reads once for an attempt, not again when kv.watch reports the same commit", async () => {
+  const store = await Deno.openKv(":memory:");
+  const { kv, counts } = holdableKv(store);
+  const hub = testHub(kv, { minIntervalMs: 1000 });
+  const log = new AttemptLog(kv, { retentionDays: 1 });
+  // As main.ts wires them.
+  log.onRecorded((attempts, versionstamp) => hub.attemptsRecorded(attempts, versionstamp));
+  const watcher = member("watcher");
+  const failures = () => watcher.received.at(-1)?.attempts.failure ?? 0;
+  try {
+    hub.start();
+    hub.add(watcher);
+    hub.authenticated(watcher, watcher.events);
+    // Quiet: no read for over a second, so no coalescing window is open.
+    await eventually(
+      async () => {
+        const before = counts.statsReads;
+        await new Promise((resolve) => setTimeout(resolve, 1200));
+        return before === counts.statsReads;
+      },
+      10_000,
+      "the hub to go quiet after the start",
+    );
+
+    // The attempt's commit bumps the stats version: kv.watch and the attempt
+    // log both report it, in either order, around the refresh it starts.
+    console.log("QUIET");
+    await log.record(attemptInput());
+    await eventually(() => failures() === 1, 2000, "the first failure's stats_update");
+    const readsAfterFirst = counts.statsReads;
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal(
+      counts.statsReads - readsAfterFirst,
+      0,
+      "a second refresh for a commit the first one read",
+    );
+
+    // So the next change, past the one-second window, is pushed at once
+    // rather than waiting out a window that a needless refresh opened.
+    const started = Date.now();
+    await log.record(attemptInput());
+    await eventually(() => failures() === 2, 2000, "the second failure's stats_update");
+    console.log(`a change 1.5 s after the last push was pushed in ${Date.now() - started} ms`);
+    // And the count a new socket is first sent holds each attempt once.
+    assert.equal((await hub.current()).attempts.failure, 2);
   } finally {
     await hub.stop();
     store.close();
