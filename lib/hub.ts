@@ -55,14 +55,17 @@ type Signal =
     | { type: "revoked"; event: RevocationEvent }
   );
 
+/** Shortest gap between two reads when the first pushed nothing. */
+const READ_GAP_MS = 100;
+
 /** A peer not heard from for this long is taken to be gone (it signals every heartbeat). */
 const PEER_SILENCE_MS = 15_000;
 
 /**
  * The connections of this instance and the fanout to them. Each update is
  * serialized once and the same string is sent to every subscriber. Stats are
- * recomputed from KV (so they cover every instance) at most once per
- * `minIntervalMs`, and pushed only when they changed.
+ * recomputed from KV (so they cover every instance) when something changed,
+ * and pushed only when they changed, at most once per `minIntervalMs`.
  */
 export class Hub {
   #kv: Deno.Kv;
@@ -78,7 +81,8 @@ export class Hub {
   };
   #dirty = true;
   #lastHeartbeat = 0;
-  #lastRefresh = 0;
+  /** When the next refresh may start: see {@linkcode changed}. */
+  #nextRefreshAt = 0;
   #refreshing: Promise<void> | null = null;
   /**
    * The stats version (its versionstamp) the latest read started from: every
@@ -280,7 +284,7 @@ export class Hub {
       this.#again = true;
       return;
     }
-    const wait = this.#lastRefresh + this.#o.minIntervalMs - Date.now();
+    const wait = this.#nextRefreshAt - Date.now();
     if (wait <= 0) this.#refreshing = this.#refresh();
     else {
       this.#timer = setTimeout(() => {
@@ -384,7 +388,10 @@ export class Hub {
   async #refresh(): Promise<void> {
     try {
       const now = Date.now();
-      this.#lastRefresh = now;
+      // A refresh that pushes opens the one-second window; one that finds
+      // nothing new (a heartbeat, say) only spaces reads, so that a change
+      // right after it is not held up for a second.
+      this.#nextRefreshAt = now + this.#o.minIntervalMs;
       const self = this.#selfEntry();
       // The heartbeat write runs beside the reads and pushes: the read uses
       // this instance's own entry from memory, and a write slowed by a busy
@@ -412,7 +419,9 @@ export class Hub {
       }
       this.#last = { stats, self, covered };
       if (covered !== null) this.#unread.readUpTo(covered);
-      this.#publish(stats);
+      if (!this.#publish(stats)) {
+        this.#nextRefreshAt = now + Math.min(this.#o.minIntervalMs, READ_GAP_MS);
+      }
       const minute = minuteOf(now);
       if (minute !== this.#sampled.minute || stats.connections.open !== this.#sampled.open) {
         this.#sampled = { minute, open: stats.connections.open };
@@ -459,21 +468,26 @@ export class Hub {
     if (this.#dirty) this.changed(false);
   }
 
-  #publish(stats: Stats): void {
+  /** Pushes what changed since the last push; says whether anything had. */
+  #publish(stats: Stats): boolean {
     const { at: _at, uptimeS: _up, ...rest } = stats;
     const signature = JSON.stringify(rest);
-    // Serialized once, sent as the same string to every subscriber.
-    const message = JSON.stringify({ type: "stats_update", data: stats });
+    let pushed = false;
     if (signature !== this.#statsSignature) {
       this.#statsSignature = signature;
+      pushed = true;
+      // Serialized once, sent as the same string to every subscriber.
+      const message = JSON.stringify({ type: "stats_update", data: stats });
       for (const m of this.#subs.stats) m.send(message);
     }
     const presence = JSON.stringify(stats.presence);
     if (presence !== this.#presenceSignature) {
       this.#presenceSignature = presence;
+      pushed = true;
       const message = JSON.stringify({ type: "presence", data: { online: stats.presence } });
       for (const m of this.#subs.presence) m.send(message);
     }
+    return pushed;
   }
 }
 

@@ -228,3 +228,36 @@ Deno.test("Hub reads once for an attempt, not again when kv.watch reports the sa
     store.close();
   }
 });
+
+Deno.test("Hub pushes a change at once after a read that pushed nothing, such as a heartbeat's", async () => {
+  const store = await Deno.openKv(":memory:");
+  const { kv, counts } = holdableKv(store);
+  const hub = testHub(kv, { minIntervalMs: 1000 });
+  const log = new AttemptLog(kv, { retentionDays: 1 });
+  log.onRecorded((attempts, versionstamp) => hub.attemptsRecorded(attempts, versionstamp));
+  const watcher = member("watcher");
+  try {
+    hub.add(watcher);
+    hub.authenticated(watcher, watcher.events);
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    const pushes = watcher.received.length;
+
+    // A read that finds nothing new, as the heartbeat's every 5 s...
+    const reads = counts.statsReads;
+    hub.changed(false);
+    await eventually(() => counts.statsReads > reads, 2000, "the heartbeat's read");
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(watcher.received.length, pushes, "the read found something to push");
+
+    // ...does not hold the next change for a second.
+    const started = Date.now();
+    await log.record(attemptInput());
+    await eventually(() => watcher.received.length > pushes, 2000, "the failure's stats_update");
+    const latency = Date.now() - started;
+    console.log(`a change 200 ms after a read that pushed nothing was pushed in ${latency} ms`);
+    assert.ok(latency < 500, `pushed ${latency} ms after the change, as if in a window`);
+  } finally {
+    await hub.stop();
+    store.close();
+  }
+});
