@@ -147,6 +147,7 @@ export async function startLookout(
     logger,
     channel: channelName(config, instanceId),
     onRevocation: (event) => revoked.add(event),
+    ownCommitsSettled: () => attempts.settled(),
   });
   attempts.onRecorded((recorded, versionstamp) => {
     for (const a of recorded) {

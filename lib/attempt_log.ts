@@ -54,6 +54,8 @@ export class AttemptLog {
   #retentionMs: number;
   #queue: Pending[] = [];
   #running: Promise<void> | null = null;
+  /** The batch being committed; see {@linkcode settled}. */
+  #batch: Promise<void> | null = null;
   #listeners: ((attempts: Attempt[], versionstamp: string) => void)[] = [];
 
   constructor(kv: Deno.Kv, options: { retentionDays: number }) {
@@ -97,20 +99,37 @@ export class AttemptLog {
     while (this.#running) await this.#running;
   }
 
+  /**
+   * Resolves once the commit in flight now, if any, is settled and its
+   * listeners have run; unlike {@linkcode flush} it does not wait for
+   * attempts queued after it.
+   */
+  settled(): Promise<void> {
+    return this.#batch ?? Promise.resolve();
+  }
+
   async #drain(): Promise<void> {
     try {
       while (this.#queue.length > 0) {
         const batch = this.#queue.splice(0, MAX_BATCH);
         const attempts = batch.map((p) => p.attempt);
-        let versionstamp: string;
+        const settled = Promise.withResolvers<void>();
+        this.#batch = settled.promise;
+        let versionstamp: string | null = null;
         try {
           versionstamp = await commitAttempts(this.#kv, attempts, this.#retentionMs);
         } catch (error) {
           for (const p of batch) p.reject(error);
-          continue;
         }
-        for (const p of batch) p.resolve(p.attempt);
-        for (const listener of this.#listeners) listener(attempts, versionstamp);
+        try {
+          if (versionstamp !== null) {
+            for (const p of batch) p.resolve(p.attempt);
+            for (const listener of this.#listeners) listener(attempts, versionstamp);
+          }
+        } finally {
+          this.#batch = null;
+          settled.resolve();
+        }
       }
     } finally {
       this.#running = null;

@@ -43,6 +43,13 @@ export interface HubOptions {
   channel?: string;
   /** Called with a revocation another instance announced, before its sockets close. */
   onRevocation?: (event: RevocationEvent) => void;
+  /**
+   * Resolves once this instance's attempt commit in flight, if any, has been
+   * reported to {@linkcode Hub.attemptsRecorded} (`AttemptLog.settled`).
+   * kv.watch can see a commit before the attempt log's report of it; waiting
+   * lets the report, which carries the versionstamp, come first.
+   */
+  ownCommitsSettled?: () => Promise<void>;
 }
 
 /** What instances tell each other over the BroadcastChannel; `from` is the sender. */
@@ -125,6 +132,7 @@ export class Hub {
       heartbeatMs: 5000,
       channel: "lookout",
       onRevocation: () => {},
+      ownCommitsSettled: () => Promise.resolve(),
       ...options,
     };
   }
@@ -145,8 +153,14 @@ export class Hub {
     this.#channel = new BroadcastChannel(this.#o.channel);
     this.#channel.onmessage = (e: MessageEvent<Signal>) => this.#heard(e.data);
     this.#watch = this.#kv.watch([statsVersionKey()]);
-    this.#watch.pipeTo(new WritableStream({ write: ([entry]) => this.#woken(entry.versionstamp) }))
-      .catch(() => {});
+    this.#watch.pipeTo(
+      new WritableStream({
+        write: async ([entry]) => {
+          await this.#o.ownCommitsSettled();
+          this.#woken(entry.versionstamp);
+        },
+      }),
+    ).catch(() => {});
     this.#ticker = setInterval(() => this.changed(false), this.#o.heartbeatMs);
     // Say hello, so peers know there is someone to send attempts to.
     this.#signal({ type: "changed" });
@@ -314,12 +328,29 @@ export class Hub {
    */
   attemptsRecorded(attempts: Attempt[], versionstamp: string): void {
     const last = this.#last?.covered ?? null;
-    if (last === null || versionstamp > last) this.#unread.add(versionstamp, attempts);
+    const unread = last === null || versionstamp > last;
+    if (unread) this.#unread.add(versionstamp, attempts);
     this.#sendAttempts(attempts);
     // The other instances' subscribers see them too; with no other instance
     // on the channel, the structured clone is skipped.
     if (this.#hasPeers()) this.#signal({ type: "attempts", attempts });
+    if (unread && this.#last !== null && this.#windowOpen()) {
+      // This instance's own commit: the last read plus what was committed
+      // here since is known without reading, so it is pushed at once (after
+      // the batch's own answers). The read that brings in the other
+      // instances follows when the window this push opens ends.
+      this.#nextRefreshAt = Date.now() + this.#o.minIntervalMs;
+      queueMicrotask(() => {
+        if (!this.#stopped) this.#publish(this.#known());
+      });
+    }
     this.#woken(versionstamp);
+  }
+
+  /** Whether a push may go now: none in the last second, no read running or due. */
+  #windowOpen(): boolean {
+    return !this.#stopped && !this.#refreshing && this.#timer === undefined &&
+      Date.now() >= this.#nextRefreshAt;
   }
 
   #hasPeers(): boolean {
@@ -344,6 +375,11 @@ export class Hub {
    */
   async current(): Promise<Stats> {
     if (this.#last === null) await this.refreshNow();
+    return this.#known();
+  }
+
+  /** {@linkcode current} once a read has landed. */
+  #known(): Stats {
     const last = this.#last!;
     return withUnread(withSelf(last.stats, last.self, this.#selfEntry()), this.#unread.total);
   }

@@ -397,3 +397,30 @@ Deno.test("AttemptLog.record() rejects only the failed batch; later records stil
     await store.close();
   }
 });
+
+Deno.test("AttemptLog.settled() waits for the commit in flight and its listeners, not for later ones", async () => {
+  const store = await openStore("memory");
+  try {
+    const log = new AttemptLog(store.kv, { retentionDays: 30 });
+    const heard: { versionstamp: string; n: number }[] = [];
+    log.onRecorded((batch, versionstamp) => heard.push({ versionstamp, n: batch.length }));
+    await log.settled(); // nothing in flight: at once
+
+    const first = log.record(input({ tokenId: "first" }));
+    const settled = log.settled(); // the first commit is in flight now
+    const later = [log.record(input()), log.record(input())]; // queued behind it
+    await settled;
+    assert.deepEqual(
+      heard.map((h) => h.n),
+      [1],
+      "settled() waited for more than the commit in flight",
+    );
+    await Promise.all([first, ...later]);
+    assert.deepEqual(heard.map((h) => h.n), [1, 2]);
+    // Each listener call names its own commit, in commit order.
+    const [a, b] = heard.map((h) => h.versionstamp);
+    assert.ok(a < b, `${a} then ${b}`);
+  } finally {
+    await store.close();
+  }
+});

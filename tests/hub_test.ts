@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Hub, type HubOptions, type Member } from "../lib/hub.ts";
-import { AttemptLog } from "../lib/attempt_log.ts";
+import { AttemptLog, commitAttempts } from "../lib/attempt_log.ts";
 import { attemptInput, eventually } from "./helpers.ts";
 import { createLogger } from "../lib/log.ts";
 import { instanceKey } from "../lib/kv_keys.ts";
@@ -178,11 +178,11 @@ Deno.test("Hub publishes a connection that opens while its instance entry is bei
   }
 });
 
-Deno.test("Hub reads once for an attempt, not again when kv.watch reports the same commit", async () => {
+Deno.test("Hub pushes an attempt recorded here at once, then reads once to bring in the others", async () => {
   const store = await Deno.openKv(":memory:");
   const { kv, counts } = holdableKv(store);
-  const hub = testHub(kv, { minIntervalMs: 1000 });
   const log = new AttemptLog(kv, { retentionDays: 1 });
+  const hub = testHub(kv, { minIntervalMs: 1000, ownCommitsSettled: () => log.settled() });
   // As main.ts wires them.
   log.onRecorded((attempts, versionstamp) => hub.attemptsRecorded(attempts, versionstamp));
   const watcher = member("watcher");
@@ -191,7 +191,7 @@ Deno.test("Hub reads once for an attempt, not again when kv.watch reports the sa
     hub.start();
     hub.add(watcher);
     hub.authenticated(watcher, watcher.events);
-    // Quiet: no read for over a second, so no coalescing window is open.
+    // Quiet: no read for over a second, so no window is open.
     await eventually(
       async () => {
         const before = counts.statsReads;
@@ -203,26 +203,61 @@ Deno.test("Hub reads once for an attempt, not again when kv.watch reports the sa
     );
 
     // The attempt's commit bumps the stats version: kv.watch and the attempt
-    // log both report it, in either order, around the refresh it starts.
-    console.log("QUIET");
+    // log both report it. The push needs no read...
+    const reads = counts.statsReads;
+    let started = Date.now();
     await log.record(attemptInput());
     await eventually(() => failures() === 1, 2000, "the first failure's stats_update");
-    const readsAfterFirst = counts.statsReads;
+    console.log(`an attempt recorded here was pushed in ${Date.now() - started} ms`);
+    assert.equal(counts.statsReads, reads, "the push waited for a read");
+    // ...and one read follows when the window ends, for both reports.
     await new Promise((resolve) => setTimeout(resolve, 1500));
-    assert.equal(
-      counts.statsReads - readsAfterFirst,
-      0,
-      "a second refresh for a commit the first one read",
-    );
+    assert.equal(counts.statsReads - reads, 1, "reads after one attempt");
+    assert.equal(watcher.received.filter((s) => s.attempts.failure === 1).length, 1);
 
-    // So the next change, past the one-second window, is pushed at once
-    // rather than waiting out a window that a needless refresh opened.
-    const started = Date.now();
+    // The next change, past the window, is pushed at once too.
+    started = Date.now();
     await log.record(attemptInput());
     await eventually(() => failures() === 2, 2000, "the second failure's stats_update");
-    console.log(`a change 1.5 s after the last push was pushed in ${Date.now() - started} ms`);
+    console.log(`a change 1.5 s later was pushed in ${Date.now() - started} ms`);
     // And the count a new socket is first sent holds each attempt once.
     assert.equal((await hub.current()).attempts.failure, 2);
+  } finally {
+    await hub.stop();
+    store.close();
+  }
+});
+
+Deno.test("Hub reads no more for a commit reported while a read that holds it runs", async () => {
+  const store = await Deno.openKv(":memory:");
+  const { kv, counts, hold, release } = holdableKv(store);
+  const hub = testHub(kv);
+  const watcher = member("watcher");
+  try {
+    hub.add(watcher);
+    hub.authenticated(watcher, watcher.events);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+
+    // Committed before the refresh starts, so its read holds the attempt...
+    const attempt = { id: crypto.randomUUID(), at: Date.now(), ...attemptInput() };
+    const versionstamp = await commitAttempts(store, [attempt], 86_400_000);
+    const reads = counts.statsReads;
+    const held = hold();
+    hub.changed(false);
+    await held;
+    // ...and its report lands while that read runs (kv.watch's, or the
+    // attempt log's when the commit was this instance's).
+    hub.attemptsRecorded([attempt], versionstamp);
+    release();
+
+    await eventually(
+      () => (watcher.received.at(-1)?.attempts.failure ?? 0) === 1,
+      2000,
+      "the push",
+    );
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(counts.statsReads - reads, 1, "reads for one commit");
+    assert.equal((await hub.current()).attempts.failure, 1, "the attempt counted twice");
   } finally {
     await hub.stop();
     store.close();
