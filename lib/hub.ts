@@ -381,7 +381,11 @@ export class Hub {
   /** {@linkcode current} once a read has landed. */
   #known(): Stats {
     const last = this.#last!;
-    return withUnread(withSelf(last.stats, last.self, this.#selfEntry()), this.#unread.total);
+    const stats = withUnread(
+      withSelf(last.stats, last.self, this.#selfEntry()),
+      this.#unread.total,
+    );
+    return { ...stats, uptimeS: Math.floor((stats.at - this.#o.startedAt) / 1000) };
   }
 
   /** A `stats_update` message of {@linkcode current}. */
