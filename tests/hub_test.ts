@@ -6,17 +6,38 @@ import { createLogger } from "../lib/log.ts";
 import { instanceKey } from "../lib/kv_keys.ts";
 import type { EventName, Stats } from "../lib/protocol.ts";
 
+/** Holds whoever passes it while it is shut; `shut()` resolves once someone is held. */
+class Gate {
+  #open: Promise<void> | null = null;
+  #release = () => {};
+  #arrived: (() => void) | null = null;
+
+  shut(): Promise<void> {
+    this.#open = new Promise((resolve) => this.#release = resolve);
+    return new Promise((resolve) => this.#arrived = resolve);
+  }
+
+  open(): void {
+    this.#open = null;
+    this.#arrived = null;
+    this.#release();
+  }
+
+  async pass(): Promise<void> {
+    if (!this.#open) return;
+    this.#arrived?.();
+    await this.#open;
+  }
+}
+
 /**
  * `kv` whose `list` reads can be held after they have read the store, so a
- * test can change the store while a read of the old state is in flight.
+ * test can change the store while a read of the old state is in flight, and
+ * whose atomic commits can be held before they write.
  */
 function holdableKv(kv: Deno.Kv) {
-  let gate: Promise<void> | null = null;
-  let release = () => {};
-  let heldRead: (() => void) | null = null;
-  let commitGate: Promise<void> | null = null;
-  let releaseCommits = () => {};
-  let heldCommit: (() => void) | null = null;
+  const reads = new Gate();
+  const commits = new Gate();
   const counts = { statsReads: 0 };
   const wrapped = new Proxy(kv, {
     get(target, prop) {
@@ -26,10 +47,7 @@ function holdableKv(kv: Deno.Kv) {
           const op = target.atomic();
           const commit = op.commit.bind(op);
           op.commit = async () => {
-            if (commitGate) {
-              heldCommit?.();
-              await commitGate;
-            }
+            await commits.pass();
             return await commit();
           };
           return op;
@@ -41,10 +59,7 @@ function holdableKv(kv: Deno.Kv) {
           // Each stats read lists the attempt counters once.
           if ("prefix" in selector && selector.prefix[0] === "attempt_counts") counts.statsReads++;
           const entries = await Array.fromAsync(target.list(selector, options));
-          if (gate) {
-            heldRead?.();
-            await gate;
-          }
+          await reads.pass();
           yield* entries;
         })();
     },
@@ -53,30 +68,24 @@ function holdableKv(kv: Deno.Kv) {
     kv: wrapped as Deno.Kv,
     counts,
     /** Holds every read from now on; resolves once one has read and is held. */
-    hold(): Promise<void> {
-      gate = new Promise((resolve) => release = resolve);
-      return new Promise((resolve) => heldRead = resolve);
-    },
-    release(): void {
-      gate = null;
-      heldRead = null;
-      release();
-    },
+    hold: () => reads.shut(),
+    release: () => reads.open(),
     /** Holds every atomic commit from now on, before it writes; resolves once one is held. */
-    holdCommits(): Promise<void> {
-      commitGate = new Promise((resolve) => releaseCommits = resolve);
-      return new Promise((resolve) => heldCommit = resolve);
-    },
-    releaseCommits(): void {
-      commitGate = null;
-      heldCommit = null;
-      releaseCommits();
-    },
+    holdCommits: () => commits.shut(),
+    releaseCommits: () => commits.open(),
   };
 }
 
-function testHub(kv: Deno.Kv, options: Partial<HubOptions> = {}): Hub {
-  return new Hub(kv, {
+/**
+ * A hub on a fresh in-memory store (reached through {@linkcode holdableKv}),
+ * with an attempt log wired to it as main.ts wires them. `await using`
+ * stops the hub and closes the store.
+ */
+async function openHub(options: Partial<HubOptions> = {}) {
+  const store = await Deno.openKv(":memory:");
+  const holdable = holdableKv(store);
+  const log = new AttemptLog(holdable.kv, { retentionDays: 1 });
+  const hub = new Hub(holdable.kv, {
     instanceId: "b",
     startedAt: Date.now(),
     retentionDays: 1,
@@ -85,8 +94,20 @@ function testHub(kv: Deno.Kv, options: Partial<HubOptions> = {}): Hub {
     // No heartbeat in a test's time: only the change itself can be pushed.
     heartbeatMs: 60_000,
     channel: `hub_test_${crypto.randomUUID()}`,
+    ownCommitsSettled: () => log.settled(),
     ...options,
   });
+  log.onRecorded((attempts, versionstamp) => hub.attemptsRecorded(attempts, versionstamp));
+  return {
+    ...holdable,
+    store,
+    hub,
+    log,
+    async [Symbol.asyncDispose]() {
+      await hub.stop();
+      store.close();
+    },
+  };
 }
 
 function member(id: string): Member & { received: Stats[] } {
@@ -114,185 +135,150 @@ for (
   ] as const
 ) {
   Deno.test(`Hub pushes a change that another instance announces ${how} while a stats read is in flight`, async () => {
-    const store = await Deno.openKv(":memory:");
-    const { kv, hold, release } = holdableKv(store);
-    const hub = testHub(kv);
+    await using fixture = await openHub();
+    const { store, hold, release, hub } = fixture;
     const watcher = member("watcher");
-    try {
-      if (watch) hub.start();
-      hub.add(watcher);
-      hub.authenticated(watcher, watcher.events);
-      await hub.refreshNow();
-      assert.equal(watcher.received.at(-1)?.attempts.failure ?? 0, 0);
+    if (watch) hub.start();
+    hub.add(watcher);
+    hub.authenticated(watcher, watcher.events);
+    await hub.refreshNow();
+    assert.equal(watcher.received.at(-1)?.attempts.failure ?? 0, 0);
 
-      // A refresh reads the store as it is, and is held before it publishes.
-      const held = hold();
-      hub.changed(false);
-      await held;
-      // Meanwhile instance A records a failure; kv.watch reports its commit,
-      // or a signal says only that something changed, while B still reads.
-      await new AttemptLog(store, { retentionDays: 1 }).record(attemptInput());
-      if (watch) await new Promise((resolve) => setTimeout(resolve, 100));
-      else hub.changed(false);
-      release();
+    // A refresh reads the store as it is, and is held before it publishes.
+    const held = hold();
+    hub.changed(false);
+    await held;
+    // Meanwhile instance A records a failure; kv.watch reports its commit,
+    // or a signal says only that something changed, while B still reads.
+    await new AttemptLog(store, { retentionDays: 1 }).record(attemptInput());
+    if (watch) await new Promise((resolve) => setTimeout(resolve, 100));
+    else hub.changed(false);
+    release();
 
-      await eventually(
-        () => (watcher.received.at(-1)?.attempts.failure ?? 0) >= 1,
-        2000,
-        "a stats_update with A's failure (B's next heartbeat is a minute away)",
-      );
-    } finally {
-      await hub.stop();
-      store.close();
-    }
+    await eventually(
+      () => (watcher.received.at(-1)?.attempts.failure ?? 0) >= 1,
+      2000,
+      "a stats_update with A's failure (B's next heartbeat is a minute away)",
+    );
   });
 }
 
 Deno.test("Hub publishes a connection that opens while its instance entry is being written", async () => {
-  const store = await Deno.openKv(":memory:");
-  const { kv, holdCommits, releaseCommits } = holdableKv(store);
-  const hub = testHub(kv);
+  await using fixture = await openHub();
+  const { store, holdCommits, releaseCommits, hub } = fixture;
   const open = async () => (await store.get<{ open: number }>(instanceKey("b"))).value?.open ?? 0;
-  try {
-    hub.add(member("one"));
-    await eventually(async () => await open() === 1, 2000, "the first entry");
+  hub.add(member("one"));
+  await eventually(async () => await open() === 1, 2000, "the first entry");
 
-    // The second socket's entry write is held in its commit...
-    const held = holdCommits();
-    hub.add(member("two"));
-    await held;
-    // ...and a third socket opens while it is held.
-    hub.add(member("three"));
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    releaseCommits();
+  // The second socket's entry write is held in its commit...
+  const held = holdCommits();
+  hub.add(member("two"));
+  await held;
+  // ...and a third socket opens while it is held.
+  hub.add(member("three"));
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  releaseCommits();
 
-    // Other instances read this entry: it must come to count all three.
-    await eventually(
-      async () => await open() === 3,
-      2000,
-      "the stored entry to count all three sockets (the next heartbeat is a minute away)",
-    );
-  } finally {
-    await hub.stop();
-    store.close();
-  }
+  // Other instances read this entry: it must come to count all three.
+  await eventually(
+    async () => await open() === 3,
+    2000,
+    "the stored entry to count all three sockets (the next heartbeat is a minute away)",
+  );
 });
 
 Deno.test("Hub pushes an attempt recorded here at once, then reads once to bring in the others", async () => {
-  const store = await Deno.openKv(":memory:");
-  const { kv, counts } = holdableKv(store);
-  const log = new AttemptLog(kv, { retentionDays: 1 });
-  const hub = testHub(kv, { minIntervalMs: 1000, ownCommitsSettled: () => log.settled() });
-  // As main.ts wires them.
-  log.onRecorded((attempts, versionstamp) => hub.attemptsRecorded(attempts, versionstamp));
+  await using fixture = await openHub({ minIntervalMs: 1000 });
+  const { counts, log, hub } = fixture;
   const watcher = member("watcher");
   const failures = () => watcher.received.at(-1)?.attempts.failure ?? 0;
-  try {
-    hub.start();
-    hub.add(watcher);
-    hub.authenticated(watcher, watcher.events);
-    // Quiet: no read for over a second, so no window is open.
-    await eventually(
-      async () => {
-        const before = counts.statsReads;
-        await new Promise((resolve) => setTimeout(resolve, 1200));
-        return before === counts.statsReads;
-      },
-      10_000,
-      "the hub to go quiet after the start",
-    );
+  hub.start();
+  hub.add(watcher);
+  hub.authenticated(watcher, watcher.events);
+  // Quiet: no read for over a second, so no window is open.
+  await eventually(
+    async () => {
+      const before = counts.statsReads;
+      await new Promise((resolve) => setTimeout(resolve, 1200));
+      return before === counts.statsReads;
+    },
+    10_000,
+    "the hub to go quiet after the start",
+  );
 
-    // The attempt's commit bumps the stats version: kv.watch and the attempt
-    // log both report it. The push needs no read...
-    const reads = counts.statsReads;
-    let started = Date.now();
-    await log.record(attemptInput());
-    await eventually(() => failures() === 1, 2000, "the first failure's stats_update");
-    console.log(`an attempt recorded here was pushed in ${Date.now() - started} ms`);
-    assert.equal(counts.statsReads, reads, "the push waited for a read");
-    // ...and one read follows when the window ends, for both reports.
-    await new Promise((resolve) => setTimeout(resolve, 1500));
-    assert.equal(counts.statsReads - reads, 1, "reads after one attempt");
-    assert.equal(watcher.received.filter((s) => s.attempts.failure === 1).length, 1);
+  // The attempt's commit bumps the stats version: kv.watch and the attempt
+  // log both report it. The push needs no read...
+  const reads = counts.statsReads;
+  let started = Date.now();
+  await log.record(attemptInput());
+  await eventually(() => failures() === 1, 2000, "the first failure's stats_update");
+  console.log(`an attempt recorded here was pushed in ${Date.now() - started} ms`);
+  assert.equal(counts.statsReads, reads, "the push waited for a read");
+  // ...and one read follows when the window ends, for both reports.
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  assert.equal(counts.statsReads - reads, 1, "reads after one attempt");
+  assert.equal(watcher.received.filter((s) => s.attempts.failure === 1).length, 1);
 
-    // The next change, past the window, is pushed at once too.
-    started = Date.now();
-    await log.record(attemptInput());
-    await eventually(() => failures() === 2, 2000, "the second failure's stats_update");
-    console.log(`a change 1.5 s later was pushed in ${Date.now() - started} ms`);
-    // And the count a new socket is first sent holds each attempt once.
-    assert.equal((await hub.current()).attempts.failure, 2);
-  } finally {
-    await hub.stop();
-    store.close();
-  }
+  // The next change, past the window, is pushed at once too.
+  started = Date.now();
+  await log.record(attemptInput());
+  await eventually(() => failures() === 2, 2000, "the second failure's stats_update");
+  console.log(`a change 1.5 s later was pushed in ${Date.now() - started} ms`);
+  // And the count a new socket is first sent holds each attempt once.
+  assert.equal((await hub.current()).attempts.failure, 2);
 });
 
 Deno.test("Hub reads no more for a commit reported while a read that holds it runs", async () => {
-  const store = await Deno.openKv(":memory:");
-  const { kv, counts, hold, release } = holdableKv(store);
-  const hub = testHub(kv);
+  await using fixture = await openHub();
+  const { store, counts, hold, release, hub } = fixture;
   const watcher = member("watcher");
-  try {
-    hub.add(watcher);
-    hub.authenticated(watcher, watcher.events);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+  hub.add(watcher);
+  hub.authenticated(watcher, watcher.events);
+  await new Promise((resolve) => setTimeout(resolve, 300));
 
-    // Committed before the refresh starts, so its read holds the attempt...
-    const attempt = { id: crypto.randomUUID(), at: Date.now(), ...attemptInput() };
-    const versionstamp = await commitAttempts(store, [attempt], 86_400_000);
-    const reads = counts.statsReads;
-    const held = hold();
-    hub.changed(false);
-    await held;
-    // ...and its report lands while that read runs (kv.watch's, or the
-    // attempt log's when the commit was this instance's).
-    hub.attemptsRecorded([attempt], versionstamp);
-    release();
+  // Committed before the refresh starts, so its read holds the attempt...
+  const attempt = { id: crypto.randomUUID(), at: Date.now(), ...attemptInput() };
+  const versionstamp = await commitAttempts(store, [attempt], 86_400_000);
+  const reads = counts.statsReads;
+  const held = hold();
+  hub.changed(false);
+  await held;
+  // ...and its report lands while that read runs (kv.watch's, or the
+  // attempt log's when the commit was this instance's).
+  hub.attemptsRecorded([attempt], versionstamp);
+  release();
 
-    await eventually(
-      () => (watcher.received.at(-1)?.attempts.failure ?? 0) === 1,
-      2000,
-      "the push",
-    );
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    assert.equal(counts.statsReads - reads, 1, "reads for one commit");
-    assert.equal((await hub.current()).attempts.failure, 1, "the attempt counted twice");
-  } finally {
-    await hub.stop();
-    store.close();
-  }
+  await eventually(
+    () => (watcher.received.at(-1)?.attempts.failure ?? 0) === 1,
+    2000,
+    "the push",
+  );
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  assert.equal(counts.statsReads - reads, 1, "reads for one commit");
+  assert.equal((await hub.current()).attempts.failure, 1, "the attempt counted twice");
 });
 
 Deno.test("Hub pushes a change at once after a read that pushed nothing, such as a heartbeat's", async () => {
-  const store = await Deno.openKv(":memory:");
-  const { kv, counts } = holdableKv(store);
-  const hub = testHub(kv, { minIntervalMs: 1000 });
-  const log = new AttemptLog(kv, { retentionDays: 1 });
-  log.onRecorded((attempts, versionstamp) => hub.attemptsRecorded(attempts, versionstamp));
+  await using fixture = await openHub({ minIntervalMs: 1000 });
+  const { counts, hub, log } = fixture;
   const watcher = member("watcher");
-  try {
-    hub.add(watcher);
-    hub.authenticated(watcher, watcher.events);
-    await new Promise((resolve) => setTimeout(resolve, 1200));
-    const pushes = watcher.received.length;
+  hub.add(watcher);
+  hub.authenticated(watcher, watcher.events);
+  await new Promise((resolve) => setTimeout(resolve, 1200));
+  const pushes = watcher.received.length;
 
-    // A read that finds nothing new, as the heartbeat's every 5 s...
-    const reads = counts.statsReads;
-    hub.changed(false);
-    await eventually(() => counts.statsReads > reads, 2000, "the heartbeat's read");
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    assert.equal(watcher.received.length, pushes, "the read found something to push");
+  // A read that finds nothing new, as the heartbeat's every 5 s...
+  const reads = counts.statsReads;
+  hub.changed(false);
+  await eventually(() => counts.statsReads > reads, 2000, "the heartbeat's read");
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.equal(watcher.received.length, pushes, "the read found something to push");
 
-    // ...does not hold the next change for a second.
-    const started = Date.now();
-    await log.record(attemptInput());
-    await eventually(() => watcher.received.length > pushes, 2000, "the failure's stats_update");
-    const latency = Date.now() - started;
-    console.log(`a change 200 ms after a read that pushed nothing was pushed in ${latency} ms`);
-    assert.ok(latency < 500, `pushed ${latency} ms after the change, as if in a window`);
-  } finally {
-    await hub.stop();
-    store.close();
-  }
+  // ...does not hold the next change for a second.
+  const started = Date.now();
+  await log.record(attemptInput());
+  await eventually(() => watcher.received.length > pushes, 2000, "the failure's stats_update");
+  const latency = Date.now() - started;
+  console.log(`a change 200 ms after a read that pushed nothing was pushed in ${latency} ms`);
+  assert.ok(latency < 500, `pushed ${latency} ms after the change, as if in a window`);
 });
