@@ -7,20 +7,47 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { isRevoked, revokeSession, revokeToken } from "../lib/revocation.ts";
 import { putUser } from "../lib/users.ts";
-import { randomSecret, startTestServer, TestClient, type TestServer } from "./helpers.ts";
+import {
+  login as loginOverHttp,
+  randomSecret,
+  startProcess,
+  startTestServer,
+  TestClient,
+} from "./helpers.ts";
 
-/** Logs in over JSON; returns the token, its claims and the `Cookie` header to send back. */
-async function login(server: TestServer, username: string, password: string) {
-  const res = await fetch(new URL("/auth/login", server.url), {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ username, password }),
-  });
+/** Logs in over JSON; returns the token and the `Cookie` header to send back. */
+async function login(server: { url: URL }, username: string, password: string) {
+  const { res, token, cookie } = await loginOverHttp(server.url, username, password);
   assert.equal(res.status, 200);
-  const body = await res.json();
-  const setCookie = res.headers.getSetCookie().find((c) => c.startsWith("lookout_session="));
-  assert.ok(setCookie, "the login sets the session cookie");
-  return { token: body.token as string, cookie: setCookie.split(";")[0] };
+  assert.ok(cookie.startsWith("lookout_session="), "the login sets the session cookie");
+  return { token, cookie };
+}
+
+/**
+ * Logs `user` in on `loginAt`, authenticates a socket with the token on
+ * `socketAt`, logs out on `loginAt`; resolves with how the socket closed,
+ * how long after the logout was sent, and the token.
+ */
+async function logoutClosesSocket(
+  loginAt: { url: URL },
+  socketAt: { wsUrl: string },
+  user: { name: string; password: string },
+) {
+  const { token, cookie } = await login(loginAt, user.name, user.password);
+  const client = await TestClient.open(socketAt.wsUrl);
+  await client.auth(token);
+  const seen = closeTime(client);
+  const sent = performance.now();
+  const res = await post(loginAt, "/auth/logout", cookie);
+  assert.equal(res.status, 204);
+  await res.body?.cancel();
+  const closed = await seen;
+  return {
+    close: { code: closed.code, reason: closed.reason },
+    latencyMs: closed.at - sent,
+    token,
+    cookie,
+  };
 }
 
 /** The payload of a compact JWS, read without verifying (the server did that). */
@@ -29,7 +56,7 @@ function payloadOf(token: string): { jti: string; sid: string; exp: number } {
   return JSON.parse(atob(part));
 }
 
-function post(server: TestServer, path: string, cookie: string): Promise<Response> {
+function post(server: { url: URL }, path: string, cookie: string): Promise<Response> {
   return fetch(new URL(path, server.url), { method: "POST", headers: { Cookie: cookie } });
 }
 
@@ -73,19 +100,9 @@ async function twoInstances() {
 Deno.test("POST /auth/logout closes the session's live socket with 4403 revoked and kills its token", async () => {
   await using server = await startTestServer();
   const user = await newUser(server.deps.kv, "dana");
-  const { token, cookie } = await login(server, user.name, user.password);
-  const client = await TestClient.open(server.wsUrl);
-  await client.auth(token);
-  const seen = closeTime(client);
-
-  const sent = performance.now();
-  const res = await post(server, "/auth/logout", cookie);
-  assert.equal(res.status, 204);
-  await res.body?.cancel();
-  const closed = await seen;
-  const latencyMs = closed.at - sent;
+  const { close, latencyMs, token, cookie } = await logoutClosesSocket(server, server, user);
   console.log(`logout → close 4403 on the same instance: ${latencyMs.toFixed(1)} ms`);
-  assert.deepEqual({ code: closed.code, reason: closed.reason }, { code: 4403, reason: "revoked" });
+  assert.deepEqual(close, { code: 4403, reason: "revoked" });
   assert.ok(latencyMs < 1000, `the socket closed ${latencyMs} ms after the logout`);
 
   const again = await TestClient.open(server.wsUrl);
@@ -110,19 +127,9 @@ Deno.test("POST /auth/logout on one instance closes the session's socket on anot
   await using pair = await twoInstances();
   const { a, b } = pair;
   const user = await newUser(a.deps.kv, "erin");
-  const { token, cookie } = await login(a, user.name, user.password);
-  const client = await TestClient.open(b.wsUrl);
-  await client.auth(token);
-  const seen = closeTime(client);
-
-  const sent = performance.now();
-  const res = await post(a, "/auth/logout", cookie);
-  assert.equal(res.status, 204);
-  await res.body?.cancel();
-  const closed = await seen;
-  const latencyMs = closed.at - sent;
+  const { close, latencyMs, token } = await logoutClosesSocket(a, b, user);
   console.log(`logout on A → close 4403 on B: ${latencyMs.toFixed(1)} ms`);
-  assert.deepEqual({ code: closed.code, reason: closed.reason }, { code: 4403, reason: "revoked" });
+  assert.deepEqual(close, { code: 4403, reason: "revoked" });
   assert.ok(latencyMs < 1000, `B closed the socket ${latencyMs} ms after the logout on A`);
 
   const again = await TestClient.open(b.wsUrl);
@@ -151,75 +158,23 @@ Deno.test("a session revocation that reaches only KV closes the socket on anothe
   assert.ok(latencyMs < 1000, `B closed the socket ${latencyMs} ms after the KV write`);
 });
 
-/** Runs `main.ts` in its own process on a free port; resolves once it listens. */
-async function startProcess(env: Record<string, string>) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", "main.ts"],
-    cwd: new URL("..", import.meta.url).pathname,
-    env: { PORT: "0", HOSTNAME: "127.0.0.1", LOOKOUT_WORKERS: "1", ...env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stderr = new Response(child.stderr).text();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  let url: URL | null = null;
-  while (url === null) {
-    const { value, done } = await lines.read();
-    if (done) {
-      throw new Error(`main.ts exited before listening: ${text}${await stderr}`);
-    }
-    text += value;
-    for (const line of text.split("\n")) {
-      if (line.includes('"listening"')) {
-        // LogTape's JSON lines keep the fields under `properties`.
-        const record = JSON.parse(line);
-        url = new URL(record.properties?.url ?? record.url);
-      }
-    }
-  }
-  // Keep reading, so a full pipe never blocks the process.
-  const rest = (async () => {
-    while (!(await lines.read()).done) { /* discard */ }
-  })();
-  return {
-    url,
-    wsUrl: `ws://${url.host}/admin/ws`,
-    async [Symbol.asyncDispose]() {
-      child.kill("SIGTERM");
-      await child.status;
-      await rest;
-      await stderr;
-    },
-  };
-}
-
 Deno.test("POST /auth/logout closes the session's socket on an instance in another process within 1 s", async () => {
   const path = await Deno.makeTempFile({ prefix: "lookout_revocation_", suffix: ".sqlite3" });
   const kv = await Deno.openKv(path);
   try {
     const secret = randomSecret();
     await using a = await startTestServer({ JWT_SECRET: secret }, { kv });
-    await using b = await startProcess({ KV_PATH: path, JWT_SECRET: secret });
-    const user = await newUser(kv, "kai");
-    const { token, cookie } = await login(a, user.name, user.password);
-    const client = await TestClient.open(b.wsUrl);
-    await client.auth(token);
-    const seen = closeTime(client);
-
-    const sent = performance.now();
-    const res = await post(a, "/auth/logout", cookie);
-    assert.equal(res.status, 204);
-    await res.body?.cancel();
-    const closed = await seen;
-    const latencyMs = closed.at - sent;
-    console.log(`logout on A → close 4403 on B in another process: ${latencyMs.toFixed(1)} ms`);
-    assert.deepEqual({ code: closed.code, reason: closed.reason }, {
-      code: 4403,
-      reason: "revoked",
-    });
-    assert.ok(latencyMs < 1000, `B closed the socket ${latencyMs} ms after the logout on A`);
+    const b = await startProcess({ KV_PATH: path, JWT_SECRET: secret, LOOKOUT_WORKERS: "1" });
+    try {
+      const user = await newUser(kv, "kai");
+      const { close, latencyMs } = await logoutClosesSocket(a, b, user);
+      console.log(`logout on A → close 4403 on B in another process: ${latencyMs.toFixed(1)} ms`);
+      assert.deepEqual(close, { code: 4403, reason: "revoked" });
+      assert.ok(latencyMs < 1000, `B closed the socket ${latencyMs} ms after the logout on A`);
+    } finally {
+      b.child.kill("SIGTERM");
+      await b.status;
+    }
   } finally {
     kv.close();
     await Deno.remove(path);
