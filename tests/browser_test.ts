@@ -116,6 +116,13 @@ Deno.test({
       // 1. Sign in and reach the dashboard, live.
       await signIn(page, server.url, "ada", password);
       await page.locator('.badge[data-state="live"]').waitFor({ timeout: 10_000 });
+      // The badge turns live on `authenticated`; the counts follow with the
+      // first stats_update, a message later, and must then count this socket.
+      await page.waitForFunction(
+        () => document.querySelector('[data-stat="authenticated"]')?.textContent?.trim() === "1",
+        undefined,
+        { timeout: 5000 },
+      );
       assert.equal(await statValue(page, "authenticated"), 1);
       await shoot(page, "overview");
 
