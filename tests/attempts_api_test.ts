@@ -10,6 +10,7 @@ import { Attempt, Stats } from "../lib/protocol.ts";
 import {
   attemptInput,
   claims,
+  failAuth,
   forge,
   randomSecret,
   startTestServer,
@@ -75,17 +76,6 @@ async function walk(
 /** A file-backed KV in a fresh temp folder; `close` removes it. */
 function fileKv(): Promise<{ kv: Deno.Kv; close(): Promise<void> }> {
   return tempFileKv("lookout_api_");
-}
-
-/** Authenticates over a real socket with a token that fails; returns the reason. */
-async function failAuth(server: TestServer, token: string): Promise<string> {
-  const client = await TestClient.open(server.wsUrl);
-  try {
-    client.send({ type: "auth", token });
-    return (await client.next("auth_failed")).reason;
-  } finally {
-    await client.close();
-  }
 }
 
 const USERS = ["alice", "bob", "zoë o'brien", null] as const;

@@ -289,6 +289,20 @@ export function attemptInput(overrides: Partial<AttemptInput> = {}): AttemptInpu
   };
 }
 
+/** Authenticates over a real socket with a token that fails; returns the reason. */
+export async function failAuth(
+  server: { wsUrl: string },
+  token = "not-a-jwt",
+): Promise<string> {
+  const client = await TestClient.open(server.wsUrl);
+  try {
+    client.send({ type: "auth", token });
+    return (await client.next("auth_failed")).reason;
+  } finally {
+    await client.close();
+  }
+}
+
 /** Waits until `check` returns a truthy value, polling; fails after `timeoutMs`. */
 export async function eventually<T>(
   check: () => T | Promise<T>,
@@ -429,6 +443,27 @@ export async function startProcess(env: Record<string, string>): Promise<Lookout
     await new Promise((r) => setTimeout(r, 100));
   }
   return { child, url, wsUrl: `ws://127.0.0.1:${port}/admin/ws`, output: () => text, status };
+}
+
+/** Runs cli/probe.ts with `args` as `deno task probe` does; returns the exit code and the output. */
+export async function runProbeCli(args: string[], env: Record<string, string> = {}) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    // The permissions of the `probe` task, so the task line is what is tested.
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-env=LOOKOUT_PASSWORD,JWT_SECRET",
+      "cli/probe.ts",
+      ...args,
+    ],
+    cwd: new URL("..", import.meta.url),
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
 }
 
 /** Whether the `openssl` command is there (the TLS tests need it). */

@@ -27,6 +27,7 @@ import {
   makeCertificates,
   randomPassword,
   rawUpgrade,
+  runProbeCli,
   startTestServer,
   TestClient,
   type TestServer,
@@ -539,23 +540,8 @@ Deno.test({
     assert.match(upgrade.cause!, /proxy_set_header Upgrade \$http_upgrade/);
 
     // The CLI, as a user runs it (`deno task probe`'s permissions).
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--allow-net",
-        "--allow-env=LOOKOUT_PASSWORD,JWT_SECRET",
-        "cli/probe.ts",
-        nginx.wsUrl,
-        "--token",
-        token,
-      ],
-      cwd: ROOT,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stdout = decoder.decode(out.stdout);
-    assert.equal(out.code, 1, stdout);
+    const { code, stdout } = await runProbeCli([nginx.wsUrl, "--token", token]);
+    assert.equal(code, 1, stdout);
     assert.match(stdout, /^✗ Upgrade +HTTP\/1\.1 426 /m);
     assert.match(stdout, /→ .*drops the Upgrade and Connection headers/);
     assert.match(stdout, /^✗ Failed at Upgrade\.$/m);

@@ -28,11 +28,11 @@ import {
   makeCertificates,
   randomPassword,
   randomSecret,
+  runProbeCli,
   startTestServer,
   unsecured,
 } from "./helpers.ts";
 
-const ROOT = new URL("..", import.meta.url);
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -40,26 +40,6 @@ function stepOf<S extends Step = Step>(report: ProbeReport, name: Step["name"]):
   const found = report.steps.find((s) => s.name === name);
   assert.ok(found, `no ${name} step in ${JSON.stringify(report.steps.map((s) => s.name))}`);
   return found as S;
-}
-
-/** Runs cli/probe.ts with `args`; returns the exit code and the output. */
-async function cli(args: string[], env: Record<string, string> = {}) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    // The permissions of the `probe` task, so the task line is what is tested.
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-env=LOOKOUT_PASSWORD,JWT_SECRET",
-      "cli/probe.ts",
-      ...args,
-    ],
-    cwd: ROOT,
-    env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
 }
 
 /** Hands each connection of `listener` to `handle`; disposing stops and waits for all. */
@@ -259,7 +239,7 @@ Deno.test("probe() with header authenticates by Authorization: Bearer", async ()
 Deno.test("cli/probe.ts exits 0 with a ✓ line per step and no whole token", async () => {
   await using server = await startTestServer();
   const token = await server.mint();
-  const { code, stdout } = await cli([server.wsUrl, "--token", token]);
+  const { code, stdout } = await runProbeCli([server.wsUrl, "--token", token]);
   assert.equal(code, 0, stdout);
   for (const label of ["DNS", "TCP", "Upgrade", "Auth", "Stats"]) {
     assert.match(stdout, new RegExp(`^✓ ${label} `, "m"));
@@ -566,7 +546,7 @@ Deno.test("runScenarios() skips the expired and revoked cases without a secret o
 Deno.test("cli/probe.ts --scenarios --login exits 0 and prints the table", async () => {
   const password = randomPassword();
   await using server = await startTestServer({ ADMIN_USERNAME: "root", ADMIN_PASSWORD: password });
-  const { code, stdout } = await cli(
+  const { code, stdout } = await runProbeCli(
     [`http://127.0.0.1:${server.url.port}`, "--login", "root", "--scenarios"],
     { LOOKOUT_PASSWORD: password, JWT_SECRET: server.secret },
   );
@@ -592,7 +572,7 @@ Deno.test("cli/probe.ts --scenarios exits 1 against a server with another JWT_AU
   await using server = await startTestServer({ JWT_AUDIENCE: "elsewhere" });
   // Signed with the server's key, but for the default audience.
   const token = await forge(claims({ aud: "lookout" }), server.secret);
-  const { code, stdout } = await cli([server.wsUrl, "--token", token, "--scenarios"], {
+  const { code, stdout } = await runProbeCli([server.wsUrl, "--token", token, "--scenarios"], {
     JWT_SECRET: server.secret,
   });
   assert.equal(code, 1, stdout);
@@ -613,7 +593,7 @@ Deno.test("cli/probe.ts exits 2 on bad usage", async () => {
       ["ws://h/", "--bogus"],
     ]
   ) {
-    const { code, stderr } = await cli(args);
+    const { code, stderr } = await runProbeCli(args);
     assert.equal(code, 2, `${args.join(" ")}: ${stderr}`);
     assert.match(stderr, /^Cannot probe/);
     assert.match(stderr, /usage: deno task probe URL/);

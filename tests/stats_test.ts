@@ -9,6 +9,7 @@ import { Stats } from "../lib/protocol.ts";
 import { writeInstance } from "../lib/stats.ts";
 import {
   eventually,
+  failAuth,
   randomSecret,
   rawUpgrade,
   startTestServer,
@@ -51,17 +52,6 @@ async function stats(server: TestServer): Promise<Stats> {
   const body = await res.json();
   assert.equal(res.status, 200, JSON.stringify(body));
   return Stats.parse(body);
-}
-
-/** Authenticates over a real socket with a token that fails; returns the reason. */
-async function failAuth(server: TestServer, token = "not-a-jwt"): Promise<string> {
-  const client = await TestClient.open(server.wsUrl);
-  try {
-    client.send({ type: "auth", token });
-    return (await client.next("auth_failed")).reason;
-  } finally {
-    await client.close();
-  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
