@@ -90,6 +90,17 @@ export function connect(
   });
 }
 
+/** The deployment's HS256 secret as a signing key. */
+export function hmacKey(secret: string): Promise<CryptoKey> {
+  return crypto.subtle.importKey(
+    "raw",
+    new TextEncoder().encode(secret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+}
+
 /** A private address for client number `n` under the first octets `prefix`. */
 export function addressOf(prefix: number, n: number): string {
   return `10.${prefix}.${(n >> 8) & 255}.${n & 255}`;

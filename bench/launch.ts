@@ -159,6 +159,33 @@ export interface StartOptions {
   onStdout?: (chunk: string) => void;
 }
 
+/**
+ * `child`'s exit, and a stop that sends SIGTERM, then SIGKILL if it is still
+ * running after `graceMs`, and resolves once it has exited.
+ */
+export function stoppable(child: Deno.ChildProcess): {
+  exited: () => boolean;
+  status: Promise<Deno.CommandStatus>;
+  stop: (graceMs: number) => Promise<void>;
+} {
+  let exited = false;
+  const status = child.status.finally(() => exited = true);
+  const stop = async (graceMs: number) => {
+    if (exited) return;
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // Gone already.
+    }
+    const timer = setTimeout(() => {
+      if (!exited) child.kill("SIGKILL");
+    }, graceMs);
+    await status;
+    clearTimeout(timer);
+  };
+  return { exited: () => exited, status, stop };
+}
+
 /** Starts `target` on a free loopback port and waits for its `/healthz`. */
 export async function startServer(
   target: Target,
@@ -182,25 +209,12 @@ export async function startServer(
   const stdout = tail(child.stdout, 6000, options.onStdout);
   const stderr = tail(child.stderr);
   const output = () => `${stdout()}\n${stderr()}`.trim();
-  let exited = false;
-  const status = child.status.finally(() => exited = true);
-  const stop = async (graceMs = 12_000) => {
-    if (exited) return;
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // Gone already.
-    }
-    const timer = setTimeout(() => {
-      if (!exited) child.kill("SIGKILL");
-    }, graceMs);
-    await status;
-    clearTimeout(timer);
-  };
+  const { exited, status, stop: stopChild } = stoppable(child);
+  const stop = (graceMs = 12_000) => stopChild(graceMs);
   const base = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + (options.readyMs ?? 60_000);
   while (true) {
-    if (exited) {
+    if (exited()) {
       throw new Error(
         `Cannot start ${target}: it exited with ${(await status).code}\n${output()}`,
       );

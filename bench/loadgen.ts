@@ -17,7 +17,14 @@
  *    connect rate and its latency.
  */
 import { SignJWT } from "jose";
-import { addressOf, connect, type ConnectResult, type PoolRun, runPool } from "./clients.ts";
+import {
+  addressOf,
+  connect,
+  type ConnectResult,
+  hmacKey,
+  type PoolRun,
+  runPool,
+} from "./clients.ts";
 import { cpuMs, machineBusyMs, settledRss } from "./proc.ts";
 import type { Frame, Target } from "./protocols.ts";
 
@@ -138,7 +145,6 @@ interface Tracker {
   done: () => void;
 }
 
-const encoder = new TextEncoder();
 const MALFORMED = /"malformed_token":(\d+)/;
 
 /** `byReason.malformed_token` of a stats frame, read without parsing it. */
@@ -165,13 +171,7 @@ async function mintTokens(
   config: LoadConfig,
   n: number,
 ): Promise<{ token: string; jti: string }[]> {
-  const key = await crypto.subtle.importKey(
-    "raw",
-    encoder.encode(config.secret),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
+  const key = await hmacKey(config.secret);
   const iat = Math.floor(Date.now() / 1000);
   const out: { token: string; jti: string }[] = [];
   for (let i = 0; i < n; i++) {

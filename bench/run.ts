@@ -11,6 +11,7 @@
  * subprocess is stopped on the way out, also on failure and on Ctrl-C.
  */
 import { parseArgs } from "node:util";
+import { numberFlag, usageError } from "../lib/cli.ts";
 import { existsSync } from "node:fs";
 import { SignJWT } from "jose";
 import {
@@ -71,23 +72,10 @@ interface Options {
   json: string | null;
 }
 
-function fail(message: string): never {
-  console.error(message);
-  console.error(USAGE);
-  Deno.exit(2);
-}
+const fail: (message: string) => never = usageError(USAGE);
 
 function count(name: string, value: string | undefined, fallback: number, min: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) {
-    fail(
-      `Cannot run the benchmark as --${name} must be an integer of at least ${min}: current value is ${
-        JSON.stringify(value)
-      }`,
-    );
-  }
-  return n;
+  return numberFlag(fail, "run the benchmark", name, value, fallback, { min, integer: true });
 }
 
 /** Reads the command line. */

@@ -13,7 +13,14 @@
  * on the way out, also on failure and on Ctrl-C.
  */
 import { parseArgs } from "node:util";
-import { REPO_ROOT, type ServerProcess, type ServerSecrets, startServer } from "./launch.ts";
+import { numberFlag, usageError } from "../lib/cli.ts";
+import {
+  REPO_ROOT,
+  type ServerProcess,
+  type ServerSecrets,
+  startServer,
+  stoppable,
+} from "./launch.ts";
 import type { SoakLoadConfig, SoakLoadResult, SoakShutdown } from "./soak_load.ts";
 import { countStore } from "./soak_store.ts";
 import {
@@ -50,11 +57,7 @@ Exit status: 0 when both targets pass, 3 when one is missed, 1 when the run fail
 /** How long the server gets after the load stops before SIGTERM. */
 const FLUSH_MS = 2000;
 
-function fail(message: string): never {
-  console.error(message);
-  console.error(USAGE);
-  Deno.exit(2);
-}
+const fail: (message: string) => never = usageError(USAGE);
 
 function num(
   name: string,
@@ -62,16 +65,7 @@ function num(
   fallback: number,
   check: { min: number; max: number; integer?: boolean },
 ): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < check.min || n > check.max || (check.integer && n % 1 !== 0)) {
-    fail(
-      `Cannot run the soak as --${name} must be ${
-        check.integer ? "an integer" : "a number"
-      } from ${check.min} to ${check.max}: current value is ${JSON.stringify(value)}`,
-    );
-  }
-  return n;
+  return numberFlag(fail, "run the soak", name, value, fallback, check);
 }
 
 /** Reads the command line. */
@@ -160,8 +154,7 @@ function startLoad(config: SoakLoadConfig): LoadProcess {
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
-  let exited = false;
-  const status = child.status.finally(() => exited = true);
+  const { status, stop } = stoppable(child);
   const lines = (async function* () {
     let buffer = "";
     for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
@@ -191,19 +184,7 @@ function startLoad(config: SoakLoadConfig): LoadProcess {
       await stdin.write(new TextEncoder().encode("stopped\n")).catch(() => {});
       await stdin.close().catch(() => {});
     },
-    async kill() {
-      if (exited) return;
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // Gone already.
-      }
-      const timer = setTimeout(() => {
-        if (!exited) child.kill("SIGKILL");
-      }, 3000);
-      await status;
-      clearTimeout(timer);
-    },
+    kill: () => stop(3000),
   };
 }
 

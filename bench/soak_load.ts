@@ -17,7 +17,7 @@
  * the held sockets saw. Progress goes to stderr.
  */
 import { SignJWT } from "jose";
-import { addressOf, connect, type ConnectResult, runPool } from "./clients.ts";
+import { addressOf, connect, type ConnectResult, hmacKey, runPool } from "./clients.ts";
 import { cpuMs, machineBusyMs, type RssParts, rssParts, settledRss } from "./proc.ts";
 
 /** The settings of one soak load. */
@@ -107,7 +107,6 @@ interface HeldSocket {
   closing: boolean;
 }
 
-const encoder = new TextEncoder();
 /** Address prefixes (`10.P.x.y`): each pool of clients has its own. */
 const RAMP_IP = 2;
 const CHURN_IP = 3;
@@ -177,13 +176,7 @@ export async function runSoakLoad(
   config: SoakLoadConfig,
   waitForServerStop: () => Promise<void>,
 ): Promise<void> {
-  const key = await crypto.subtle.importKey(
-    "raw",
-    encoder.encode(config.secret),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
+  const key = await hmacKey(config.secret);
   const wrongKey = crypto.getRandomValues(new Uint8Array(32));
   const ttlS = Math.max(3600, Math.ceil(config.holdMs / 1000) + 600);
   let serial = 0;

@@ -18,3 +18,29 @@ export function configOrFail(fail: (message: string) => never): Config {
     throw error;
   }
 }
+
+/**
+ * The number given as `--name` (`value`), or `fallback` when it was not
+ * given; out of range, `fail`s with one line saying what `doing` needs.
+ */
+export function numberFlag(
+  fail: (message: string) => never,
+  doing: string,
+  name: string,
+  value: string | undefined,
+  fallback: number,
+  check: { min: number; max?: number; integer?: boolean },
+): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  const max = check.max ?? Infinity;
+  if (!Number.isFinite(n) || n < check.min || n > max || (check.integer && n % 1 !== 0)) {
+    const range = max === Infinity ? `of at least ${check.min}` : `from ${check.min} to ${max}`;
+    fail(
+      `Cannot ${doing} as --${name} must be ${
+        check.integer ? "an integer" : "a number"
+      } ${range}: current value is ${JSON.stringify(value)}`,
+    );
+  }
+  return n;
+}
