@@ -17,10 +17,10 @@ import {
   type Step,
   type UpgradeStep,
   upgradeStep,
-} from "../lib/probe.ts";
-import { explainStatus, explainTokenTimes, redactUrl } from "../lib/probe_explain.ts";
-import { breakSignature, runScenarios } from "../lib/probe_scenarios.ts";
-import { acceptFor } from "../lib/ws_wire.ts";
+} from "../probe/mod.ts";
+import { explainStatus, explainTokenTimes, redactUrl } from "../probe/explain.ts";
+import { breakSignature, runScenarios } from "../probe/scenarios.ts";
+import { acceptFor } from "../probe/ws_wire.ts";
 import {
   claims,
   forge,

@@ -3,15 +3,9 @@
  * WebSocket, with each refusal (401, 429, 403, 400) explained in words, and
  * `POST /auth/logout` for the revoked scenarios.
  */
-import {
-  DEFAULT_TIMEOUT_MS,
-  type ProbeOptions,
-  type Step,
-  step,
-  type Target,
-} from "./probe_core.ts";
-import { explainStatus, isoTime, shortToken } from "./probe_explain.ts";
-import type { User } from "./protocol.ts";
+import { DEFAULT_TIMEOUT_MS, type ProbeOptions, type Step, step, type Target } from "./core.ts";
+import { explainStatus, isoTime, shortToken } from "./explain.ts";
+import type { User } from "../lib/protocol.ts";
 
 /** What `POST /auth/login` answered; `token` and `cookie` when it signed in. */
 export interface LoginStep extends Step {

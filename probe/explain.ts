@@ -2,10 +2,10 @@
  * Plain words for what `probe` sees below the WebSocket: DNS, TCP and TLS
  * failures, HTTP statuses before the upgrade, a drop with no close frame,
  * and token times against the server's clock. Close codes themselves are
- * explained by `close_codes.ts`; this module only adds what it cannot know.
+ * explained by `lib/close_codes.ts`; this module only adds what it cannot know.
  */
 import { decodeJwt } from "jose";
-import { explainClose } from "./close_codes.ts";
+import { explainClose } from "../lib/close_codes.ts";
 
 /** The first 8 characters of a token and an ellipsis: never a whole token on screen. */
 export function shortToken(token: string): string {

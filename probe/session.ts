@@ -3,7 +3,7 @@
  * waiting for the server's auth timeout) and the first stats, read frame by
  * frame so a drop with no close frame is told from a real close.
  */
-import { DEFAULT_TIMEOUT_MS, type ProbeOptions, type Step, step } from "./probe_core.ts";
+import { DEFAULT_TIMEOUT_MS, type ProbeOptions, type Step, step } from "./core.ts";
 import {
   type Clocks,
   duration,
@@ -11,8 +11,8 @@ import {
   explainDrop,
   isoTime,
   shortToken,
-} from "./probe_explain.ts";
-import { ServerMessage, Stats, type User } from "./protocol.ts";
+} from "./explain.ts";
+import { ServerMessage, Stats, type User } from "../lib/protocol.ts";
 import type { FrameSocket } from "./ws_wire.ts";
 
 /** What the auth step saw: authenticated, or how the socket ended. */
