@@ -1,8 +1,9 @@
 /**
- * The WebSocket wire, spoken by hand for `probe`: the HTTP/1.1 upgrade and
- * RFC 6455 frames over a plain TCP or TLS connection. A browser-style client
- * hides the handshake status and turns every drop into 1006; this keeps both
- * visible, so "no close frame at all" can be told from a real close.
+ * The WebSocket wire, spoken by hand for `probe` (and for the tests' raw
+ * sockets): the HTTP/1.1 upgrade and RFC 6455 frames over a plain TCP or TLS
+ * connection. A browser-style client hides the handshake status and turns
+ * every drop into 1006; this keeps both visible, so "no close frame at all"
+ * can be told from a real close.
  */
 
 const encoder = new TextEncoder();

@@ -12,6 +12,8 @@ import type { Limits } from "../lib/limits.ts";
 import { listAttempts } from "../lib/attempt_query.ts";
 import type { Attempt } from "../lib/protocol.ts";
 import type { AttemptInput } from "../lib/attempt_log.ts";
+import { encodeRequest, readResponse } from "../probe/http_wire.ts";
+import { websocketKey, Wire } from "../probe/ws_wire.ts";
 
 /** A random secret for one test server; never a literal in the source. */
 export function randomSecret(): string {
@@ -177,57 +179,34 @@ export interface RawResponse {
 
 /**
  * Sends a WebSocket upgrade request over a plain TCP socket and reads the
- * answer, so a refused handshake shows its exact status and body.
+ * answer with the probe's own wire code, so a refused handshake shows its
+ * exact status and body. `upgrade: false` sends only `headers`.
  */
 export async function rawUpgrade(
   url: string,
   headers: Record<string, string> = {},
-  options: { upgrade?: boolean } = {},
+  options: { upgrade?: boolean; timeoutMs?: number } = {},
 ): Promise<RawResponse> {
   const u = new URL(url);
-  const conn = await Deno.connect({ hostname: u.hostname, port: Number(u.port) });
+  const all: Record<string, string> = options.upgrade === false ? { ...headers } : {
+    Upgrade: "websocket",
+    Connection: "Upgrade",
+    "Sec-WebSocket-Key": websocketKey(),
+    "Sec-WebSocket-Version": "13",
+    ...headers,
+  };
+  // Without a Connection header of its own, the server is asked to hang up after its answer.
+  if (all.Connection === undefined) all.Connection = "close";
+  const wire = new Wire(await Deno.connect({ hostname: u.hostname, port: Number(u.port) }));
   try {
-    const lines = [`GET ${u.pathname}${u.search} HTTP/1.1`, `Host: ${u.host}`];
-    const all: Record<string, string> = options.upgrade === false ? { ...headers } : {
-      Upgrade: "websocket",
-      Connection: "Upgrade",
-      "Sec-WebSocket-Key": btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16)))),
-      "Sec-WebSocket-Version": "13",
-      ...headers,
-    };
-    for (const [k, v] of Object.entries(all)) lines.push(`${k}: ${v}`);
-    lines.push("Connection: close", "", "");
-    if (all.Connection) lines.splice(lines.indexOf("Connection: close"), 1);
-    await conn.write(new TextEncoder().encode(lines.join("\r\n")));
-    let text = "";
-    const buf = new Uint8Array(65536);
-    const decoder = new TextDecoder();
-    while (true) {
-      const n = await conn.read(buf);
-      if (n === null) break;
-      text += decoder.decode(buf.subarray(0, n), { stream: true });
-      const end = text.indexOf("\r\n\r\n");
-      if (end >= 0) {
-        const head = text.slice(0, end).split("\r\n");
-        const status = Number(head[0].split(" ")[1]);
-        const h = new Headers();
-        for (const line of head.slice(1)) {
-          const i = line.indexOf(":");
-          h.append(line.slice(0, i).trim(), line.slice(i + 1).trim());
-        }
-        if (status === 101) return { status, headers: h, body: "" };
-        const length = Number(h.get("content-length") ?? 0);
-        while (new TextEncoder().encode(text.slice(end + 4)).length < length) {
-          const m = await conn.read(buf);
-          if (m === null) break;
-          text += decoder.decode(buf.subarray(0, m), { stream: true });
-        }
-        return { status, headers: h, body: text.slice(end + 4) };
-      }
+    await wire.write(encodeRequest(u, Object.entries(all)));
+    const answer = await readResponse(wire, Date.now() + (options.timeoutMs ?? 10_000));
+    if ("kind" in answer) {
+      throw new Error(`Cannot read the answer of ${url}: ${JSON.stringify(answer)}`);
     }
-    throw new Error(`no HTTP answer from ${url}`);
+    return { status: answer.status, headers: answer.headers, body: answer.body };
   } finally {
-    conn.close();
+    await wire.close();
   }
 }
 
