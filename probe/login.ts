@@ -3,8 +3,9 @@
  * WebSocket, with each refusal (401, 429, 403, 400) explained in words, and
  * `POST /auth/logout` for the revoked scenarios.
  */
+import { maskToken } from "../shared/mask_token.ts";
 import { DEFAULT_TIMEOUT_MS, type ProbeOptions, type Step, step, type Target } from "./core.ts";
-import { explainStatus, isoTime, shortToken } from "./explain.ts";
+import { explainStatus, isoTime } from "./explain.ts";
 import type { User } from "../lib/protocol.ts";
 
 /** What `POST /auth/login` answered; `token` and `cookie` when it signed in. */
@@ -91,7 +92,7 @@ export async function loginStep(
       name: "login",
       result: "ok",
       summary: `${summary}, signed in as ${user?.name} (${user?.role}): token ${
-        shortToken(json.token)
+        maskToken(json.token)
       } expires ${isoTime(expiresAt)}`,
       status: 200,
       token: json.token,
