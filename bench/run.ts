@@ -138,14 +138,16 @@ async function machine(): Promise<string> {
 
 async function ensureNodeModules(): Promise<void> {
   if (existsSync(`${NODE_DIR}node_modules/socket.io`)) return;
-  console.error("installing the Socket.IO server's packages (npm install in bench/servers)");
+  console.error("installing the comparison servers' packages (npm install in bench/servers)");
   const out = await new Deno.Command("npm", {
     args: ["install", "--no-audit", "--no-fund"],
     cwd: NODE_DIR,
     stdout: "inherit",
     stderr: "inherit",
   }).output();
-  if (!out.success) throw new Error("Cannot install the Socket.IO server: npm install failed");
+  if (!out.success) {
+    throw new Error("Cannot install the comparison servers' packages: npm install failed");
+  }
 }
 
 /** Subprocesses still running, stopped on any way out. */
@@ -237,7 +239,9 @@ async function measure(
   folders.add(dir);
   let server: ServerProcess | null = null;
   try {
-    if (target === "socketio") await ensureNodeModules();
+    // raw_deno.ts imports jose too: bench/servers/package.json makes Deno
+    // resolve it from that folder's node_modules, not from deno.json.
+    if (target !== "lookout") await ensureNodeModules();
     const lookoutFlags = options.profile
       ? ["--cpu-prof", `--cpu-prof-dir=${await Deno.realPath(options.profile)}`]
       : [];
