@@ -14,13 +14,13 @@ const MAX_FRAME_BYTES = 16 * 1024 * 1024;
 
 /** A fresh `Sec-WebSocket-Key`: 16 random bytes in base64. */
 export function websocketKey(): string {
-  return btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
+  return crypto.getRandomValues(new Uint8Array(16)).toBase64();
 }
 
 /** The `Sec-WebSocket-Accept` a server must answer `key` with. */
 export async function acceptFor(key: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-1", encoder.encode(key + GUID));
-  return btoa(String.fromCharCode(...new Uint8Array(digest)));
+  return new Uint8Array(digest).toBase64();
 }
 
 /**

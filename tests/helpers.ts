@@ -214,8 +214,7 @@ const enc = new TextEncoder();
 
 function b64url(value: string | Uint8Array): string {
   const bytes = typeof value === "string" ? enc.encode(value) : value;
-  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_")
-    .replace(/=+$/, "");
+  return bytes.toBase64({ alphabet: "base64url", omitPadding: true });
 }
 
 /** Standard claims for a forged token, with `overrides` applied (undefined deletes). */
