@@ -318,6 +318,44 @@ export function randomPassword(): string {
   return "pw-" + crypto.randomUUID();
 }
 
+/** What {@linkcode interceptKv} puts in front of a store. */
+export interface KvHooks {
+  /**
+   * Every method call but `atomic` and `close`: `name` and `args` as called,
+   * and `real` to make the call on the real store.
+   */
+  call?(name: string, args: unknown[], real: () => unknown): unknown;
+  /** Every atomic operation's commit, with `real` to commit it to the real store. */
+  commit?(real: () => Promise<Deno.KvCommitResult | Deno.KvCommitError>): Promise<
+    Deno.KvCommitResult | Deno.KvCommitError
+  >;
+}
+
+/**
+ * A real KV with `hooks` in front of its calls and its atomic commits;
+ * `close` and anything that is not a method go straight to the store.
+ */
+export function interceptKv(kv: Deno.Kv, hooks: KvHooks): Deno.Kv {
+  return new Proxy(kv, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (typeof value !== "function") return value;
+      if (prop === "atomic") {
+        return () => {
+          const op = target.atomic();
+          const commit = op.commit.bind(op);
+          // Every step of an atomic chain returns the same op, so its commit is this one.
+          if (hooks.commit) op.commit = () => hooks.commit!(commit);
+          return op;
+        };
+      }
+      if (prop === "close" || !hooks.call) return value.bind(target);
+      return (...args: unknown[]) =>
+        hooks.call!(String(prop), args, () => value.apply(target, args));
+    },
+  });
+}
+
 /**
  * A real KV with a switch in front: while `down` is true every call fails
  * the way a lost store does (Deno's own BadResource), and when it is false
@@ -326,43 +364,15 @@ export function randomPassword(): string {
  */
 export function switchableKv(kv: Deno.Kv): { kv: Deno.Kv; down: boolean } {
   const state = { kv: kv, down: false };
-  const fail = () => {
-    throw new Deno.errors.BadResource("KV is down (test switch)");
-  };
-  const wrapAtomic = (op: Deno.AtomicOperation): Deno.AtomicOperation => {
-    const proxy: Deno.AtomicOperation = new Proxy(op, {
-      get(target, prop) {
-        const value = Reflect.get(target, prop, target);
-        if (prop === "commit") {
-          return () =>
-            state.down
-              ? Promise.reject(new Deno.errors.BadResource("KV is down (test switch)"))
-              : target.commit();
-        }
-        if (typeof value !== "function") return value;
-        return (...args: unknown[]) => {
-          const result = value.apply(target, args);
-          return result === target ? proxy : result;
-        };
-      },
-    });
-    return proxy;
-  };
-  state.kv = new Proxy(kv, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target);
-      if (prop === "atomic") return () => wrapAtomic(target.atomic());
-      if (prop === "close" || typeof value !== "function") {
-        return typeof value === "function" ? value.bind(target) : value;
-      }
-      return (...args: unknown[]) => {
-        if (state.down) {
-          if (prop === "list" || prop === "watch") fail();
-          return Promise.reject(new Deno.errors.BadResource("KV is down (test switch)"));
-        }
-        return value.apply(target, args);
-      };
+  const lost = () => new Deno.errors.BadResource("KV is down (test switch)");
+  state.kv = interceptKv(kv, {
+    call(name, _args, real) {
+      if (!state.down) return real();
+      // list and watch hand back an iterator or a stream at once, so they throw.
+      if (name === "list" || name === "watch") throw lost();
+      return Promise.reject(lost());
     },
+    commit: (real) => state.down ? Promise.reject(lost()) : real(),
   });
   return state;
 }
