@@ -52,10 +52,12 @@ export interface AppDeps {
 export function createApp(deps: AppDeps): Hono {
   const { config } = deps;
   const app = new Hono();
-  app.onError(errorHandler(deps.logger));
-  app.notFound(() => {
-    throw new ApiError(404, "not_found");
-  });
+  const onError = errorHandler(deps.logger);
+  app.onError(onError);
+  // Answered, not thrown: Hono runs the not-found handler inside the
+  // middleware chain, and a throw there skips every middleware's after-part
+  // (the security headers among them) on its way to onError.
+  app.notFound((c) => onError(new ApiError(404, "not_found"), c));
   // Every line logged for a request carries its id (also sent back as
   // X-Request-Id, and taken from a proxy's X-Request-Id when it sets one).
   app.use(requestId());
