@@ -127,6 +127,43 @@ Deno.test("/admin/ws answers 401 with the reason for a failing Authorization: Be
   assert.equal(expiredAttempt.user, "bob", "a verified signature names the user");
 });
 
+Deno.test("/admin/ws answers malformed_token for a signed token that is not strict base64url, by message and by header", async () => {
+  await using server = await startTestServer();
+  const token = await server.mint();
+  const [head, payload, signature] = token.split(".");
+  const spaced = `${head}.${payload}.${signature.slice(0, 8)} ${signature.slice(8)}`;
+  // Each of these once verified: jose's base64url decoding skips whitespace and padding.
+  for (const bad of [`${token} `, `${token}\n`, `${token}\t`, spaced, `${token}=`, `${token}==`]) {
+    // Not expectRejected: on a server that accepts the token no close would come.
+    const client = await TestClient.open(server.wsUrl);
+    client.send({ type: "auth", token: bad });
+    assert.deepEqual(await client.next(), { type: "auth_failed", reason: "malformed_token" });
+    assert.deepEqual(await client.closed, { code: 4401, reason: "malformed_token" });
+    const [attempt] = await server.attempts(1);
+    assert.equal(attempt.reason, "malformed_token");
+    assert.equal(attempt.transport, "message");
+  }
+  for (const bad of [spaced, `${token}=`, `${head}.${payload}=.${signature}`]) {
+    const res = await rawUpgrade(server.wsUrl, { Authorization: `Bearer ${bad}` });
+    assert.equal(res.status, 401, bad);
+    assert.equal(JSON.parse(res.body).reason, "malformed_token");
+    const [attempt] = await server.attempts(1);
+    assert.equal(attempt.reason, "malformed_token");
+    assert.equal(attempt.transport, "header");
+    const api = await fetch(new URL("/api/v1/stats", server.url), {
+      headers: { Authorization: `Bearer ${bad}` },
+    });
+    assert.equal(api.status, 401, `/api/v1/stats with ${bad}`);
+    await api.body?.cancel();
+  }
+  // The same token, exactly as issued, still passes both ways.
+  const client = await TestClient.open(server.wsUrl);
+  assert.equal((await client.auth(token)).user.name, "alice");
+  await client.close();
+  const upgraded = await rawUpgrade(server.wsUrl, { Authorization: `Bearer ${token}` });
+  assert.equal(upgraded.status, 101);
+});
+
 Deno.test("/admin/ws authenticates a valid Authorization: Bearer header at once, with no auth message", async () => {
   await using server = await startTestServer();
   const token = await server.mint({ sub: "cli-bot", role: "viewer" });
