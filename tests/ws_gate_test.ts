@@ -98,6 +98,31 @@ for (const param of ["token", "access_token", "authorization"]) {
   });
 }
 
+Deno.test("/admin/ws records the nearest X-Forwarded-For hop as the IP only when it is an address (TRUST_PROXY=true)", async () => {
+  await using server = await startTestServer({ TRUST_PROXY: "true" });
+  const cases: [string, string][] = [
+    ["203.0.113.7", "203.0.113.7"],
+    ["198.51.100.1, 2001:db8::7", "2001:db8::7"],
+    ["::ffff:192.0.2.1", "::ffff:192.0.2.1"],
+    ["cafe", "127.0.0.1"],
+    ["deadbeef", "127.0.0.1"],
+    ["::::", "127.0.0.1"],
+    ["....", "127.0.0.1"],
+    ["999.999.999.999", "127.0.0.1"],
+    ["203.0.113.7, 01.2.3.4", "127.0.0.1"],
+    ["192.0.2.1:443", "127.0.0.1"],
+    ["fe80::1%eth0", "127.0.0.1"],
+  ];
+  for (const [forwarded, ip] of cases) {
+    // A token in the URL is refused before the upgrade and recorded with the client's IP.
+    const res = await rawUpgrade(`${server.wsUrl}?token=x`, { "X-Forwarded-For": forwarded });
+    assert.equal(res.status, 400, forwarded);
+    const [attempt] = await server.attempts(1);
+    assert.equal(attempt.reason, "token_in_url");
+    assert.equal(attempt.ip, ip, forwarded);
+  }
+});
+
 Deno.test("/admin/ws answers 401 with the reason for a failing Authorization: Bearer header", async () => {
   await using server = await startTestServer();
   const expired = await forge(
