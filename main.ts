@@ -16,6 +16,7 @@ import { requestId } from "hono/request-id";
 import { CLOSE_GOING_AWAY } from "./lib/protocol.ts";
 import { RevocationFeed, RevocationSet, revokeSession, revokeToken } from "./lib/revocation.ts";
 import { resolveJwtSecret } from "./lib/secret.ts";
+import { portInUse } from "./lib/port.ts";
 import { securityHeaders } from "./lib/security_headers.ts";
 import type { SessionTimeouts } from "./lib/sessions.ts";
 import { type AccessClaims, type TokenKey, tokenKey } from "./lib/tokens.ts";
@@ -308,6 +309,12 @@ if (import.meta.main) {
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(error.message);
+    Deno.exit(1);
+  }
+  // Before the workers bind with reusePort, which would share the port
+  // with whoever serves it already.
+  if (portInUse(config.hostname, config.port)) {
+    console.error(`Cannot start as port ${config.port} is already in use by another process`);
     Deno.exit(1);
   }
   await setupLogging();
