@@ -16,6 +16,7 @@ import { requestId } from "hono/request-id";
 import { CLOSE_GOING_AWAY } from "./lib/protocol.ts";
 import { RevocationFeed, RevocationSet, revokeSession, revokeToken } from "./lib/revocation.ts";
 import { resolveJwtSecret } from "./lib/secret.ts";
+import { portInUse } from "./lib/port.ts";
 import { securityHeaders } from "./lib/security_headers.ts";
 import type { SessionTimeouts } from "./lib/sessions.ts";
 import { type AccessClaims, type TokenKey, tokenKey } from "./lib/tokens.ts";
@@ -52,10 +53,12 @@ export interface AppDeps {
 export function createApp(deps: AppDeps): Hono {
   const { config } = deps;
   const app = new Hono();
-  app.onError(errorHandler(deps.logger));
-  app.notFound(() => {
-    throw new ApiError(404, "not_found");
-  });
+  const onError = errorHandler(deps.logger);
+  app.onError(onError);
+  // Answered, not thrown: Hono runs the not-found handler inside the
+  // middleware chain, and a throw there skips every middleware's after-part
+  // (the security headers among them) on its way to onError.
+  app.notFound((c) => onError(new ApiError(404, "not_found"), c));
   // Every line logged for a request carries its id (also sent back as
   // X-Request-Id, and taken from a proxy's X-Request-Id when it sets one).
   app.use(requestId());
@@ -306,6 +309,12 @@ if (import.meta.main) {
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(error.message);
+    Deno.exit(1);
+  }
+  // Before the workers bind with reusePort, which would share the port
+  // with whoever serves it already.
+  if (portInUse(config.hostname, config.port)) {
+    console.error(`Cannot start as port ${config.port} is already in use by another process`);
     Deno.exit(1);
   }
   await setupLogging();

@@ -5,7 +5,12 @@ import { ApiError } from "../lib/http_errors.ts";
 import type { Hub } from "../lib/hub.ts";
 import { requestSession } from "../lib/session_cookie.ts";
 import type { SessionTimeouts } from "../lib/sessions.ts";
-import { type AccessClaims, type TokenKey, verifyAccessToken } from "../lib/tokens.ts";
+import {
+  type AccessClaims,
+  bearerCredentials,
+  type TokenKey,
+  verifyAccessToken,
+} from "../lib/tokens.ts";
 
 /** What the `/api/v1` routes need. */
 export interface ApiDeps {
@@ -24,12 +29,12 @@ export function apiRoutes(deps: ApiDeps): Hono<Env> {
   const app = new Hono<Env>().basePath("/api/v1");
 
   app.use(async (c, next) => {
-    const bearer = /^Bearer(?:[ ]+(\S*))?\s*$/i.exec(c.req.header("authorization") ?? "");
+    const bearer = bearerCredentials(c.req.header("authorization"));
     let user: { name: string; role: string } | null = null;
-    if (bearer) {
+    if (bearer !== null) {
       // A Bearer header decides alone: a bad token is not rescued by a cookie.
       // Other schemes (Basic from a proxy's auth_basic) are not ours.
-      const result = await verifyAccessToken(deps.tokenKey, bearer[1], {
+      const result = await verifyAccessToken(deps.tokenKey, bearer, {
         isRevoked: deps.isRevoked,
       });
       if (result.ok) user = { name: result.claims.sub, role: result.claims.role };
