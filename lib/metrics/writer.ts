@@ -22,8 +22,6 @@ export class RollupWriter {
   #retentionDays: number;
   #queue: Pending[] = [];
   #running: Promise<void> | null = null;
-  /** Called with the rollup of each commit once it is durable. */
-  onCommitted: ((rollup: Rollup) => void) | null = null;
 
   constructor(kv: Deno.Kv, options: { retentionDays: number }) {
     this.#kv = kv;
@@ -53,7 +51,6 @@ export class RollupWriter {
         try {
           await commitRollup(this.#kv, merged);
           for (const p of batch) p.resolve();
-          this.onCommitted?.(merged);
         } catch (error) {
           for (const p of batch) p.reject(error);
         }
