@@ -429,3 +429,31 @@ Deno.test("a gauge's last is the latest at, whatever order two instances commit 
     kvB.close();
   }
 });
+
+Deno.test("within one push a series keeps its name's type: only the points of another type are refused", async () => {
+  await using server = await startTestServer();
+  const key = (await createKey(server, "ingest")).key;
+  const first = await push(server.url, key, {
+    points: [
+      { name: "mixed", type: "gauge", value: 1 },
+      { name: "mixed", type: "counter", value: 1 },
+      { name: "mixed", type: "gauge", value: 2 },
+    ],
+  });
+  assert.equal(first.body.accepted, 2);
+  assert.deepEqual(
+    first.body.rejected.map((r: { index: number; reason: string }) => [r.index, r.reason]),
+    [[1, "type_conflict"]],
+  );
+  // The name is a gauge now: a push whose first point of the series is a counter still stores its gauges.
+  const second = await push(server.url, key, {
+    points: [
+      { name: "mixed", type: "counter", value: 1 },
+      { name: "mixed", type: "gauge", value: 3 },
+    ],
+  });
+  assert.equal(second.body.accepted, 1);
+  assert.deepEqual(second.body.rejected.map((r: { index: number }) => r.index), [0]);
+  const [mixed] = await seriesOf(server.url, await server.mint(), "mixed");
+  assert.deepEqual([mixed.type, mixed.last], ["gauge", 3]);
+});

@@ -8,11 +8,10 @@ import {
   checkPoint,
   isRejection,
   type MetricPoint,
-  type MetricType,
   type RejectReason,
   seriesId,
 } from "./points.ts";
-import type { SeriesRegistry } from "./series.ts";
+import { type SeriesRecord, type SeriesRegistry, seriesTypeKey } from "./series.ts";
 import type { RollupWriter } from "./writer.ts";
 
 /** Most points in one push; more is 413. */
@@ -48,29 +47,20 @@ export async function ingestPoints(
     if (isRejection(checked)) rejected.push({ index, ...checked });
     else valid.push({ index, point: checked, id: await seriesId(checked.name, checked.labels) });
   }
-  // A series is asked for with the type of its first point in the push.
-  const wanted = new Map<
-    string,
-    { id: string; name: string; type: MetricType; labels: Record<string, string> }
-  >();
+  // A series is asked for with each type its points have; the name's type decides.
+  const wanted = new Map<string, Omit<SeriesRecord, "createdAt">>();
   for (const v of valid) {
-    if (!wanted.has(v.id)) {
-      wanted.set(v.id, {
-        id: v.id,
-        name: v.point.name,
-        type: v.point.type,
-        labels: v.point.labels,
-      });
+    const key = seriesTypeKey(v.id, v.point.type);
+    if (!wanted.has(key)) {
+      wanted.set(key, { id: v.id, name: v.point.name, type: v.point.type, labels: v.point.labels });
     }
   }
   const status = await deps.series.ensure([...wanted.values()]);
   const rollup = new Rollup(deps.retentionDays);
   let accepted = 0;
   for (const v of valid) {
-    const s = status.get(v.id) ?? "ok";
-    // The series was registered under the name's first type; a point of another type is not.
-    const registered = wanted.get(v.id)!;
-    if (s === "ok" && registered.type === v.point.type) {
+    const s = status.get(seriesTypeKey(v.id, v.point.type));
+    if (s === "ok") {
       rollup.add(v.id, v.point, now, v.index);
       accepted++;
     } else if (s === "too_many_series") {

@@ -44,15 +44,20 @@ export class SeriesRegistry {
     this.#maxSeries = options.maxSeries;
   }
 
-  /** Decides every series of a push; new ones are stored when they fit. */
+  /**
+   * Decides every series of a push, by {@linkcode seriesTypeKey} (a push may
+   * hold one series with two types: the name's type wins); new ones are
+   * stored when they fit.
+   */
   async ensure(wanted: Omit<SeriesRecord, "createdAt">[]): Promise<Map<string, SeriesStatus>> {
     const status = new Map<string, SeriesStatus>();
     const unknown = new Map<string, Omit<SeriesRecord, "createdAt">>();
     for (const s of wanted) {
       const name = this.#names.get(s.name);
-      if (name !== undefined && name !== s.type) status.set(s.id, "type_conflict");
-      else if (this.#known.has(s.id)) status.set(s.id, "ok");
-      else unknown.set(s.id, s);
+      const key = seriesTypeKey(s.id, s.type);
+      if (name !== undefined && name !== s.type) status.set(key, "type_conflict");
+      else if (this.#known.has(s.id)) status.set(key, "ok");
+      else unknown.set(key, s);
     }
     const pending = [...unknown.values()];
     for (let i = 0; i < pending.length; i += NEW_PER_COMMIT) {
@@ -84,12 +89,14 @@ export class SeriesRegistry {
       let total = count.value instanceof Deno.KvU64 ? Number(count.value.value) : 0;
       const added: SeriesRecord[] = [];
       const claimed = new Set<string>();
+      const created = new Set<string>();
       const now = Date.now();
       series.forEach((s, i) => {
+        const key = seriesTypeKey(s.id, s.type);
         const type = types.get(s.name);
-        if (type !== undefined && type !== s.type) return status.set(s.id, "type_conflict");
-        if (seriesEntries[i].value !== null) return status.set(s.id, "ok");
-        if (total >= this.#maxSeries) return status.set(s.id, "too_many_series");
+        if (type !== undefined && type !== s.type) return status.set(key, "type_conflict");
+        if (seriesEntries[i].value !== null || created.has(s.id)) return status.set(key, "ok");
+        if (total >= this.#maxSeries) return status.set(key, "too_many_series");
         if (type === undefined) {
           types.set(s.name, s.type);
           claimed.add(s.name);
@@ -100,15 +107,17 @@ export class SeriesRegistry {
         op.check({ key: metricSeriesKey(s.id), versionstamp: null });
         op.set(metricSeriesKey(s.id), record);
         op.set(metricSeriesByNameKey(s.name, s.id), s.id);
-        status.set(s.id, "ok");
+        created.add(s.id);
+        status.set(key, "ok");
       });
       for (const name of claimed) op.set(metricNameKey(name), types.get(name)!);
       if (added.length > 0) op.set(metricSeriesCountKey(), new Deno.KvU64(BigInt(total)));
       if (added.length === 0 || (await op.commit()).ok) {
         for (const [name, type] of types) this.#names.set(name, type);
         series.forEach((s, i) => {
-          if (status.get(s.id) === "ok") this.#known.set(s.id, s.type);
-          else if (seriesEntries[i].value !== null) this.#known.set(s.id, s.type);
+          if (status.get(seriesTypeKey(s.id, s.type)) === "ok" || seriesEntries[i].value !== null) {
+            this.#known.set(s.id, s.type);
+          }
         });
         return status;
       }
@@ -116,6 +125,11 @@ export class SeriesRegistry {
       await new Promise((r) => setTimeout(r, Math.random() * Math.min(50, 2 ** attempt)));
     }
   }
+}
+
+/** The key of a series asked for with one type, in {@linkcode SeriesRegistry.ensure}'s answer. */
+export function seriesTypeKey(id: string, type: MetricType): string {
+  return `${id}:${type}`;
 }
 
 /** `getMany` in chunks of ten (KV's limit per call), in order. */
