@@ -89,7 +89,12 @@ Deno.test("an ingest key pushes but cannot read (403); a read key reads but cann
     403,
   );
   assert.equal((await getJson(server.url, "/metrics", ingest)).status, 403);
-  assert.equal((await getJson(server.url, "/api/v1/stats", ingest)).status, 401);
+  // A key out of its scope is 403 everywhere, the rest of /api/v1 included.
+  for (const path of ["/api/v1/stats", "/api/v1/attempts", "/api/v1/nothing"]) {
+    for (const k of [ingest, read]) {
+      assert.equal((await getJson(server.url, path, k)).status, 403, path);
+    }
+  }
   const refused = await push(server.url, read, point);
   assert.equal(refused.status, 403);
   assert.deepEqual(refused.body, { error: "forbidden" });
@@ -162,6 +167,18 @@ Deno.test("failed key authentications are attempts with transport api_key: missi
     "billing",
     created.id,
   ]);
+  // The same outside the metrics routes: a revoked or unknown key on /api/v1/stats.
+  const stats = await getJson(server.url, "/api/v1/stats", created.key);
+  assert.deepEqual([stats.status, stats.body], [401, { error: "unauthorized" }]);
+  [a] = await server.attempts(1);
+  assert.deepEqual([a.transport, a.reason, a.tokenId], ["api_key", "revoked", created.id]);
+  const tokenScheme = await fetch(new URL("/api/v1/attempts", server.url), {
+    headers: { Authorization: `Token ${unknown}` },
+  });
+  assert.equal(tokenScheme.status, 401);
+  await tokenScheme.body?.cancel();
+  [a] = await server.attempts(1);
+  assert.deepEqual([a.transport, a.reason], ["api_key", "invalid_signature"]);
   assert.deepEqual((await getJson(server.url, "/api/v1/keys", admin)).body, { items: [] });
   const again = await fetch(new URL(`/api/v1/keys/${created.id}`, server.url), {
     method: "DELETE",

@@ -55,70 +55,99 @@ function allowed(access: Access, p: Principal): boolean {
   return p.role === "admin" && p.via === "token";
 }
 
+/** The scheme and credential of an `Authorization` header, when it is Bearer or Token. */
+function credentialOf(header: string): { scheme: "bearer" | "token"; credential: string } | null {
+  const m = /^(Bearer|Token)(?:[ ]+(\S*))?\s*$/i.exec(header);
+  return m ? { scheme: m[1].toLowerCase() as "bearer" | "token", credential: m[2] ?? "" } : null;
+}
+
+/** Whether a request presents an API key: `Token <anything>` or `Bearer lk_...`. */
+export function presentsApiKey(header: string | undefined): boolean {
+  const found = credentialOf(header ?? "");
+  return found !== null && (found.scheme === "token" || found.credential.startsWith("lk_"));
+}
+
 /**
- * Authenticates the request and checks `access`: 401 `unauthorized` for no
- * or bad credentials, 403 `forbidden` for credentials outside it. A failed
- * key authentication (no credentials at all, an unknown or a revoked key) is
- * recorded in the attempt log with transport `api_key` before the answer.
+ * Who is calling: an API key, an access token or a session cookie. Throws
+ * 401 `unauthorized` for no or bad credentials; a failed key authentication
+ * (no credentials at all, an unknown or a revoked key) is recorded in the
+ * attempt log with transport `api_key` first.
+ */
+export async function authenticate(deps: KeyAuthDeps, c: Context): Promise<Principal> {
+  const started = performance.now();
+  const header = c.req.header("authorization") ?? "";
+  const found = credentialOf(header);
+  const fail = async (
+    reason: "missing_token" | "invalid_signature" | "revoked",
+    key: { id: string; name: string } | null,
+  ): Promise<never> => {
+    await deps.attempts.record({
+      ip: clientIp(c.req.raw.headers, remoteAddress(c), deps.config.trustProxy),
+      user: key?.name ?? null,
+      outcome: "failure",
+      reason,
+      transport: "api_key",
+      origin: c.req.header("origin") ?? null,
+      userAgent: c.req.header("user-agent") ?? null,
+      tokenId: key?.id ?? null,
+      durationMs: performance.now() - started,
+    });
+    throw unauthorized();
+  };
+  if (found && presentsApiKey(header)) {
+    if (found.credential === "") return await fail("missing_token", null);
+    const record = await deps.keys.lookup(found.credential);
+    if (record === null) return await fail("invalid_signature", null);
+    if (record.revokedAt !== null) return await fail("revoked", record);
+    await deps.keys.used(record.id);
+    return { kind: "key", id: record.id, name: record.name, scope: record.scope };
+  }
+  if (found) {
+    // A Bearer header decides alone: a bad token is not rescued by a cookie.
+    const result = await verifyAccessToken(deps.tokenKey, found.credential, {
+      isRevoked: deps.isRevoked,
+    });
+    if (result.ok) {
+      return { kind: "user", name: result.claims.sub, role: result.claims.role, via: "token" };
+    }
+    if (result.reason === "missing_token") return await fail("missing_token", null);
+    throw unauthorized();
+  }
+  const session = await requestSession(c, deps.kv, {
+    trustProxy: deps.config.trustProxy,
+    timeouts: deps.sessions,
+  });
+  if (session) return { kind: "user", name: session.user, role: session.role, via: "session" };
+  if (header === "" && !hasCookie(c)) return await fail("missing_token", null);
+  throw unauthorized();
+}
+
+/**
+ * Authenticates the request ({@linkcode authenticate}) and checks `access`:
+ * 403 `forbidden` for credentials outside it (a known key out of its scope
+ * is not a failed authentication and is not recorded).
  */
 export function requireAccess(deps: KeyAuthDeps, access: Access): MiddlewareHandler<PrincipalEnv> {
   return async (c, next) => {
-    const started = performance.now();
-    const header = c.req.header("authorization") ?? "";
-    const scheme = /^(Bearer|Token)(?:[ ]+(\S*))?\s*$/i.exec(header);
-    const credential = scheme?.[2] ?? "";
-    let principal: Principal | null = null;
-    const fail = async (
-      reason: "missing_token" | "invalid_signature" | "revoked",
-      key: { id: string; name: string } | null,
-    ): Promise<never> => {
-      await deps.attempts.record({
-        ip: clientIp(c.req.raw.headers, remoteAddress(c), deps.config.trustProxy),
-        user: key?.name ?? null,
-        outcome: "failure",
-        reason,
-        transport: "api_key",
-        origin: c.req.header("origin") ?? null,
-        userAgent: c.req.header("user-agent") ?? null,
-        tokenId: key?.id ?? null,
-        durationMs: performance.now() - started,
-      });
-      throw unauthorized();
-    };
-    if (scheme && (scheme[1].toLowerCase() === "token" || credential.startsWith("lk_"))) {
-      if (credential === "") await fail("missing_token", null);
-      const record = await deps.keys.lookup(credential);
-      if (record === null) await fail("invalid_signature", null);
-      if (record!.revokedAt !== null) await fail("revoked", record);
-      principal = { kind: "key", id: record!.id, name: record!.name, scope: record!.scope };
-    } else if (scheme) {
-      // A Bearer header decides alone: a bad token is not rescued by a cookie.
-      const result = await verifyAccessToken(deps.tokenKey, credential, {
-        isRevoked: deps.isRevoked,
-      });
-      if (!result.ok) {
-        if (result.reason === "missing_token") await fail("missing_token", null);
-        throw unauthorized();
-      }
-      principal = { kind: "user", name: result.claims.sub, role: result.claims.role, via: "token" };
-    } else {
-      const session = await requestSession(c, deps.kv, {
-        trustProxy: deps.config.trustProxy,
-        timeouts: deps.sessions,
-      });
-      if (session) {
-        principal = { kind: "user", name: session.user, role: session.role, via: "session" };
-      } else if (header === "" && !hasCookie(c)) {
-        await fail("missing_token", null);
-      } else {
-        throw unauthorized();
-      }
-    }
-    if (!allowed(access, principal!)) throw new ApiError(403, "forbidden");
-    if (principal!.kind === "key") await deps.keys.used(principal!.id);
-    c.set("principal", principal!);
+    const principal = await authenticate(deps, c);
+    if (!allowed(access, principal)) throw new ApiError(403, "forbidden");
+    c.set("principal", principal);
     c.header("Cache-Control", "no-store");
     await next();
+  };
+}
+
+/**
+ * For routes no API key may use: a request that presents a key is
+ * authenticated as one (401 and an attempt record when it fails) and then
+ * refused 403, as the contract has it for a key out of its scope. Other
+ * requests pass on to the route's own authentication.
+ */
+export function refuseApiKeys(deps: KeyAuthDeps): MiddlewareHandler {
+  return async (c, next) => {
+    if (!presentsApiKey(c.req.header("authorization"))) return await next();
+    await authenticate(deps, c);
+    throw new ApiError(403, "forbidden");
   };
 }
 
