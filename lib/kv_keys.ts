@@ -191,6 +191,11 @@ export function metricTotalKey(id: string, field: string): Deno.KvKey {
   return ["metric_totals", id, field];
 }
 
+/** Every series' running totals, grouped by series id. */
+export function metricTotalsPrefix(): Deno.KvKey {
+  return ["metric_totals"];
+}
+
 /**
  * One field of a rollup bucket: `sum`, `count`, `min`, `max`, `last`, or a
  * histogram bin (`h`, its signed log index).

@@ -8,6 +8,7 @@ import {
   metricSeriesByNamePrefix,
   metricSeriesKey,
   metricSeriesPrefix,
+  metricTotalsPrefix,
 } from "../kv_keys.ts";
 import { type Bin, decodeFixed, decodeOrdered, quantileFromBins } from "./encoding.ts";
 import type { MetricType } from "./points.ts";
@@ -34,7 +35,7 @@ function u64(value: unknown): bigint | null {
 /** Every series with its first and last time and its latest value. */
 export async function listSeries(kv: Deno.Kv): Promise<(SeriesSummary & { id: string })[]> {
   const totals = new Map<string, Map<string, unknown>>();
-  for await (const entry of kv.list({ prefix: ["metric_totals"] })) {
+  for await (const entry of kv.list({ prefix: metricTotalsPrefix() })) {
     const [, id, field] = entry.key as [string, string, string];
     let fields = totals.get(id);
     if (!fields) totals.set(id, fields = new Map());
