@@ -337,3 +337,23 @@ Deno.test("a raw API key never reaches a log line, KV, or a response but the one
     kv.close();
   }
 });
+
+Deno.test("an IP past its failed attempts gets 429 for bad keys, recorded once; good keys still pass", async () => {
+  await using server = await startTestServer({}, { limits: { wsFailuresPerIp: 3 } });
+  const good = (await createKey(server, "ingest")).key;
+  const bad = () => "lk_" + crypto.randomUUID().replaceAll("-", "").padEnd(43, "x");
+  for (let i = 0; i < 3; i++) assert.equal((await push(server.url, bad(), point)).status, 401);
+  const limited = await push(server.url, bad(), point);
+  assert.equal(limited.status, 429);
+  assert.equal(limited.body.error, "rate_limited");
+  assert.ok(Number(limited.headers.get("retry-after")) >= 1);
+  assert.equal((await push(server.url, bad(), point)).status, 429);
+  assert.equal((await push(server.url, good, point)).status, 200);
+  const attempts = (await server.attempts(20)).filter((a) => a.transport === "api_key");
+  assert.deepEqual(attempts.map((a) => a.reason), [
+    "rate_limited",
+    "invalid_signature",
+    "invalid_signature",
+    "invalid_signature",
+  ]);
+});

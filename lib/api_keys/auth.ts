@@ -8,6 +8,7 @@ import { getConnInfo } from "hono/deno";
 import type { AttemptLog } from "../attempt_log.ts";
 import { clientIp } from "../client_ip.ts";
 import { ApiError } from "../http_errors.ts";
+import type { IpGuard } from "../limits.ts";
 import { requestSession } from "../session_cookie.ts";
 import type { SessionTimeouts } from "../sessions.ts";
 import { type AccessClaims, type TokenKey, verifyAccessToken } from "../tokens.ts";
@@ -37,6 +38,8 @@ export interface KeyAuthDeps {
   config: { trustProxy: boolean };
   sessions: SessionTimeouts;
   isRevoked?: (claims: AccessClaims) => boolean | Promise<boolean>;
+  /** The per-IP limit of failed attempts (shared with `/admin/ws`). */
+  guard?: IpGuard;
 }
 
 /** Hono variables set by {@linkcode requireAccess}. */
@@ -81,17 +84,30 @@ export async function authenticate(deps: KeyAuthDeps, c: Context): Promise<Princ
     reason: "missing_token" | "invalid_signature" | "revoked",
     key: { id: string; name: string } | null,
   ): Promise<never> => {
-    await deps.attempts.record({
-      ip: clientIp(c.req.raw.headers, remoteAddress(c), deps.config.trustProxy),
-      user: key?.name ?? null,
-      outcome: "failure",
-      reason,
-      transport: "api_key",
-      origin: c.req.header("origin") ?? null,
-      userAgent: c.req.header("user-agent") ?? null,
-      tokenId: key?.id ?? null,
-      durationMs: performance.now() - started,
-    });
+    const ip = clientIp(c.req.raw.headers, remoteAddress(c), deps.config.trustProxy);
+    const record = (reason: "missing_token" | "invalid_signature" | "revoked" | "rate_limited") =>
+      deps.attempts.record({
+        ip,
+        user: key?.name ?? null,
+        outcome: "failure",
+        reason,
+        transport: "api_key",
+        origin: c.req.header("origin") ?? null,
+        userAgent: c.req.header("user-agent") ?? null,
+        tokenId: key?.id ?? null,
+        durationMs: performance.now() - started,
+      });
+    // An IP past its failed attempts gets 429, recorded once per window, so
+    // a flood of bad keys cannot turn into a flood of KV writes.
+    const refusal = deps.guard?.refusal(ip);
+    if (refusal) {
+      if (refusal.record) await record("rate_limited");
+      throw new ApiError(429, "rate_limited", {
+        details: { message: "Cannot authenticate as this address has failed too often: wait" },
+        headers: { "Retry-After": String(Math.max(1, Math.ceil(refusal.retryAfterMs / 1000))) },
+      });
+    }
+    await record(reason);
     throw unauthorized();
   };
   if (found && presentsApiKey(header)) {
