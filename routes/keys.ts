@@ -9,6 +9,7 @@ import {
   revokeApiKey,
 } from "../lib/api_keys/store.ts";
 import { ApiError } from "../lib/http_errors.ts";
+import { crossSiteReason, type OriginPolicy } from "../lib/origin.ts";
 
 const NewKey = z.object({
   name: z.string().trim().min(1).max(MAX_KEY_NAME),
@@ -16,9 +17,21 @@ const NewKey = z.object({
 });
 
 /** `/api/v1/keys`: create, list and revoke API keys (admins only). */
-export function keyRoutes(deps: KeyAuthDeps): Hono<PrincipalEnv> {
+export function keyRoutes(
+  deps: KeyAuthDeps & { config: OriginPolicy },
+): Hono<PrincipalEnv> {
   const app = new Hono<PrincipalEnv>().basePath("/api/v1/keys");
   app.use(requireAccess(deps, "admin"));
+  // A session cookie rides along on any request the browser makes: a change
+  // made with one must come from the dashboard's own origin.
+  app.use(async (c, next) => {
+    const p = c.get("principal");
+    if (c.req.method !== "GET" && p.kind === "user" && p.via === "session") {
+      const reason = crossSiteReason(c.req.raw, deps.config);
+      if (reason) throw new ApiError(403, "forbidden", { details: { message: reason } });
+    }
+    await next();
+  });
 
   app.post("/", async (c) => {
     let body: unknown;

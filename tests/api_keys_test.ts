@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { listApiKeys } from "../lib/api_keys/store.ts";
 import { apiKeyLastUsedKey } from "../lib/kv_keys.ts";
-import { startTestServer } from "./helpers.ts";
+import { login, randomPassword, startTestServer } from "./helpers.ts";
+import { putUser } from "../lib/users.ts";
 import { createKey, getJson, push, tempKvPath } from "./metrics_fixtures.ts";
 
 const point = { points: [{ name: "orders", type: "counter", value: 1 }] };
@@ -355,5 +356,35 @@ Deno.test("an IP past its failed attempts gets 429 for bad keys, recorded once; 
     "invalid_signature",
     "invalid_signature",
     "invalid_signature",
+  ]);
+});
+
+Deno.test("an admin's session cookie manages keys from its own origin; a cross-site change is 403", async () => {
+  await using server = await startTestServer();
+  const password = randomPassword();
+  await putUser(server.deps.kv, { name: "ada", role: "admin", password });
+  const { cookie } = await login(server.url, "ada", password);
+  const own = server.url.origin;
+  const post = (origin: string) =>
+    fetch(new URL("/api/v1/keys", server.url), {
+      method: "POST",
+      headers: { Cookie: cookie, Origin: origin, "Content-Type": "application/json" },
+      body: JSON.stringify({ name: "from-the-page", scope: "read" }),
+    });
+  const created = await post(own);
+  assert.equal(created.status, 201);
+  const { id } = await created.json();
+  const foreign = await post("https://evil.example");
+  assert.equal(foreign.status, 403);
+  assert.equal((await foreign.json()).error, "forbidden");
+  const del = await fetch(new URL(`/api/v1/keys/${id}`, server.url), {
+    method: "DELETE",
+    headers: { Cookie: cookie, "Sec-Fetch-Site": "cross-site" },
+  });
+  assert.equal(del.status, 403);
+  await del.body?.cancel();
+  const list = await fetch(new URL("/api/v1/keys", server.url), { headers: { Cookie: cookie } });
+  assert.deepEqual((await list.json()).items.map((k: { name: string }) => k.name), [
+    "from-the-page",
   ]);
 });
