@@ -161,6 +161,12 @@ Deno.test("bad points are rejected one by one with index and reason; the good on
   const [ok] = await seriesOf(server.url, key.replace(/.*/, await server.mint()), "ok_total");
   assert.equal(ok.last, 2);
   assert.equal((await seriesOf(server.url, await server.mint(), "x")).length, 0);
+  const nullLabels = await push(server.url, key, {
+    points: [{ name: "x", type: "gauge", value: 1, labels: null }],
+  });
+  assert.deepEqual(nullLabels.body.rejected.map((r: { reason: string }) => r.reason), [
+    "invalid_labels",
+  ]);
 });
 
 Deno.test("NaN and Infinity in the JSON text are not JSON: 400 invalid_request", async () => {

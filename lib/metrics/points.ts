@@ -123,7 +123,7 @@ export function checkPoint(raw: unknown, now: number): MetricPoint | Rejection {
         }`,
     };
   }
-  const labels = p.labels ?? {};
+  const labels = p.labels === undefined ? {} : p.labels;
   const problem = labelsProblem(labels);
   if (problem) return { reason: "invalid_labels", message: problem };
   const at = p.at ?? now;
