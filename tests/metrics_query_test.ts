@@ -161,6 +161,20 @@ Deno.test("GET /metrics is the Prometheus text format: counter _total, gauge las
   assert.ok(Math.abs(quantile("0.99") - 40) <= 0.4);
   assert.match(text, /^lat_ms_sum 150$/m);
   assert.match(text, /^lat_ms_count 5$/m);
+  // A series label named like the summary's own is renamed, not duplicated.
+  await push(server.url, key, {
+    points: [{
+      name: "q_hist",
+      type: "histogram",
+      value: 2,
+      labels: { quantile: "mine" },
+      at: now,
+    }],
+  });
+  const again = await (await fetch(new URL("/metrics", server.url), {
+    headers: { Authorization: `Bearer ${await server.mint()}` },
+  })).text();
+  assert.match(again, /^q_hist\{exported_quantile="mine",quantile="0\.5"\} 2$/m);
 });
 
 const PROMETHEUS = Deno.env.get("PROMETHEUS_PATH") ?? "/usr/bin/prometheus";

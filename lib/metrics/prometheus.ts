@@ -19,10 +19,12 @@ function escapeValue(value: string): string {
 }
 
 function labelText(labels: Record<string, string>, extra: [string, string][] = []): string {
-  const all = [
-    ...Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
-    ...extra,
-  ];
+  // A series label that the summary also uses (`quantile`) is renamed, as
+  // Prometheus does with `exported_`: a duplicate label fails the whole scrape.
+  const own = Object.entries(labels).map(([k, v]): [string, string] =>
+    extra.some(([e]) => e === k) ? [`exported_${k}`, v] : [k, v]
+  );
+  const all = [...own.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)), ...extra];
   if (all.length === 0) return "";
   return `{${all.map(([k, v]) => `${k}="${escapeValue(v)}"`).join(",")}}`;
 }
