@@ -21,10 +21,14 @@ import { securityHeaders } from "./lib/security_headers.ts";
 import type { SessionTimeouts } from "./lib/sessions.ts";
 import { type AccessClaims, type TokenKey, tokenKey } from "./lib/tokens.ts";
 import { ensureFirstAdmin } from "./lib/users.ts";
+import { KeyCache } from "./lib/api_keys/key_cache.ts";
+import { Metrics } from "./lib/metrics/metrics.ts";
 import { adminRoutes } from "./routes/admin.tsx";
 import { apiRoutes } from "./routes/api.ts";
 import { authRoutes } from "./routes/auth.tsx";
 import { healthRoutes } from "./routes/health.ts";
+import { keyRoutes } from "./routes/keys.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
 import { staticRoutes } from "./routes/static.ts";
 import { wsRoutes } from "./routes/ws.ts";
 
@@ -47,6 +51,9 @@ export interface AppDeps {
   /** Revokes a session or token everywhere, closing this instance's sockets at once. */
   revokeSession: (sid: string, until: number) => Promise<void>;
   revokeToken: (jti: string, until: number) => Promise<void>;
+  /** This instance's view of the API keys. */
+  keys: KeyCache;
+  metrics: Metrics;
 }
 
 /** Builds the Hono app from its parts. */
@@ -69,6 +76,9 @@ export function createApp(deps: AppDeps): Hono {
   app.route("/", staticRoutes());
   app.route("/", authRoutes(deps));
   app.route("/", adminRoutes(deps));
+  // Before apiRoutes: these take API keys, which its middleware would refuse.
+  app.route("/", keyRoutes(deps));
+  app.route("/", metricsRoutes(deps));
   app.route("/", apiRoutes(deps));
   app.route(
     "/",
@@ -193,6 +203,14 @@ export async function startLookout(
       hub.broadcastRevocation(await revokeToken(kv, jti, until));
       await feed.poll();
     },
+    keys: new KeyCache(kv),
+    metrics: new Metrics(kv, {
+      maxSeries: config.metricsMaxSeries,
+      retentionDays: config.metricsRetentionDays,
+      pushesPerKey: limits.metricsPushesPerKey,
+      pushWindowMs: limits.metricsPushWindowMs,
+      logger,
+    }),
   };
   const app = createApp(deps);
   await feed.start();
@@ -205,6 +223,7 @@ export async function startLookout(
     onListen: () => {},
   }, app.fetch);
   hub.start();
+  deps.metrics.start();
   const url = new URL(
     `http://${config.hostname === "0.0.0.0" ? "localhost" : config.hostname}:${server.addr.port}`,
   );
@@ -231,6 +250,7 @@ export async function startLookout(
     await server.shutdown();
     // Requests that were in flight have recorded their attempts by now.
     await attempts.flush();
+    await deps.metrics.stop();
     await feed.stop();
     await hub.stop();
     deps.deadlines.stop();

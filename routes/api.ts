@@ -1,5 +1,8 @@
 import { Hono } from "hono";
 import { zValidator } from "@hono/zod-validator";
+import type { AttemptLog } from "../lib/attempt_log.ts";
+import { refuseApiKeys } from "../lib/api_keys/auth.ts";
+import type { KeyCache } from "../lib/api_keys/key_cache.ts";
 import { AttemptQuery, listAttempts } from "../lib/attempt_query.ts";
 import { ApiError } from "../lib/http_errors.ts";
 import type { Hub } from "../lib/hub.ts";
@@ -20,6 +23,8 @@ export interface ApiDeps {
   config: { trustProxy: boolean };
   sessions: SessionTimeouts;
   isRevoked?: (claims: AccessClaims) => boolean | Promise<boolean>;
+  keys: KeyCache;
+  attempts: AttemptLog;
 }
 
 type Env = { Variables: { user: { name: string; role: string } } };
@@ -28,6 +33,8 @@ type Env = { Variables: { user: { name: string; role: string } } };
 export function apiRoutes(deps: ApiDeps): Hono<Env> {
   const app = new Hono<Env>().basePath("/api/v1");
 
+  // API keys are for the metrics routes only: anywhere else here a key is 403.
+  app.use(refuseApiKeys(deps));
   app.use(async (c, next) => {
     const bearer = bearerCredentials(c.req.header("authorization"));
     let user: { name: string; role: string } | null = null;
