@@ -378,3 +378,25 @@ Deno.test("POST /auth/login throttles one IP whatever the account, and not anoth
   await sleep(throttled.retryAfter * 1000 + 100);
   assert.equal((await loginRequest(server, "ivan", password, from)).status, 200);
 });
+
+Deno.test("POST /auth/login admits no more concurrent guesses than the lockout allows, and never 500", async () => {
+  await using server = await startTestServer({}, {
+    limits: { loginFreeFailures: 5, loginBaseLockMs: 60_000, loginPerIp: 1000 },
+  });
+  const password = crypto.randomUUID();
+  await putUser(server.deps.kv, { name: "jonas", role: "admin", password });
+
+  const answers = await Promise.all(
+    Array.from({ length: 25 }, () => loginRequest(server, "jonas", crypto.randomUUID())),
+  );
+  const statuses = answers.map((a) => a.status);
+  const count = (status: number) => statuses.filter((s) => s === status).length;
+  assert.equal(count(401), 5, `password checks: ${statuses.join(" ")}`);
+  assert.equal(count(429), 20, `refused: ${statuses.join(" ")}`);
+  for (const a of answers.filter((a) => a.status === 429)) {
+    assert.equal(a.body.error, "rate_limited");
+    assert.ok(a.retryAfter !== null && a.retryAfter >= 1, `Retry-After ${a.retryAfter}`);
+  }
+  const locked = await loginRequest(server, "jonas", password);
+  assert.equal(locked.status, 429, "the right password is locked out afterwards too");
+});
