@@ -11,7 +11,7 @@ import {
 import type { AttemptLog } from "./attempt_log.ts";
 import type { Hub, Member } from "./hub.ts";
 import type { Logger } from "./log.ts";
-import { type Gauge, type Limits, TokenBucket } from "./limits.ts";
+import { type Limits, type PendingSlot, TokenBucket } from "./limits.ts";
 import type { Deadline, Deadlines } from "./deadlines.ts";
 
 type DeadlineKind = "auth" | "expiring" | "expired" | "quiet";
@@ -26,8 +26,6 @@ export interface ConnectionDeps {
   authTimeoutMs: number;
   maxMessageBytes: number;
   limits: Pick<Limits, "messagesPerSecond" | "messageBurst" | "slowConsumerBytes">;
-  /** Unauthenticated sockets per IP, shared by every connection of the instance. */
-  pending: Gauge;
   /** The instance's one timer for every socket's deadlines. */
   deadlines: Deadlines;
   isRevoked?: (claims: AccessClaims) => boolean | Promise<boolean>;
@@ -68,10 +66,14 @@ export class Connection implements Member {
   #lastMessageAt = 0;
   /** Over a limit: reading and sending have stopped, the close is pending. */
   #quieting = false;
+  /** This socket's place under its IP's cap of unauthenticated sockets. */
+  #slot: PendingSlot | null;
 
-  constructor(deps: ConnectionDeps, info: ClientInfo) {
+  /** `slot` is the pending slot the upgrade took; the connection releases it. */
+  constructor(deps: ConnectionDeps, info: ClientInfo, options: { slot?: PendingSlot } = {}) {
     this.#deps = deps;
     this.#info = info;
+    this.#slot = options.slot ?? null;
     this.#bucket = new TokenBucket(deps.limits.messagesPerSecond, deps.limits.messageBurst);
   }
 
@@ -85,7 +87,6 @@ export class Connection implements Member {
     this.#ws = ws;
     ws.binaryType = "arraybuffer";
     this.#deps.hub.add(this);
-    this.#deps.pending.add(this.#info.ip);
     if (preAuth) {
       this.#enqueue(() => this.#authenticated(preAuth));
     } else {
@@ -122,7 +123,7 @@ export class Connection implements Member {
   /** The socket closed, from either side. */
   closed(): void {
     if (this.state === "closed") return;
-    if (this.state === "pending") this.#deps.pending.remove(this.#info.ip);
+    this.#slot?.release();
     this.state = "closed";
     this.#ws = null;
     for (const deadline of Object.values(this.#deadlines)) deadline?.cancel();
@@ -238,7 +239,7 @@ export class Connection implements Member {
   /** Marks the socket authenticated; the attempt is already recorded. */
   async #authenticated(claims: AccessClaims): Promise<void> {
     this.#clear("auth");
-    this.#deps.pending.remove(this.#info.ip);
+    this.#slot?.release();
     this.state = "authenticated";
     this.claims = claims;
     this.user = { name: claims.sub, role: claims.role };

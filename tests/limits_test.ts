@@ -5,7 +5,14 @@
  */
 import assert from "node:assert/strict";
 import { putUser } from "../lib/users.ts";
-import { eventually, rawUpgrade, startTestServer, TestClient, type TestServer } from "./helpers.ts";
+import {
+  eventually,
+  holdUpgrade,
+  rawUpgrade,
+  startTestServer,
+  TestClient,
+  type TestServer,
+} from "./helpers.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -399,4 +406,41 @@ Deno.test("POST /auth/login admits no more concurrent guesses than the lockout a
   }
   const locked = await loginRequest(server, "jonas", password);
   assert.equal(locked.status, 429, "the right password is locked out afterwards too");
+});
+
+Deno.test("/admin/ws accepts exactly its cap of pending sockets from 100 upgrades sent at once", async () => {
+  await using server = await startTestServer({}, { limits: { wsPendingPerIp: 16 } });
+  const held = await Promise.all(Array.from({ length: 100 }, () => holdUpgrade(server.wsUrl)));
+  try {
+    const statuses = held.map((h) => h.status);
+    const count = (status: number) => statuses.filter((s) => s === status).length;
+    assert.equal(count(101), 16, `upgrades accepted: ${count(101)}`);
+    assert.equal(count(429), 84, `upgrades refused: ${count(429)}`);
+    await eventually(() => pendingCount(server) === 16, 2000, "16 pending sockets");
+  } finally {
+    await Promise.all(held.map((h) => h.close()));
+  }
+  // The slots come back when the sockets go: a new one is admitted.
+  await eventually(() => pendingCount(server) === 0, 2000, "no pending socket");
+  const again = await TestClient.open(server.wsUrl);
+  await again.auth(await server.mint());
+  await again.close();
+});
+
+Deno.test("/admin/ws gives the pending slot back when the upgrade is refused after the cap check", async () => {
+  await using server = await startTestServer({}, {
+    limits: { wsPendingPerIp: 2, wsFailuresPerIp: 1000 },
+  });
+  for (let i = 0; i < 5; i++) {
+    const refused = await rawUpgrade(`${server.wsUrl}?token=x`);
+    assert.equal(refused.status, 400, `refusal ${i + 1}`);
+    const badOrigin = await rawUpgrade(server.wsUrl, { Origin: "https://evil.example" });
+    assert.equal(badOrigin.status, 403, `refusal ${i + 1}`);
+  }
+  const held = await Promise.all([1, 2].map(() => holdUpgrade(server.wsUrl)));
+  try {
+    assert.deepEqual(held.map((h) => h.status), [101, 101]);
+  } finally {
+    await Promise.all(held.map((h) => h.close()));
+  }
 });
