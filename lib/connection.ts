@@ -64,8 +64,15 @@ export class Connection implements Member {
   #deadlines: Partial<Record<DeadlineKind, Deadline>> = {};
   #bucket: TokenBucket;
   #lastMessageAt = 0;
-  /** Over a limit: reading and sending have stopped, the close is pending. */
+  /** Over a limit: reading has stopped, and the close follows. */
+  #limited = false;
+  /** Sending has stopped too: the close is pending. */
   #quieting = false;
+  /**
+   * The socket's one authentication attempt (its first message, or the
+   * Bearer header) is taken: what arrives after it cannot be that attempt.
+   */
+  #attemptTaken = false;
   /** This socket's place under its IP's cap of unauthenticated sockets. */
   #slot: PendingSlot | null;
 
@@ -88,6 +95,7 @@ export class Connection implements Member {
     ws.binaryType = "arraybuffer";
     this.#deps.hub.add(this);
     if (preAuth) {
+      this.#attemptTaken = true;
       this.#enqueue(() => this.#authenticated(preAuth));
     } else {
       this.#at("auth", Date.now() + this.#deps.authTimeoutMs, () => {
@@ -99,7 +107,7 @@ export class Connection implements Member {
   /** A message arrived. Its size is checked before anything parses it. */
   message(data: unknown): void {
     this.#lastMessageAt = Date.now();
-    if (this.state === "closed" || this.#quieting) return;
+    if (this.state === "closed" || this.#limited) return;
     // Both limits act before anything is queued or parsed.
     const over = tooLarge(data, this.#deps.maxMessageBytes)
       ? "message_too_large"
@@ -107,16 +115,42 @@ export class Connection implements Member {
       ? "rate_limited"
       : null;
     if (over) {
-      this.#quieting = true;
+      this.#limited = true;
       this.#clear("auth");
-      if (this.state === "pending") this.#enqueue(() => this.#reject(over, 0));
-      else this.#closeWhenQuiet(over);
+      if (!this.#attemptTaken) {
+        // This message is the first: it is the attempt, and it fails.
+        this.#attemptTaken = true;
+        this.#quieting = true;
+        this.#enqueue(() => this.#reject(over, 0));
+      } else if (this.state === "pending") {
+        // The attempt is still being decided: it keeps its one record and
+        // its answer, and the limit closes the socket after it (a close,
+        // not a second attempt). Should the attempt fail, its own close wins.
+        this.#enqueue(() => {
+          if (this.state === "authenticated") {
+            this.#quieting = true;
+            this.#closeWhenQuiet(over);
+          }
+          return Promise.resolve();
+        });
+      } else {
+        this.#quieting = true;
+        this.#closeWhenQuiet(over);
+      }
       return;
     }
+    const first = !this.#attemptTaken;
+    this.#attemptTaken = true;
     this.#clear("auth");
     const received = performance.now();
+    // Only the first message is the attempt. What follows it waits for the
+    // answer: handled once authenticated, dropped when the attempt failed.
     this.#enqueue(() =>
-      this.state === "authenticated" ? this.#handle(data, received) : this.#first(data, received)
+      first
+        ? this.#first(data, received)
+        : this.state === "authenticated"
+        ? this.#handle(data, received)
+        : Promise.resolve()
     );
   }
 
@@ -266,8 +300,10 @@ export class Connection implements Member {
       return;
     }
     this.#sendNow(JSON.stringify({ type: "auth_failed", reason }));
-    if (this.#quieting) this.#closeWhenQuiet(reason);
-    else this.close(CLOSE_CODES[reason], reason);
+    if (this.#limited) {
+      this.#quieting = true;
+      this.#closeWhenQuiet(reason);
+    } else this.close(CLOSE_CODES[reason], reason);
   }
 
   /**

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { putUser } from "../lib/users.ts";
+import { concat, encodeFrame, type FrameSocket, type WsEvent } from "../lib/ws_wire.ts";
 import {
   eventually,
   holdUpgrade,
@@ -442,5 +443,67 @@ Deno.test("/admin/ws gives the pending slot back when the upgrade is refused aft
     assert.deepEqual(held.map((h) => h.status), [101, 101]);
   } finally {
     await Promise.all(held.map((h) => h.close()));
+  }
+});
+
+/** Reads a raw socket's events until its close (or a drop), at most `timeoutMs`. */
+async function readUntilEnd(frames: FrameSocket, timeoutMs = 5000): Promise<WsEvent[]> {
+  const events: WsEvent[] = [];
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    const event = await frames.next(Math.max(0, deadline - Date.now()));
+    events.push(event);
+    if (event.type !== "text") return events;
+  }
+}
+
+Deno.test("/admin/ws takes auth pipelined with 100 pings in one write as one attempt, one record, one answer", async () => {
+  await using server = await startTestServer();
+  const held = await holdUpgrade(server.wsUrl);
+  try {
+    assert.equal(held.status, 101);
+    const text = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+    const burst = [encodeFrame(0x1, text({ type: "auth", token: await server.mint() }))];
+    for (let i = 0; i < 100; i++) burst.push(encodeFrame(0x1, text({ type: "ping", id: i })));
+    await held.frames.wire.write(concat(burst));
+
+    const events = await readUntilEnd(held.frames);
+    const messages = events.flatMap((e) => e.type === "text" ? [JSON.parse(e.data)] : []);
+    const end = events.at(-1)!;
+    assert.equal(messages[0]?.type, "authenticated", "the attempt's answer comes first");
+    assert.ok(!messages.some((m) => m.type === "auth_failed"), "no answer contradicts it");
+    const pongs = messages.filter((m) => m.type === "pong").length;
+    assert.ok(pongs > 0 && pongs < 100, `${pongs} of 100 pings answered before the close`);
+    // Too many messages after authentication: the contract's close, not an attempt.
+    assert.deepEqual(end, { type: "close", code: 4429, reason: "rate_limited" });
+
+    const attempts = (await server.attempts()).filter((a) => a.transport === "message");
+    assert.deepEqual(
+      attempts.map((a) => [a.outcome, a.reason]),
+      [["success", "ok"]],
+      "one socket, one first message: one record",
+    );
+  } finally {
+    await held.close();
+  }
+});
+
+Deno.test("/admin/ws takes a failing auth pipelined with 100 pings as one failed attempt, closed with its own reason", async () => {
+  await using server = await startTestServer();
+  const held = await holdUpgrade(server.wsUrl);
+  try {
+    const text = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+    const burst = [encodeFrame(0x1, text({ type: "auth", token: "not-a-jwt" }))];
+    for (let i = 0; i < 100; i++) burst.push(encodeFrame(0x1, text({ type: "ping", id: i })));
+    await held.frames.wire.write(concat(burst));
+
+    const events = await readUntilEnd(held.frames);
+    const messages = events.flatMap((e) => e.type === "text" ? [JSON.parse(e.data)] : []);
+    assert.deepEqual(messages, [{ type: "auth_failed", reason: "malformed_token" }]);
+    assert.deepEqual(events.at(-1), { type: "close", code: 4401, reason: "malformed_token" });
+    const attempts = (await server.attempts()).filter((a) => a.transport === "message");
+    assert.deepEqual(attempts.map((a) => [a.outcome, a.reason]), [["failure", "malformed_token"]]);
+  } finally {
+    await held.close();
   }
 });
