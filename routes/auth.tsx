@@ -14,6 +14,7 @@ import { crossSiteReason } from "../lib/origin.ts";
 import { MAX_PASSWORD_CHARS, verifyPassword } from "../lib/passwords.ts";
 import { clearSessionCookie, requestSession, setSessionCookie } from "../lib/session_cookie.ts";
 import { createSession, deleteSession, type SessionTimeouts } from "../lib/sessions.ts";
+import { afterUserRevocation } from "../lib/revocation.ts";
 import { signAccessToken, type TokenKey } from "../lib/tokens.ts";
 import { getUser } from "../lib/users.ts";
 import { LoginPage } from "../components/LoginPage.tsx";
@@ -176,6 +177,7 @@ export function authRoutes(deps: AuthDeps): Hono {
       }
       await lockout.succeeded(username);
       const { secret, session } = await createSession(kv, user, deps.sessions);
+      await afterUserRevocation(kv, user.name);
       const issued = await signAccessToken(deps.tokenKey, {
         sub: user.name,
         role: user.role,
@@ -204,6 +206,7 @@ export function authRoutes(deps: AuthDeps): Hono {
       timeouts: deps.sessions,
     });
     if (!session) throw new ApiError(401, "unauthorized");
+    await afterUserRevocation(kv, session.user);
     const issued = await signAccessToken(deps.tokenKey, {
       sub: session.user,
       role: session.role,
