@@ -73,6 +73,10 @@ export class Connection implements Member {
    * Bearer header) is taken: what arrives after it cannot be that attempt.
    */
   #attemptTaken = false;
+  /** Messages came in behind the attempt before it was decided. */
+  #pipelined = false;
+  /** An attempt failed: the socket is closing, and nothing queued behind it runs. */
+  #rejected = false;
   /** This socket's place under its IP's cap of unauthenticated sockets. */
   #slot: PendingSlot | null;
 
@@ -123,6 +127,7 @@ export class Connection implements Member {
         this.#quieting = true;
         this.#enqueue(() => this.#reject(over, 0));
       } else if (this.state === "pending") {
+        this.#pipelined = true;
         // The attempt is still being decided: it keeps its one record and
         // its answer, and the limit closes the socket after it (a close,
         // not a second attempt). Should the attempt fail, its own close wins.
@@ -140,6 +145,7 @@ export class Connection implements Member {
       return;
     }
     const first = !this.#attemptTaken;
+    if (!first && this.state === "pending") this.#pipelined = true;
     this.#attemptTaken = true;
     this.#clear("auth");
     const received = performance.now();
@@ -219,7 +225,9 @@ export class Connection implements Member {
   }
 
   #enqueue(task: () => Promise<void>): void {
-    this.#queue = this.#queue.then(() => this.state === "closed" ? undefined : task())
+    this.#queue = this.#queue.then(() =>
+      this.state === "closed" || this.#rejected ? undefined : task()
+    )
       .catch((error) => {
         this.#deps.logger.error("connection task failed", {
           connectionId: this.id,
@@ -299,8 +307,11 @@ export class Connection implements Member {
     if (!await this.#record(user, "failure", reason, durationMs, tokenId)) {
       return;
     }
+    this.#rejected = true;
     this.#sendNow(JSON.stringify({ type: "auth_failed", reason }));
-    if (this.#limited) {
+    // A peer still sending would have its connection dropped by a close
+    // now, and never see the close code (see #closeWhenQuiet).
+    if (this.#limited || this.#pipelined) {
       this.#quieting = true;
       this.#closeWhenQuiet(reason);
     } else this.close(CLOSE_CODES[reason], reason);
