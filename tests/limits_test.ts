@@ -9,8 +9,10 @@ import { concat, encodeFrame, type FrameSocket, type WsEvent } from "../lib/ws_w
 import {
   eventually,
   holdUpgrade,
+  randomSecret,
   rawUpgrade,
   startTestServer,
+  tempFileKv,
   TestClient,
   type TestServer,
 } from "./helpers.ts";
@@ -505,5 +507,34 @@ Deno.test("/admin/ws takes a failing auth pipelined with 100 pings as one failed
     assert.deepEqual(attempts.map((a) => [a.outcome, a.reason]), [["failure", "malformed_token"]]);
   } finally {
     await held.close();
+  }
+});
+
+Deno.test("POST /auth/login holds the lockout across two instances on one KV file under concurrent guesses", async () => {
+  const { kv: kvA, path, close } = await tempFileKv("lookout_lockout_");
+  const kvB = await Deno.openKv(path);
+  try {
+    const limits = { loginFreeFailures: 5, loginBaseLockMs: 60_000, loginPerIp: 1000 };
+    const env = { JWT_SECRET: randomSecret() };
+    await using a = await startTestServer(env, { kv: kvA, limits });
+    await using b = await startTestServer(env, { kv: kvB, limits });
+    const password = crypto.randomUUID();
+    await putUser(kvA, { name: "kira", role: "viewer", password });
+
+    const answers = await Promise.all(
+      Array.from(
+        { length: 30 },
+        (_, i) => loginRequest(i % 2 ? a : b, "kira", crypto.randomUUID()),
+      ),
+    );
+    const statuses = answers.map((x) => x.status);
+    assert.equal(statuses.filter((s) => s === 401).length, 5, `statuses: ${statuses.join(" ")}`);
+    assert.equal(statuses.filter((s) => s === 429).length, 25, `statuses: ${statuses.join(" ")}`);
+    for (const server of [a, b]) {
+      assert.equal((await loginRequest(server, "kira", password)).status, 429);
+    }
+  } finally {
+    kvB.close();
+    await close();
   }
 });
