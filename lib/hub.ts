@@ -9,7 +9,7 @@ import {
 } from "./stats.ts";
 import type { Logger } from "./log.ts";
 import { minuteOf, sampleConnections } from "./history.ts";
-import type { RevocationEvent } from "./revocation.ts";
+import { revocationCovers, type RevocationEvent } from "./revocation.ts";
 import type { AccessClaims } from "./tokens.ts";
 import { CLOSE_CODES } from "./protocol.ts";
 import { statsVersionKey } from "./kv_keys.ts";
@@ -308,13 +308,13 @@ export class Hub {
     }
   }
 
-  /** Closes every socket whose token or session a revocation covers. */
+  /** Closes every socket whose token, session or user a revocation covers. */
   revoked(event: RevocationEvent): number {
     let closed = 0;
     for (const m of [...this.#authed]) {
       const c = m.claims;
       if (!c) continue;
-      if ((event.jti && c.jti === event.jti) || (event.sid && c.sid === event.sid)) {
+      if (revocationCovers(event, c)) {
         m.close(CLOSE_CODES.revoked, "revoked");
         closed++;
       }

@@ -93,6 +93,19 @@ export function revokedSessionKey(sid: string): Deno.KvKey {
   return ["revoked_sessions", sid];
 }
 
+/**
+ * A user's revocation: every token of theirs issued, and every session of
+ * theirs started, before its time is refused (any issuer).
+ */
+export function revokedUserKey(name: string): Deno.KvKey {
+  return ["revoked_users", name];
+}
+
+/** Every user revocation. */
+export function revokedUsersPrefix(): Deno.KvKey {
+  return ["revoked_users"];
+}
+
 /** A user, by name. */
 export function userKey(name: string): Deno.KvKey {
   return ["users", name];

@@ -13,7 +13,7 @@ import { listAttempts } from "../lib/attempt_query.ts";
 import type { Attempt } from "../lib/protocol.ts";
 import type { AttemptInput } from "../lib/attempt_log.ts";
 import { encodeRequest, readResponse } from "../probe/http_wire.ts";
-import { websocketKey, Wire } from "../probe/ws_wire.ts";
+import { FrameSocket, websocketKey, Wire } from "../probe/ws_wire.ts";
 
 /** A random secret for one test server; never a literal in the source. */
 export function randomSecret(): string {
@@ -208,6 +208,43 @@ export async function rawUpgrade(
   } finally {
     await wire.close();
   }
+}
+
+/** A raw upgrade kept open: its status, and its frames when it got a 101. */
+export interface HeldUpgrade {
+  status: number;
+  /** The socket's frames over the same TCP connection (after a 101). */
+  frames: FrameSocket;
+  /** Drops the TCP connection. */
+  close(): Promise<void>;
+}
+
+/**
+ * Sends a WebSocket upgrade over a plain TCP socket, reads the status line
+ * and headers, and keeps the connection open (unlike {@linkcode rawUpgrade}),
+ * so a test can hold many upgraded sockets at once or write frames by hand.
+ */
+export async function holdUpgrade(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<HeldUpgrade> {
+  const u = new URL(url);
+  const conn = await Deno.connect({ hostname: u.hostname, port: Number(u.port) });
+  const wire = new Wire(conn);
+  const all: Record<string, string> = {
+    Upgrade: "websocket",
+    Connection: "Upgrade",
+    "Sec-WebSocket-Key": websocketKey(),
+    "Sec-WebSocket-Version": "13",
+    ...headers,
+  };
+  await wire.write(encodeRequest(u, Object.entries(all)));
+  const res = await readResponse(wire, Date.now() + 10_000);
+  if (!("status" in res)) {
+    await wire.close();
+    throw new Error(`no HTTP answer from ${url}: ${res.kind}`);
+  }
+  return { status: res.status, frames: new FrameSocket(wire), close: () => wire.close() };
 }
 
 const enc = new TextEncoder();

@@ -6,8 +6,24 @@
 import assert from "node:assert/strict";
 import { putUser } from "../lib/users.ts";
 import { encodeRequest } from "../probe/http_wire.ts";
-import { encodeFrame, FrameSocket, websocketKey, Wire, type WsEvent } from "../probe/ws_wire.ts";
-import { eventually, rawUpgrade, startTestServer, TestClient, type TestServer } from "./helpers.ts";
+import {
+  concat,
+  encodeFrame,
+  FrameSocket,
+  websocketKey,
+  Wire,
+  type WsEvent,
+} from "../probe/ws_wire.ts";
+import {
+  eventually,
+  holdUpgrade,
+  randomSecret,
+  rawUpgrade,
+  startTestServer,
+  tempFileKv,
+  TestClient,
+  type TestServer,
+} from "./helpers.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -334,4 +350,154 @@ Deno.test("POST /auth/login throttles one IP whatever the account, and not anoth
 
   await sleep(throttled.retryAfter * 1000 + 100);
   assert.equal((await loginRequest(server, "ivan", password, from)).status, 200);
+});
+
+Deno.test("POST /auth/login admits no more concurrent guesses than the lockout allows, and never 500", async () => {
+  await using server = await startTestServer({}, {
+    limits: { loginFreeFailures: 5, loginBaseLockMs: 60_000, loginPerIp: 1000 },
+  });
+  const password = crypto.randomUUID();
+  await putUser(server.deps.kv, { name: "jonas", role: "admin", password });
+
+  const answers = await Promise.all(
+    Array.from({ length: 25 }, () => loginRequest(server, "jonas", crypto.randomUUID())),
+  );
+  const statuses = answers.map((a) => a.status);
+  const count = (status: number) => statuses.filter((s) => s === status).length;
+  assert.equal(count(401), 5, `password checks: ${statuses.join(" ")}`);
+  assert.equal(count(429), 20, `refused: ${statuses.join(" ")}`);
+  for (const a of answers.filter((a) => a.status === 429)) {
+    assert.equal(a.body.error, "rate_limited");
+    assert.ok(a.retryAfter !== null && a.retryAfter >= 1, `Retry-After ${a.retryAfter}`);
+  }
+  const locked = await loginRequest(server, "jonas", password);
+  assert.equal(locked.status, 429, "the right password is locked out afterwards too");
+});
+
+Deno.test("/admin/ws accepts exactly its cap of pending sockets from 100 upgrades sent at once", async () => {
+  await using server = await startTestServer({}, { limits: { wsPendingPerIp: 16 } });
+  const held = await Promise.all(Array.from({ length: 100 }, () => holdUpgrade(server.wsUrl)));
+  try {
+    const statuses = held.map((h) => h.status);
+    const count = (status: number) => statuses.filter((s) => s === status).length;
+    assert.equal(count(101), 16, `upgrades accepted: ${count(101)}`);
+    assert.equal(count(429), 84, `upgrades refused: ${count(429)}`);
+    await eventually(() => pendingCount(server) === 16, 2000, "16 pending sockets");
+  } finally {
+    await Promise.all(held.map((h) => h.close()));
+  }
+  // The slots come back when the sockets go: a new one is admitted.
+  await eventually(() => pendingCount(server) === 0, 2000, "no pending socket");
+  const again = await TestClient.open(server.wsUrl);
+  await again.auth(await server.mint());
+  await again.close();
+});
+
+Deno.test("/admin/ws gives the pending slot back when the upgrade is refused after the cap check", async () => {
+  await using server = await startTestServer({}, {
+    limits: { wsPendingPerIp: 2, wsFailuresPerIp: 1000 },
+  });
+  for (let i = 0; i < 5; i++) {
+    const refused = await rawUpgrade(`${server.wsUrl}?token=x`);
+    assert.equal(refused.status, 400, `refusal ${i + 1}`);
+    const badOrigin = await rawUpgrade(server.wsUrl, { Origin: "https://evil.example" });
+    assert.equal(badOrigin.status, 403, `refusal ${i + 1}`);
+  }
+  const held = await Promise.all([1, 2].map(() => holdUpgrade(server.wsUrl)));
+  try {
+    assert.deepEqual(held.map((h) => h.status), [101, 101]);
+  } finally {
+    await Promise.all(held.map((h) => h.close()));
+  }
+});
+
+/** Reads a raw socket's events until its close (or a drop), at most `timeoutMs`. */
+async function readUntilEnd(frames: FrameSocket, timeoutMs = 5000): Promise<WsEvent[]> {
+  const events: WsEvent[] = [];
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    const event = await frames.next(Math.max(0, deadline - Date.now()));
+    events.push(event);
+    if (event.type !== "text") return events;
+  }
+}
+
+Deno.test("/admin/ws takes auth pipelined with 100 pings in one write as one attempt, one record, one answer", async () => {
+  await using server = await startTestServer();
+  const held = await holdUpgrade(server.wsUrl);
+  try {
+    assert.equal(held.status, 101);
+    const text = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+    const burst = [encodeFrame(0x1, text({ type: "auth", token: await server.mint() }))];
+    for (let i = 0; i < 100; i++) burst.push(encodeFrame(0x1, text({ type: "ping", id: i })));
+    await held.frames.wire.write(concat(burst));
+
+    const events = await readUntilEnd(held.frames);
+    const messages = events.flatMap((e) => e.type === "text" ? [JSON.parse(e.data)] : []);
+    const end = events.at(-1)!;
+    assert.equal(messages[0]?.type, "authenticated", "the attempt's answer comes first");
+    assert.ok(!messages.some((m) => m.type === "auth_failed"), "no answer contradicts it");
+    const pongs = messages.filter((m) => m.type === "pong").length;
+    assert.ok(pongs > 0 && pongs < 100, `${pongs} of 100 pings answered before the close`);
+    // Too many messages after authentication: the contract's close, not an attempt.
+    assert.deepEqual(end, { type: "close", code: 4429, reason: "rate_limited" });
+
+    const attempts = (await server.attempts()).filter((a) => a.transport === "message");
+    assert.deepEqual(
+      attempts.map((a) => [a.outcome, a.reason]),
+      [["success", "ok"]],
+      "one socket, one first message: one record",
+    );
+  } finally {
+    await held.close();
+  }
+});
+
+Deno.test("/admin/ws takes a failing auth pipelined with 100 pings as one failed attempt, closed with its own reason", async () => {
+  await using server = await startTestServer();
+  const held = await holdUpgrade(server.wsUrl);
+  try {
+    const text = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+    const burst = [encodeFrame(0x1, text({ type: "auth", token: "not-a-jwt" }))];
+    for (let i = 0; i < 100; i++) burst.push(encodeFrame(0x1, text({ type: "ping", id: i })));
+    await held.frames.wire.write(concat(burst));
+
+    const events = await readUntilEnd(held.frames);
+    const messages = events.flatMap((e) => e.type === "text" ? [JSON.parse(e.data)] : []);
+    assert.deepEqual(messages, [{ type: "auth_failed", reason: "malformed_token" }]);
+    assert.deepEqual(events.at(-1), { type: "close", code: 4401, reason: "malformed_token" });
+    const attempts = (await server.attempts()).filter((a) => a.transport === "message");
+    assert.deepEqual(attempts.map((a) => [a.outcome, a.reason]), [["failure", "malformed_token"]]);
+  } finally {
+    await held.close();
+  }
+});
+
+Deno.test("POST /auth/login holds the lockout across two instances on one KV file under concurrent guesses", async () => {
+  const { kv: kvA, path, close } = await tempFileKv("lookout_lockout_");
+  const kvB = await Deno.openKv(path);
+  try {
+    const limits = { loginFreeFailures: 5, loginBaseLockMs: 60_000, loginPerIp: 1000 };
+    const env = { JWT_SECRET: randomSecret() };
+    await using a = await startTestServer(env, { kv: kvA, limits });
+    await using b = await startTestServer(env, { kv: kvB, limits });
+    const password = crypto.randomUUID();
+    await putUser(kvA, { name: "kira", role: "viewer", password });
+
+    const answers = await Promise.all(
+      Array.from(
+        { length: 30 },
+        (_, i) => loginRequest(i % 2 ? a : b, "kira", crypto.randomUUID()),
+      ),
+    );
+    const statuses = answers.map((x) => x.status);
+    assert.equal(statuses.filter((s) => s === 401).length, 5, `statuses: ${statuses.join(" ")}`);
+    assert.equal(statuses.filter((s) => s === 429).length, 25, `statuses: ${statuses.join(" ")}`);
+    for (const server of [a, b]) {
+      assert.equal((await loginRequest(server, "kira", password)).status, 429);
+    }
+  } finally {
+    kvB.close();
+    await close();
+  }
 });

@@ -99,7 +99,7 @@ export async function authenticate(deps: KeyAuthDeps, c: Context): Promise<Princ
       });
     // An IP past its failed attempts gets 429, recorded once per window, so
     // a flood of bad keys cannot turn into a flood of KV writes.
-    const refusal = deps.guard?.refusal(ip);
+    const refusal = deps.guard?.overFailures(ip);
     if (refusal) {
       if (refusal.record) await record("rate_limited");
       throw new ApiError(429, "rate_limited", {
