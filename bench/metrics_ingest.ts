@@ -41,6 +41,8 @@ const USAGE = `usage: deno run -A bench/metrics_ingest.ts [options]
   --rss-series N      series written before the last RSS reading (1000)
   --query-gap-ms T    pause between two rounds of the two queries (200)
   --only LIST         comma-separated: influx, lookout, bare, bare-group (all four)
+  --lookout-root DIR  run Lookout from this checkout instead of this repository
+  --profile DIR       run Lookout under --cpu-prof, writing the profile into DIR
   --no-readme         do not write the table into bench/README.md
   --json FILE         also write every figure as JSON to FILE`;
 
@@ -67,6 +69,9 @@ const GOALS: Partial<Record<Name, number>> = { influx: 0.5, bare: 0.7 };
 interface Options {
   shape: LoadShape;
   only: Name[];
+  /** The checkout Lookout runs from, ending in `/`. */
+  lookoutRoot: string;
+  profile: string | null;
   readme: boolean;
   json: string | null;
 }
@@ -102,6 +107,8 @@ function readOptions(args: string[]): Options {
         "rss-series": { type: "string" },
         "query-gap-ms": { type: "string" },
         only: { type: "string" },
+        "lookout-root": { type: "string" },
+        profile: { type: "string" },
         "no-readme": { type: "boolean", default: false },
         json: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
@@ -138,9 +145,29 @@ function readOptions(args: string[]): Options {
       queryGapMs: flag("query-gap-ms", values["query-gap-ms"], 200, 0),
     },
     only: NAMES.filter((n) => only.includes(n)),
+    lookoutRoot: lookoutRoot(values["lookout-root"]),
+    profile: values.profile ?? null,
     readme: !values["no-readme"],
     json: values.json ?? null,
   };
+}
+
+/** `--lookout-root`, checked: a folder with Lookout's main.ts and deno.json. */
+function lookoutRoot(dir: string | undefined): string {
+  if (dir === undefined) return REPO_ROOT;
+  const root = dir.endsWith("/") ? dir : `${dir}/`;
+  for (const file of ["main.ts", "deno.json"]) {
+    try {
+      Deno.statSync(`${root}${file}`);
+    } catch {
+      fail(
+        `Cannot run the ingest benchmark as --lookout-root must hold Lookout's ${file}: current value is ${
+          JSON.stringify(dir)
+        }`,
+      );
+    }
+  }
+  return root;
 }
 
 /** Subprocesses and folders still to clean up, on any way out. */
@@ -287,13 +314,16 @@ async function startInflux(): Promise<
 // ---------------------------------------------------------------------------
 // Lookout
 
-/** `deno task key:add` prints a key when the task exists (issue 11); null before. */
-async function ingestKey(kvPath: string): Promise<string | null> {
-  const tasks = JSON.parse(await Deno.readTextFile(`${REPO_ROOT}deno.json`)).tasks ?? {};
+/**
+ * `deno task key:add` prints a key when the task exists (issue 11); null
+ * before. `root` is the checkout Lookout runs from.
+ */
+async function ingestKey(root: string, kvPath: string, name: string): Promise<string | null> {
+  const tasks = JSON.parse(await Deno.readTextFile(`${root}deno.json`)).tasks ?? {};
   if (!tasks["key:add"]) return null;
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["task", "-q", "key:add", "bench-ingest", "--scope", "ingest"],
-    cwd: REPO_ROOT,
+    args: ["task", "-q", "key:add", name, "--scope", "ingest"],
+    cwd: root,
     env: { KV_PATH: kvPath, NO_COLOR: "1" },
     stdin: "null",
     stdout: "piped",
@@ -318,9 +348,11 @@ function randomText(bytes = 32): string {
 
 /**
  * Starts Lookout (launch.ts's one Lookout command, one instance) on a fresh
- * KV file. Null, with the reason, when its ingest endpoint does not exist yet.
+ * KV file, from `root`. Each sender has an ingest key of its own, as separate
+ * services would: Lookout limits pushes per key. Null when its ingest
+ * endpoint does not exist yet.
  */
-async function startLookout(): Promise<
+async function startLookout(root: string, senders: number, profile: string | null): Promise<
   { target: IngestTarget; stop: () => Promise<void>; notes: string[] } | null
 > {
   const dir = await tempDir();
@@ -331,8 +363,16 @@ async function startLookout(): Promise<
     audience: "lookout",
     admin: { username: "unused", password: randomText(18) },
   };
-  const key = await ingestKey(kvPath);
-  const server = await startServer("lookout", secrets, { kvPath, lookoutFlags: [] });
+  const keys: string[] = [];
+  for (let i = 0; i < senders; i++) {
+    const key = await ingestKey(root, kvPath, `bench-ingest-${i}`);
+    if (key === null) break;
+    keys.push(key);
+  }
+  const lookoutFlags = profile
+    ? ["--cpu-prof", `--cpu-prof-dir=${await Deno.realPath(profile)}`]
+    : [];
+  const server = await startServer("lookout", secrets, { kvPath, lookoutFlags, cwd: root });
   running.add(server);
   const stop = async () => {
     await server.stop();
@@ -346,15 +386,16 @@ async function startLookout(): Promise<
     .sign(new TextEncoder().encode(secrets.secret));
   const notes: string[] = [];
   // CONTRACT 7.2 also takes an admin access token: used only until key:add exists.
-  const ingestAuth = key ? `Token ${key}` : `Bearer ${token}`;
-  if (!key) notes.push("Lookout: no `deno task key:add` yet, ingest with an admin access token");
-  const write = (body: string) =>
+  const ingestAuth = (sender: number) =>
+    keys.length ? `Token ${keys[sender % keys.length]}` : `Bearer ${token}`;
+  if (!keys.length) notes.push("no `deno task key:add` yet, ingest with an admin access token");
+  const write = (body: string, sender: number) =>
     fetch(`${server.base}/api/v2/write?precision=ns`, {
       method: "POST",
-      headers: { authorization: ingestAuth, "content-type": "text/plain; charset=utf-8" },
+      headers: { authorization: ingestAuth(sender), "content-type": "text/plain; charset=utf-8" },
       body,
     });
-  const probe = await write(`${MEASUREMENT},series=${seriesName(0)} v=1i`);
+  const probe = await write(`${MEASUREMENT},series=${seriesName(0)} v=1i`, 0);
   await probe.body?.cancel();
   if (probe.status === 404 || probe.status === 405) {
     await stop();
@@ -379,7 +420,7 @@ async function startLookout(): Promise<
     target: {
       pid: server.pid,
       send: async (batch) => {
-        const res = await write(lineProtocol(batch));
+        const res = await write(lineProtocol(batch), batch.sender);
         await expectStatus(res, 204, "write to Lookout");
       },
       queries: canQuery
@@ -512,19 +553,22 @@ async function machine(): Promise<string> {
   return `${navigator.hardwareConcurrency} cores (${cpu}), Linux ${Deno.osRelease()}; Deno ${Deno.version.deno}; ${influx}`;
 }
 
-async function commit(): Promise<string> {
+/** The short commit of the checkout at `root`, or "?" outside git. */
+async function commit(root: string): Promise<string> {
   const out = await new Deno.Command("git", {
     args: ["rev-parse", "--short", "HEAD"],
-    cwd: REPO_ROOT,
+    cwd: root,
     stdout: "piped",
+    stderr: "null",
   }).output().catch(() => null);
-  return out ? new TextDecoder().decode(out.stdout).trim() : "?";
+  return out?.success ? new TextDecoder().decode(out.stdout).trim() : "?";
 }
 
 /** Runs the benchmark with command-line `args`; resolves with the exit status. */
 export async function main(args: string[]): Promise<number> {
   const options = readOptions(args);
   const { shape } = options;
+  if (options.profile) await Deno.mkdir(options.profile, { recursive: true });
   const onSignal = () => cleanUp().finally(() => Deno.exit(130));
   for (const s of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(s, onSignal);
   const started = new Date();
@@ -539,7 +583,9 @@ export async function main(args: string[]): Promise<number> {
           results[name] = await runBare(shape, name === "bare" ? "batch" : "group");
           continue;
         }
-        const server = name === "influx" ? await startInflux() : await startLookout();
+        const server = name === "influx"
+          ? await startInflux()
+          : await startLookout(options.lookoutRoot, shape.senders, options.profile);
         if (!server) {
           skipped.lookout = "Lookout: ingest endpoint not available (skipped)";
           console.error(skipped.lookout);
@@ -562,17 +608,24 @@ export async function main(args: string[]): Promise<number> {
     await cleanUp();
   }
   const about = [
-    `- Run ${started.toISOString().slice(0, 16).replace("T", " ")} UTC at ${await commit()}: ` +
+    `- Run ${started.toISOString().slice(0, 16).replace("T", " ")} UTC at ${await commit(
+      REPO_ROOT,
+    )}: ` +
     `\`deno run -A bench/metrics_ingest.ts${args.length ? ` ${args.join(" ")}` : ""}\`: ` +
     `${shape.senders} senders, ${shape.batchSize}-point batches over ${shape.seriesCount} series, ` +
     `${shape.seconds} s timed after ${shape.warmupSeconds} s of warm-up, each target alone; ` +
     `RSS with ${shape.rssSeries} series.`,
     `- Machine: ${await machine()}.`,
+    ...(options.lookoutRoot === REPO_ROOT ? [] : [
+      `- Lookout run from \`${options.lookoutRoot}\` (commit ${await commit(
+        options.lookoutRoot,
+      )}).`,
+    ]),
   ].join("\n");
   const text = `${about}\n\n${report(results, skipped)}\n`;
   console.log(`\n${text}`);
   const complete = NAMES.every((n) => results[n] || skipped[n]);
-  if (options.readme && complete) {
+  if (options.readme && complete && !options.profile) {
     const readme = await Deno.readTextFile(README);
     await Deno.writeTextFile(README, replaceBetweenMarkers(readme, text, MARKERS));
     await new Deno.Command(Deno.execPath(), {
