@@ -1,18 +1,21 @@
 /**
  * The bare KV ceiling of the ingest benchmark: no HTTP, no parsing, no
- * checks, only the KV commits that storing the batches' rollups takes. Per
- * series and per bucket of each of the four rollup steps, a `sum` on a count
- * and a sum (KvU64), in atomic commits split at KV's 1,000 mutations, awaited
- * before the sender's next batch, as Lookout must. Two modes: `batch`, one
- * commit per batch; `group`, the batches that arrive while a commit is in
- * flight are summed together into the next one (group commit: the same keys,
- * so eight batches cost about what one does). It runs the same phases as the
- * other targets (bench/metrics_load.ts), in this process, with its settings
- * as JSON in `BENCH_METRICS_BARE`, and prints one JSON
- * {@linkcode TargetResult} line.
+ * checks, only the KV commits that storing the batches' counter increments
+ * takes, awaited before the sender's next batch, as Lookout must. Two modes:
+ * `batch`, one commit per batch (split in chunks); `group`, the batches that
+ * arrive while a commit is in flight are folded together into the next one
+ * (group commit: the same keys, so eight batches cost about what one does).
+ * It runs the same phases as the other targets (bench/metrics_load.ts), in
+ * this process, with its settings as JSON in `BENCH_METRICS_BARE`, and prints
+ * one JSON {@linkcode TargetResult} line.
  *
- * The keys are a stand-in for Lookout's own rollup keys (documented in
- * bench/README.md): `["metric_rollups", series, step, bucketStartMs, "count"|"sum"]`.
+ * The writes are the ones Lookout's `lib/metrics/rollup.ts` makes for a
+ * counter point (branch h4 at a257fe7), folded per key: the series' totals
+ * `["metric_totals", id, "first_at" | "last_at" | "total"]` (min, max, sum)
+ * and, per step, `["metric_buckets_<step>", id, t, "sum" | "count"]` (sums),
+ * values as KvU64, sums in fixed-point thousandths, chunks of at most 900
+ * mutations. The series id is the same SHA-256 of name and labels, computed
+ * once per series: the ceiling leaves out what need not be paid per point.
  */
 import {
   type Batch,
@@ -25,12 +28,16 @@ import {
 } from "./metrics_load.ts";
 
 /** The rollup steps Lookout keeps (CONTRACT 7.3), in ms. */
-const STEPS: [string, number][] = [["10s", 10_000], ["1m", 60_000], ["1h", 3_600_000], [
-  "1d",
-  86_400_000,
-]];
-/** Most mutations one KV atomic commit takes. */
-const MAX_MUTATIONS = 1000;
+const STEPS: [string, number][] = [
+  ["10s", 10_000],
+  ["1m", 60_000],
+  ["1h", 3_600_000],
+  ["1d", 86_400_000],
+];
+/** Lookout's chunk size: KV allows 1,000 mutations a commit. */
+const MAX_MUTATIONS = 900;
+/** Lookout's fixed-point scale for sums. */
+const FIXED_SCALE = 1000n;
 
 /** The settings the runner passes. */
 export interface BareConfig {
@@ -39,38 +46,78 @@ export interface BareConfig {
   mode: "batch" | "group";
 }
 
-/** A rollup key of the stand-in layout. */
-function rollupKey(
-  series: string,
-  step: string,
-  bucket: number,
-  part: "count" | "sum",
-): Deno.KvKey {
-  return ["metric_rollups", series, step, bucket, part];
+/** Lookout's series id: SHA-256 of the name and sorted labels, 32 hex digits. */
+async function seriesId(name: string, labels: Record<string, string>): Promise<string> {
+  const canonical = JSON.stringify([
+    name,
+    Object.entries(labels).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0),
+  ]);
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(canonical));
+  return Array.from(new Uint8Array(digest).subarray(0, 16), (b) => b.toString(16).padStart(2, "0"))
+    .join("");
 }
 
-/** The series key of tag value `name`, as Lookout names a line-protocol series. */
-function seriesKey(name: string): string {
-  return `${MEASUREMENT}.${FIELD}{series=${name}}`;
+/** The ids of series 0 to `n - 1` of the benchmark (`ingest.v`, label `series`). */
+async function seriesIds(n: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) {
+    ids.push(await seriesId(`${MEASUREMENT}.${FIELD}`, { series: seriesName(i) }));
+  }
+  return ids;
 }
 
-type Sums = Map<
-  string,
-  { series: string; step: string; bucket: number; count: number; sum: number }
->;
+/** KV writes folded per key: one mutation each, whatever the points behind it. */
+type Folded = Map<string, { key: Deno.KvKey; type: "sum" | "min" | "max"; value: bigint }>;
 
-function addBatch(sums: Sums, batch: Batch): void {
+function fold(folded: Folded, key: Deno.KvKey, type: "sum" | "min" | "max", value: bigint): void {
+  const id = key.join("\u0000");
+  const f = folded.get(id);
+  if (!f) folded.set(id, { key, type, value });
+  else if (type === "sum") f.value += value;
+  else if (type === "min") f.value = value < f.value ? value : f.value;
+  else f.value = value > f.value ? value : f.value;
+}
+
+/**
+ * Folds one batch. Every point of a batch has the batch's time, so the
+ * points are first summed per series in typed arrays: the folds are then per
+ * series, not per point (Lookout's points may each have their own time).
+ */
+function addBatch(folded: Folded, ids: string[], batch: Batch): void {
+  const counts = new Uint32Array(ids.length);
+  const sums = new Float64Array(ids.length);
   for (let i = 0; i < batch.series.length; i++) {
-    const series = seriesKey(seriesName(batch.series[i]));
-    for (const [step, ms] of STEPS) {
-      const bucket = Math.floor(batch.atMs / ms) * ms;
-      const id = `${series}|${step}|${bucket}`;
-      const entry = sums.get(id);
-      if (entry) {
-        entry.count++;
-        entry.sum += batch.values[i];
-      } else sums.set(id, { series, step, bucket, count: 1, sum: batch.values[i] });
+    counts[batch.series[i]]++;
+    sums[batch.series[i]] += batch.values[i];
+  }
+  const at = BigInt(batch.atMs);
+  for (let s = 0; s < ids.length; s++) {
+    if (counts[s] === 0) continue;
+    const id = ids[s];
+    const fixed = BigInt(sums[s]) * FIXED_SCALE;
+    const count = BigInt(counts[s]);
+    fold(folded, ["metric_totals", id, "first_at"], "min", at);
+    fold(folded, ["metric_totals", id, "last_at"], "max", at);
+    fold(folded, ["metric_totals", id, "total"], "sum", fixed);
+    for (const [step, size] of STEPS) {
+      const t = batch.atMs - (batch.atMs % size);
+      fold(folded, [`metric_buckets_${step}`, id, t, "sum"], "sum", fixed);
+      fold(folded, [`metric_buckets_${step}`, id, t, "count"], "sum", count);
     }
+  }
+}
+
+/** Commits the folded writes of `batches`, in chunks of at most 900 mutations. */
+async function commitBatches(kv: Deno.Kv, ids: string[], batches: Batch[]): Promise<void> {
+  const folded: Folded = new Map();
+  for (const batch of batches) addBatch(folded, ids, batch);
+  const all = [...folded.values()];
+  for (let i = 0; i < all.length; i += MAX_MUTATIONS) {
+    const op = kv.atomic();
+    for (const f of all.slice(i, i + MAX_MUTATIONS)) {
+      op.mutate({ type: f.type, key: f.key, value: new Deno.KvU64(f.value) });
+    }
+    if (!(await op.commit()).ok) throw new Error("Cannot store the batch as a KV commit failed");
   }
 }
 
@@ -79,7 +126,7 @@ function addBatch(sums: Sums, batch: Batch): void {
  * it, then goes into the next commit with every other batch that waited;
  * each is answered once its own commit is done.
  */
-function groupCommitter(kv: Deno.Kv): (batch: Batch) => Promise<void> {
+function groupCommitter(kv: Deno.Kv, ids: string[]): (batch: Batch) => Promise<void> {
   let waiting: { batch: Batch; done: () => void; failed: (e: unknown) => void }[] = [];
   let busy = false;
   async function drain(): Promise<void> {
@@ -88,7 +135,7 @@ function groupCommitter(kv: Deno.Kv): (batch: Batch) => Promise<void> {
       const group = waiting;
       waiting = [];
       try {
-        await commitBatches(kv, group.map((g) => g.batch));
+        await commitBatches(kv, ids, group.map((g) => g.batch));
         for (const g of group) g.done();
       } catch (error) {
         for (const g of group) g.failed(error);
@@ -103,50 +150,26 @@ function groupCommitter(kv: Deno.Kv): (batch: Batch) => Promise<void> {
     });
 }
 
-/** Commits the rollups of `batches`, summed per key first: one mutation per key. */
-async function commitBatches(kv: Deno.Kv, batches: Batch[]): Promise<void> {
-  const sums: Sums = new Map();
-  for (const batch of batches) addBatch(sums, batch);
-  let op = kv.atomic();
-  let mutations = 0;
-  const commits: Promise<Deno.KvCommitResult | Deno.KvCommitError>[] = [];
-  for (const { series, step, bucket, count, sum } of sums.values()) {
-    if (mutations + 2 > MAX_MUTATIONS) {
-      commits.push(op.commit());
-      op = kv.atomic();
-      mutations = 0;
-    }
-    op.sum(rollupKey(series, step, bucket, "count"), BigInt(count));
-    op.sum(rollupKey(series, step, bucket, "sum"), BigInt(sum));
-    mutations += 2;
-  }
-  commits.push(op.commit());
-  for (const result of await Promise.all(commits)) {
-    if (!result.ok) throw new Error("Cannot store the batch as a KV commit failed");
-  }
-}
-
-/** Reads every bucket of one series and step in `[from, to]`: the ceiling of a query. */
-async function readBuckets(kv: Deno.Kv, step: string, spanMs: number): Promise<void> {
-  const series = seriesKey(seriesName(1));
+/** Reads every bucket of one series and step in the last `spanMs`: the ceiling of a query. */
+async function readBuckets(kv: Deno.Kv, id: string, step: string, spanMs: number): Promise<void> {
   const to = Date.now();
   let n = 0;
   for await (
     const _ of kv.list({
-      start: ["metric_rollups", series, step, to - spanMs],
-      end: ["metric_rollups", series, step, to + 1],
+      start: [`metric_buckets_${step}`, id, to - spanMs],
+      end: [`metric_buckets_${step}`, id, to + 1],
     })
   ) n++;
   if (n === 0) throw new Error(`Cannot query the ${step} buckets as none were found`);
 }
 
-/** The total of every `sum` of the 1d step: each increment is in exactly one day bucket. */
+/** The total of every series' `total`, back from fixed point. */
 async function storedSum(kv: Deno.Kv): Promise<number> {
   let total = 0n;
-  for await (const entry of kv.list<Deno.KvU64>({ prefix: ["metric_rollups"] })) {
-    if (entry.key[2] === "1d" && entry.key[4] === "sum") total += entry.value.value;
+  for await (const entry of kv.list<Deno.KvU64>({ prefix: ["metric_totals"] })) {
+    if (entry.key[2] === "total") total += entry.value.value;
   }
-  return Number(total);
+  return Number(total / FIXED_SCALE);
 }
 
 if (import.meta.main) {
@@ -156,13 +179,16 @@ if (import.meta.main) {
     Deno.exit(2);
   }
   const kv = await Deno.openKv(config.kvPath);
+  const ids = await seriesIds(Math.max(config.shape.seriesCount, config.shape.rssSeries));
   const target: IngestTarget = {
     pid: Deno.pid,
-    send: config.mode === "group" ? groupCommitter(kv) : (batch) => commitBatches(kv, [batch]),
+    send: config.mode === "group"
+      ? groupCommitter(kv, ids)
+      : (batch) => commitBatches(kv, ids, [batch]),
     storedSum: () => storedSum(kv),
     queries: {
-      hour10s: () => readBuckets(kv, "10s", 3_600_000),
-      month1h: () => readBuckets(kv, "1h", 30 * 86_400_000),
+      hour10s: () => readBuckets(kv, ids[1], "10s", 3_600_000),
+      month1h: () => readBuckets(kv, ids[1], "1h", 30 * 86_400_000),
     },
   };
   const result = await measureTarget(
