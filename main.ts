@@ -16,14 +16,19 @@ import { requestId } from "hono/request-id";
 import { CLOSE_GOING_AWAY } from "./lib/protocol.ts";
 import { RevocationFeed, RevocationSet, revokeSession, revokeToken } from "./lib/revocation.ts";
 import { resolveJwtSecret } from "./lib/secret.ts";
+import { portInUse } from "./lib/port.ts";
 import { securityHeaders } from "./lib/security_headers.ts";
 import type { SessionTimeouts } from "./lib/sessions.ts";
 import { type AccessClaims, type TokenKey, tokenKey } from "./lib/tokens.ts";
 import { ensureFirstAdmin } from "./lib/users.ts";
+import { KeyCache } from "./lib/api_keys/key_cache.ts";
+import { Metrics } from "./lib/metrics/metrics.ts";
 import { adminRoutes } from "./routes/admin.tsx";
 import { apiRoutes } from "./routes/api.ts";
 import { authRoutes } from "./routes/auth.tsx";
 import { healthRoutes } from "./routes/health.ts";
+import { keyRoutes } from "./routes/keys.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
 import { staticRoutes } from "./routes/static.ts";
 import { wsRoutes } from "./routes/ws.ts";
 
@@ -46,16 +51,21 @@ export interface AppDeps {
   /** Revokes a session or token everywhere, closing this instance's sockets at once. */
   revokeSession: (sid: string, until: number) => Promise<void>;
   revokeToken: (jti: string, until: number) => Promise<void>;
+  /** This instance's view of the API keys. */
+  keys: KeyCache;
+  metrics: Metrics;
 }
 
 /** Builds the Hono app from its parts. */
 export function createApp(deps: AppDeps): Hono {
   const { config } = deps;
   const app = new Hono();
-  app.onError(errorHandler(deps.logger));
-  app.notFound(() => {
-    throw new ApiError(404, "not_found");
-  });
+  const onError = errorHandler(deps.logger);
+  app.onError(onError);
+  // Answered, not thrown: Hono runs the not-found handler inside the
+  // middleware chain, and a throw there skips every middleware's after-part
+  // (the security headers among them) on its way to onError.
+  app.notFound((c) => onError(new ApiError(404, "not_found"), c));
   // Every line logged for a request carries its id (also sent back as
   // X-Request-Id, and taken from a proxy's X-Request-Id when it sets one).
   app.use(requestId());
@@ -66,6 +76,9 @@ export function createApp(deps: AppDeps): Hono {
   app.route("/", staticRoutes());
   app.route("/", authRoutes(deps));
   app.route("/", adminRoutes(deps));
+  // Before apiRoutes: these take API keys, which its middleware would refuse.
+  app.route("/", keyRoutes(deps));
+  app.route("/", metricsRoutes(deps));
   app.route("/", apiRoutes(deps));
   app.route(
     "/",
@@ -190,6 +203,14 @@ export async function startLookout(
       hub.broadcastRevocation(await revokeToken(kv, jti, until));
       await feed.poll();
     },
+    keys: new KeyCache(kv),
+    metrics: new Metrics(kv, {
+      maxSeries: config.metricsMaxSeries,
+      retentionDays: config.metricsRetentionDays,
+      pushesPerKey: limits.metricsPushesPerKey,
+      pushWindowMs: limits.metricsPushWindowMs,
+      logger,
+    }),
   };
   const app = createApp(deps);
   await feed.start();
@@ -202,6 +223,7 @@ export async function startLookout(
     onListen: () => {},
   }, app.fetch);
   hub.start();
+  deps.metrics.start();
   const url = new URL(
     `http://${config.hostname === "0.0.0.0" ? "localhost" : config.hostname}:${server.addr.port}`,
   );
@@ -228,6 +250,7 @@ export async function startLookout(
     await server.shutdown();
     // Requests that were in flight have recorded their attempts by now.
     await attempts.flush();
+    await deps.metrics.stop();
     await feed.stop();
     await hub.stop();
     deps.deadlines.stop();
@@ -306,6 +329,12 @@ if (import.meta.main) {
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(error.message);
+    Deno.exit(1);
+  }
+  // Before the workers bind with reusePort, which would share the port
+  // with whoever serves it already.
+  if (portInUse(config.hostname, config.port)) {
+    console.error(`Cannot start as port ${config.port} is already in use by another process`);
     Deno.exit(1);
   }
   await setupLogging();

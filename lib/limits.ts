@@ -17,6 +17,9 @@ export interface Limits {
   loginFreeFailures: number;
   loginBaseLockMs: number;
   loginMaxLockMs: number;
+  /** Metric pushes one API key (or one user's tokens) may make per window, per instance. */
+  metricsPushesPerKey: number;
+  metricsPushWindowMs: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -31,6 +34,8 @@ export const DEFAULT_LIMITS: Limits = {
   loginFreeFailures: 5,
   loginBaseLockMs: 5_000,
   loginMaxLockMs: 15 * 60_000,
+  metricsPushesPerKey: 300,
+  metricsPushWindowMs: 10_000,
 };
 
 /**

@@ -8,7 +8,7 @@ import { ApiError } from "../lib/http_errors.ts";
 import type { IpGuard } from "../lib/limits.ts";
 import { originAllowed } from "../lib/origin.ts";
 import type { FailureReason } from "../lib/protocol.ts";
-import { type AccessClaims, verifyAccessToken } from "../lib/tokens.ts";
+import { type AccessClaims, bearerCredentials, verifyAccessToken } from "../lib/tokens.ts";
 
 /** What the `/admin/ws` route needs. */
 export interface WsDeps extends Omit<ConnectionDeps, "pending"> {
@@ -116,9 +116,9 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
       let preAuth: AccessClaims | null = null;
       // Only a Bearer header is ours: Basic credentials (say, from an nginx
       // auth_basic in front) are left alone, and the first message decides.
-      const bearer = /^Bearer(?:[ ]+(\S*))?\s*$/i.exec(c.req.header("authorization") ?? "");
-      if (bearer) {
-        const result = await verifyAccessToken(tokenKey, bearer[1], { isRevoked: deps.isRevoked });
+      const bearer = bearerCredentials(c.req.header("authorization"));
+      if (bearer !== null) {
+        const result = await verifyAccessToken(tokenKey, bearer, { isRevoked: deps.isRevoked });
         if (!result.ok) {
           await refuse(401, result.reason, `the bearer token failed: ${result.reason}`, result);
         } else {

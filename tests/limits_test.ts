@@ -5,6 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { putUser } from "../lib/users.ts";
+import { encodeRequest } from "../probe/http_wire.ts";
+import { encodeFrame, FrameSocket, websocketKey, Wire, type WsEvent } from "../probe/ws_wire.ts";
 import { eventually, rawUpgrade, startTestServer, TestClient, type TestServer } from "./helpers.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -105,39 +107,22 @@ Deno.test("/admin/ws keeps a socket that pings 4 times a second under a limit of
   await paced.close();
 });
 
-/** One client-to-server text frame, masked as RFC 6455 requires. */
-function maskedTextFrame(text: string): Uint8Array {
-  const payload = new TextEncoder().encode(text);
-  const n = payload.length;
-  const head = n < 126 ? [0x81, 0x80 | n] : [0x81, 0x80 | 126, n >> 8, n & 0xff];
-  assert.ok(n < 65536);
-  const mask = crypto.getRandomValues(new Uint8Array(4));
-  const frame = new Uint8Array(head.length + 4 + n);
-  frame.set(head, 0);
-  frame.set(mask, head.length);
-  for (let i = 0; i < n; i++) frame[head.length + 4 + i] = payload[i] ^ mask[i % 4];
-  return frame;
-}
-
 /**
  * Opens `/admin/ws` over a bare TCP socket: writes the handshake, reads the
- * 101 (and no further), then sends `messages` as masked text frames.
+ * 101 (and no further), then sends `messages` as masked text frames. Nothing
+ * reads the socket after that, so the server's frames back up in it.
  */
 async function rawSocket(server: TestServer, messages: unknown[]): Promise<Deno.TcpConn> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(server.url.port) });
-  const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
-  const request = [
-    "GET /admin/ws HTTP/1.1",
-    `Host: 127.0.0.1:${server.url.port}`,
-    "Upgrade: websocket",
-    "Connection: Upgrade",
-    `Sec-WebSocket-Key: ${key}`,
-    "Sec-WebSocket-Version: 13",
-    "",
-    "",
-  ].join("\r\n");
-  await conn.write(new TextEncoder().encode(request));
-  // Read one byte at a time so nothing past the handshake is consumed.
+  const url = new URL(server.wsUrl);
+  const conn = await Deno.connect({ hostname: url.hostname, port: Number(url.port) });
+  await conn.write(encodeRequest(url, [
+    ["Upgrade", "websocket"],
+    ["Connection", "Upgrade"],
+    ["Sec-WebSocket-Key", websocketKey()],
+    ["Sec-WebSocket-Version", "13"],
+  ]));
+  // Read one byte at a time so nothing past the handshake is consumed: a
+  // Wire would keep reading, and the socket would not stall.
   let head = "";
   const byte = new Uint8Array(1);
   while (!head.endsWith("\r\n\r\n")) {
@@ -145,7 +130,8 @@ async function rawSocket(server: TestServer, messages: unknown[]): Promise<Deno.
     head += String.fromCharCode(byte[0]);
   }
   assert.match(head, /^HTTP\/1\.1 101/);
-  for (const m of messages) await conn.write(maskedTextFrame(JSON.stringify(m)));
+  const encoder = new TextEncoder();
+  for (const m of messages) await conn.write(encodeFrame(0x1, encoder.encode(JSON.stringify(m))));
   return conn;
 }
 
@@ -166,49 +152,21 @@ function recordMany(server: TestServer, n: number, userAgent: string | null) {
 }
 
 /**
- * Reads unmasked server frames from `conn` until a close frame (or EOF, or
- * `timeoutMs`), and returns them in order.
+ * Reads the server's messages off `conn` with the probe's frame reader until
+ * a close frame (or a drop, or `timeoutMs`), and returns them in order.
  */
-async function readFrames(conn: Deno.TcpConn, timeoutMs: number) {
-  const frames: { opcode: number; payload: Uint8Array }[] = [];
-  let buffer = new Uint8Array(0);
-  const chunk = new Uint8Array(256 * 1024);
+async function readFrames(conn: Deno.TcpConn, timeoutMs: number): Promise<WsEvent[]> {
+  const socket = new FrameSocket(new Wire(conn));
+  const events: WsEvent[] = [];
   const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    // Parse every whole frame in the buffer.
-    while (buffer.length >= 2) {
-      let length = buffer[1] & 0x7f;
-      let offset = 2;
-      if (length === 126) {
-        if (buffer.length < 4) break;
-        length = (buffer[2] << 8) | buffer[3];
-        offset = 4;
-      } else if (length === 127) {
-        if (buffer.length < 10) break;
-        length = Number(new DataView(buffer.buffer, buffer.byteOffset + 2, 8).getBigUint64(0));
-        offset = 10;
-      }
-      if (buffer.length < offset + length) break;
-      const frame = { opcode: buffer[0] & 0x0f, payload: buffer.slice(offset, offset + length) };
-      frames.push(frame);
-      buffer = buffer.subarray(offset + length);
-      if (frame.opcode === 8) return frames;
+  while (true) {
+    const event = await socket.next(deadline - Date.now());
+    if (event.type === "timeout") {
+      throw new Error(`no close frame within ${timeoutMs} ms (${events.length} frames read)`);
     }
-    const n = await conn.read(chunk);
-    if (n === null) return frames;
-    const next = new Uint8Array(buffer.length + n);
-    next.set(buffer);
-    next.set(chunk.subarray(0, n), buffer.length);
-    buffer = next;
+    events.push(event);
+    if (event.type === "close" || event.type === "dropped") return events;
   }
-  throw new Error(`no close frame within ${timeoutMs} ms (${frames.length} frames read)`);
-}
-
-function closePayload(payload: Uint8Array): { code: number; reason: string } {
-  return {
-    code: (payload[0] << 8) | payload[1],
-    reason: new TextDecoder().decode(payload.subarray(2)),
-  };
 }
 
 Deno.test("/admin/ws closes a slow consumer 4409 and keeps serving the other subscribers", async () => {
@@ -281,11 +239,10 @@ Deno.test("/admin/ws closes a slow consumer 4409 and keeps serving the other sub
     // Now read the stalled socket's backlog: it ends with the close frame.
     const frames = await readFrames(stalled, 10_000);
     const close = frames.at(-1)!;
-    assert.equal(close.opcode, 8, "the last frame is a close");
-    assert.deepEqual(closePayload(close.payload), { code: 4409, reason: "slow_consumer" });
-    const decoder = new TextDecoder();
+    assert.equal(close.type, "close", "the last frame is a close");
+    assert.deepEqual(close, { type: "close", code: 4409, reason: "slow_consumer" });
     const delivered = frames.filter((f) =>
-      f.opcode === 1 && JSON.parse(decoder.decode(f.payload)).type === "attempt"
+      f.type === "text" && JSON.parse(f.data).type === "attempt"
     ).length;
     console.log(
       `the stalled socket got ${delivered} of ${recorded} attempt events, then the close`,

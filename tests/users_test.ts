@@ -3,6 +3,7 @@
  * the environment, how passwords are stored, and what a failed login reveals.
  */
 import assert from "node:assert/strict";
+import { decodeJwt } from "jose";
 import { getUser, putUser } from "../lib/users.ts";
 import { startTestServer, type TestServer } from "./helpers.ts";
 
@@ -48,7 +49,7 @@ async function loginStatus(server: TestServer, username: string, password: strin
 }
 
 function payloadOf(token: string): Record<string, unknown> {
-  return JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+  return decodeJwt(token);
 }
 
 /** A temporary KV file, removed on dispose. */
@@ -193,7 +194,7 @@ Deno.test("ADMIN_USERNAME and ADMIN_PASSWORD do nothing when a user already exis
 });
 
 function fromBase64(text: string): Uint8Array {
-  return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+  return Uint8Array.fromBase64(text);
 }
 
 Deno.test("passwords are stored as PBKDF2-SHA256 with 600,000 iterations and a salt per user", async () => {
