@@ -14,9 +14,9 @@
  * The targets run one after the other, each alone; every subprocess is
  * stopped by its pid on the way out, also on failure and on Ctrl-C.
  */
-import { parseArgs } from "node:util";
 import { SignJWT } from "jose";
-import { numberFlag, usageError } from "../lib/cli.ts";
+import { commandOutput } from "./commit.ts";
+import { readFlags } from "./flags.ts";
 import { freePort, REPO_ROOT, startServer, stoppable, tail } from "./launch.ts";
 import type { BareConfig } from "./metrics_bare_kv.ts";
 import {
@@ -30,6 +30,7 @@ import {
   type TargetResult,
 } from "./metrics_load.ts";
 import { replaceBetweenMarkers } from "./report.ts";
+import { randomText, sleep } from "./util.ts";
 
 const USAGE = `usage: deno run -A bench/metrics_ingest.ts [options]
 
@@ -76,51 +77,29 @@ interface Options {
   json: string | null;
 }
 
-const fail: (message: string) => never = usageError(USAGE);
-
-function flag(
-  name: string,
-  value: string | undefined,
-  fallback: number,
-  min: number,
-  max?: number,
-): number {
-  return numberFlag(fail, "run the ingest benchmark", name, value, fallback, {
-    min,
-    max,
-    integer: true,
-  });
-}
-
 /** Reads the command line. */
 function readOptions(args: string[]): Options {
-  let values;
-  try {
-    values = parseArgs({
-      args,
-      options: {
-        seconds: { type: "string" },
-        "warmup-seconds": { type: "string" },
-        senders: { type: "string" },
-        batch: { type: "string" },
-        series: { type: "string" },
-        "rss-series": { type: "string" },
-        "query-gap-ms": { type: "string" },
-        only: { type: "string" },
-        "lookout-root": { type: "string" },
-        profile: { type: "string" },
-        "no-readme": { type: "boolean", default: false },
-        json: { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }).values;
-  } catch (error) {
-    fail(`Cannot run the ingest benchmark: ${(error as Error).message}`);
-  }
-  if (values.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
+  const flags = readFlags(args, {
+    seconds: { type: "string" },
+    "warmup-seconds": { type: "string" },
+    senders: { type: "string" },
+    batch: { type: "string" },
+    series: { type: "string" },
+    "rss-series": { type: "string" },
+    "query-gap-ms": { type: "string" },
+    only: { type: "string" },
+    "lookout-root": { type: "string" },
+    profile: { type: "string" },
+    "no-readme": { type: "boolean", default: false },
+    json: { type: "string" },
+  }, { usage: USAGE, doing: "run the ingest benchmark" });
+  const { values, fail } = flags;
+  const count = (
+    name: Parameters<typeof flags.number>[0],
+    fallback: number,
+    min: number,
+    max?: number,
+  ) => flags.number(name, fallback, { min, max, integer: true });
   const only = (values.only ?? NAMES.join(",")).split(",").map((s) => s.trim()).filter(Boolean);
   for (const name of only) {
     if (!NAMES.includes(name as Name)) {
@@ -131,21 +110,21 @@ function readOptions(args: string[]): Options {
       );
     }
   }
-  const series = flag("series", values.series, 100, 1, 10_000);
+  const series = count("series", 100, 1, 10_000);
   return {
     shape: {
-      seconds: flag("seconds", values.seconds, 20, 1),
-      warmupSeconds: flag("warmup-seconds", values["warmup-seconds"], 3, 0),
-      senders: flag("senders", values.senders, 8, 1, 64),
+      seconds: count("seconds", 20, 1),
+      warmupSeconds: count("warmup-seconds", 3, 0),
+      senders: count("senders", 8, 1, 64),
       // Lookout takes at most 5,000 points a request (CONTRACT 7.2).
-      batchSize: flag("batch", values.batch, 500, 1, 5000),
+      batchSize: count("batch", 500, 1, 5000),
       seriesCount: series,
       // Lookout keeps at most METRICS_MAX_SERIES (1,000 by default).
-      rssSeries: flag("rss-series", values["rss-series"], 1000, series, 10_000),
-      queryGapMs: flag("query-gap-ms", values["query-gap-ms"], 200, 0),
+      rssSeries: count("rss-series", 1000, series, 10_000),
+      queryGapMs: count("query-gap-ms", 200, 0),
     },
     only: NAMES.filter((n) => only.includes(n)),
-    lookoutRoot: lookoutRoot(values["lookout-root"]),
+    lookoutRoot: lookoutRoot(values["lookout-root"], fail),
     profile: values.profile ?? null,
     readme: !values["no-readme"],
     json: values.json ?? null,
@@ -153,7 +132,7 @@ function readOptions(args: string[]): Options {
 }
 
 /** `--lookout-root`, checked: a folder with Lookout's main.ts and deno.json. */
-function lookoutRoot(dir: string | undefined): string {
+function lookoutRoot(dir: string | undefined, fail: (message: string) => never): string {
   if (dir === undefined) return REPO_ROOT;
   const root = dir.endsWith("/") ? dir : `${dir}/`;
   for (const file of ["main.ts", "deno.json"]) {
@@ -267,7 +246,7 @@ async function startInflux(): Promise<
     }).catch(() => false);
     if (ready) break;
     if (Date.now() > deadline) throw new Error(`Cannot start influxd in 30 s:\n${output()}`);
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
   await expectStatus(
     await fetch(`${base}/query?q=${encodeURIComponent("CREATE DATABASE bench")}`, {
@@ -339,11 +318,6 @@ async function ingestKey(root: string, kvPath: string, name: string): Promise<st
     );
   }
   return key;
-}
-
-function randomText(bytes = 32): string {
-  const raw = crypto.getRandomValues(new Uint8Array(bytes));
-  return btoa(String.fromCharCode(...raw)).replace(/[+/=]/g, "");
 }
 
 /**
@@ -555,13 +529,7 @@ async function machine(): Promise<string> {
 
 /** The short commit of the checkout at `root`, or "?" outside git. */
 async function commit(root: string): Promise<string> {
-  const out = await new Deno.Command("git", {
-    args: ["rev-parse", "--short", "HEAD"],
-    cwd: root,
-    stdout: "piped",
-    stderr: "null",
-  }).output().catch(() => null);
-  return out?.success ? new TextDecoder().decode(out.stdout).trim() : "?";
+  return await commandOutput("git", ["rev-parse", "--short", "HEAD"], root) || "?";
 }
 
 /** Runs the benchmark with command-line `args`; resolves with the exit status. */

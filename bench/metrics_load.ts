@@ -7,6 +7,7 @@
  * (bench/metrics_bare_kv.ts).
  */
 import { cpuMs, machineBusyMs, settledRss } from "./proc.ts";
+import { sleep } from "./util.ts";
 
 /** The measurement and field of every point: Lookout's series `ingest.v`, InfluxDB's `ingest`/`v`. */
 export const MEASUREMENT = "ingest";
@@ -204,7 +205,7 @@ async function queryLoop(
         out.failures.push((error as Error).message);
       }
     }
-    await new Promise((r) => setTimeout(r, gapMs));
+    await sleep(gapMs);
   }
   return out;
 }
