@@ -10,13 +10,23 @@
  * one JSON {@linkcode TargetResult} line.
  *
  * The writes are the ones Lookout's `lib/metrics/rollup.ts` makes for a
- * counter point (branch h4 at a257fe7), folded per key: the series' totals
- * `["metric_totals", id, "first_at" | "last_at" | "total"]` (min, max, sum)
- * and, per step, `["metric_buckets_<step>", id, t, "sum" | "count"]` (sums),
- * values as KvU64, sums in fixed-point thousandths, chunks of at most 900
- * mutations. The series id is the same SHA-256 of name and labels, computed
- * once per series: the ceiling leaves out what need not be paid per point.
+ * counter point, with Lookout's own key functions, steps and encoding,
+ * folded per key: the series' totals `first_at`, `last_at`, `total` (min,
+ * max, sum) and, per step, each bucket's `sum` and `count` (sums), as KvU64,
+ * sums in fixed point, chunks of at most 900 mutations as
+ * `lib/metrics/writer.ts` commits them. The series id is Lookout's
+ * `seriesId()`, computed once per series: the ceiling leaves out what need
+ * not be paid per point.
  */
+import {
+  metricBucketKey,
+  metricBucketsPrefix,
+  metricTotalKey,
+  metricTotalsPrefix,
+} from "../lib/kv_keys.ts";
+import { decodeFixed, encodeFixed } from "../lib/metrics/encoding.ts";
+import { seriesId } from "../lib/metrics/points.ts";
+import { STEP_NAMES, STEPS } from "../lib/metrics/rollup.ts";
 import {
   type Batch,
   FIELD,
@@ -27,34 +37,14 @@ import {
   seriesName,
 } from "./metrics_load.ts";
 
-/** The rollup steps Lookout keeps (CONTRACT 7.3), in ms. */
-const STEPS: [string, number][] = [
-  ["10s", 10_000],
-  ["1m", 60_000],
-  ["1h", 3_600_000],
-  ["1d", 86_400_000],
-];
-/** Lookout's chunk size: KV allows 1,000 mutations a commit. */
+/** lib/metrics/writer.ts's chunk size: KV allows 1,000 mutations a commit. */
 const MAX_MUTATIONS = 900;
-/** Lookout's fixed-point scale for sums. */
-const FIXED_SCALE = 1000n;
 
 /** The settings the runner passes. */
 export interface BareConfig {
   kvPath: string;
   shape: LoadShape;
   mode: "batch" | "group";
-}
-
-/** Lookout's series id: SHA-256 of the name and sorted labels, 32 hex digits. */
-async function seriesId(name: string, labels: Record<string, string>): Promise<string> {
-  const canonical = JSON.stringify([
-    name,
-    Object.entries(labels).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0),
-  ]);
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(canonical));
-  return Array.from(new Uint8Array(digest).subarray(0, 16), (b) => b.toString(16).padStart(2, "0"))
-    .join("");
 }
 
 /** The ids of series 0 to `n - 1` of the benchmark (`ingest.v`, label `series`). */
@@ -94,15 +84,15 @@ function addBatch(folded: Folded, ids: string[], batch: Batch): void {
   for (let s = 0; s < ids.length; s++) {
     if (counts[s] === 0) continue;
     const id = ids[s];
-    const fixed = BigInt(sums[s]) * FIXED_SCALE;
+    const fixed = encodeFixed(sums[s]);
     const count = BigInt(counts[s]);
-    fold(folded, ["metric_totals", id, "first_at"], "min", at);
-    fold(folded, ["metric_totals", id, "last_at"], "max", at);
-    fold(folded, ["metric_totals", id, "total"], "sum", fixed);
-    for (const [step, size] of STEPS) {
-      const t = batch.atMs - (batch.atMs % size);
-      fold(folded, [`metric_buckets_${step}`, id, t, "sum"], "sum", fixed);
-      fold(folded, [`metric_buckets_${step}`, id, t, "count"], "sum", count);
+    fold(folded, metricTotalKey(id, "first_at"), "min", at);
+    fold(folded, metricTotalKey(id, "last_at"), "max", at);
+    fold(folded, metricTotalKey(id, "total"), "sum", fixed);
+    for (const step of STEP_NAMES) {
+      const t = batch.atMs - (batch.atMs % STEPS[step]);
+      fold(folded, metricBucketKey(step, id, t, "sum"), "sum", fixed);
+      fold(folded, metricBucketKey(step, id, t, "count"), "sum", count);
     }
   }
 }
@@ -156,8 +146,8 @@ async function readBuckets(kv: Deno.Kv, id: string, step: string, spanMs: number
   let n = 0;
   for await (
     const _ of kv.list({
-      start: [`metric_buckets_${step}`, id, to - spanMs],
-      end: [`metric_buckets_${step}`, id, to + 1],
+      start: [...metricBucketsPrefix(step, id), to - spanMs],
+      end: [...metricBucketsPrefix(step, id), to + 1],
     })
   ) n++;
   if (n === 0) throw new Error(`Cannot query the ${step} buckets as none were found`);
@@ -166,10 +156,10 @@ async function readBuckets(kv: Deno.Kv, id: string, step: string, spanMs: number
 /** The total of every series' `total`, back from fixed point. */
 async function storedSum(kv: Deno.Kv): Promise<number> {
   let total = 0n;
-  for await (const entry of kv.list<Deno.KvU64>({ prefix: ["metric_totals"] })) {
-    if (entry.key[2] === "total") total += entry.value.value;
+  for await (const entry of kv.list<Deno.KvU64>({ prefix: metricTotalsPrefix() })) {
+    if (entry.key.at(-1) === "total") total += entry.value.value;
   }
-  return Number(total / FIXED_SCALE);
+  return decodeFixed(BigInt.asUintN(64, total));
 }
 
 if (import.meta.main) {
