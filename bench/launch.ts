@@ -158,6 +158,8 @@ export interface StartOptions {
   readyMs?: number;
   /** Sees everything the server writes to stdout, chunk by chunk (V8's `--trace-gc` lines). */
   onStdout?: (chunk: string) => void;
+  /** Where the server runs from: this repository unless given (another checkout of Lookout). */
+  cwd?: string;
 }
 
 /**
@@ -201,7 +203,7 @@ export async function startServer(
     : socketIoCommand(port, secrets);
   const child = new Deno.Command(command.cmd, {
     args: command.args,
-    cwd: REPO_ROOT,
+    cwd: options.cwd ?? REPO_ROOT,
     env: command.env,
     stdin: "null",
     stdout: "piped",

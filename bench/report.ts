@@ -290,11 +290,18 @@ export function verdictLines(list: Verdict[]): string {
 export const README_START = "<!-- bench:results:start -->";
 export const README_END = "<!-- bench:results:end -->";
 
-/** `readme` with the text between the markers replaced (appended when there are none). */
-export function replaceBetweenMarkers(readme: string, generated: string): string {
-  const block = `${README_START}\n${generated.trim()}\n${README_END}`;
-  const start = readme.indexOf(README_START);
-  const end = readme.indexOf(README_END);
+/**
+ * `readme` with the text between the markers replaced (appended when there
+ * are none); other benchmarks pass their own pair of markers.
+ */
+export function replaceBetweenMarkers(
+  readme: string,
+  generated: string,
+  markers: { start: string; end: string } = { start: README_START, end: README_END },
+): string {
+  const block = `${markers.start}\n${generated.trim()}\n${markers.end}`;
+  const start = readme.indexOf(markers.start);
+  const end = readme.indexOf(markers.end);
   if (start === -1 || end === -1 || end < start) return `${readme.trimEnd()}\n\n${block}\n`;
-  return readme.slice(0, start) + block + readme.slice(end + README_END.length);
+  return readme.slice(0, start) + block + readme.slice(end + markers.end.length);
 }

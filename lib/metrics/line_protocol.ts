@@ -12,7 +12,10 @@
  *   measurement `\,` `\ ` and `\\`; in tag keys, tag values and field keys
  *   `\,` `\=` `\ ` and `\\`; in string field values `\"` and `\\`. A backslash
  *   before any other character is a literal backslash (`a\b` is `a\b`). A
- *   newline cannot be escaped outside a string.
+ *   newline cannot be escaped outside a string. (InfluxDB 1.6 itself, tried
+ *   with its `/write`, keeps `\\` outside strings as two backslashes and
+ *   reads `x\\,y` as the one value `x\,y`; the documented rule is kept here
+ *   because it can write every name, a trailing backslash included.)
  * - A string field value may hold raw newlines, as InfluxDB's own parser lets
  *   it: the point then spans several physical lines, its `line` is the first
  *   of them, and later lines keep their physical numbers.
@@ -26,12 +29,12 @@
  *   and so are trailing spaces. A tab is an ordinary character but at the
  *   start of a line, where it is skipped like a space (so a measurement
  *   cannot start with a tab, nor with `#`, which makes a comment).
- * - Refused: an empty measurement, tag key, tag value or field key; an
- *   unescaped `=` in a tag value; a line without fields; a tag key or field key
- *   given twice in one line (InfluxDB refuses duplicate tags and silently keeps
- *   the last duplicate field; here a duplicate field is an error too, since a
- *   counter increment would otherwise be lost without a word); a line over
- *   64 KiB of UTF-8.
+ * - Refused, as InfluxDB 1.6 refuses them: an empty measurement, tag key,
+ *   tag value or field key; an unescaped `=` in a tag value; a line without
+ *   fields; a tag key given twice. Also refused: a field key given twice in
+ *   one line (InfluxDB 1.6 keeps the last one without a word; here it is an
+ *   error, since a counter increment would be lost), and a line over 64 KiB
+ *   of UTF-8.
  *
  * @module
  */

@@ -1,0 +1,622 @@
+/**
+ * The ingest benchmark (issue 11): points stored durably before the answer,
+ * in batches of 500 over 100 series from 8 concurrent senders, against
+ * InfluxDB 1.6 (`influxd`, its `/write` endpoint), against Lookout
+ * (`POST /api/v2/write`, the same line-protocol bodies) and against the
+ * ceiling of a bare script that commits the same KV sums
+ * (bench/metrics_bare_kv.ts). While the senders run, one series is queried:
+ * the last hour at 10 s and the last 30 days at 1 h. Then every target gets
+ * 1,000 series and its RSS is read. One table, side by side, with Lookout's
+ * ratios to the other two.
+ *
+ *   deno run -A bench/metrics_ingest.ts [--seconds 20] [--only influx,lookout,bare] [--no-readme]
+ *
+ * The targets run one after the other, each alone; every subprocess is
+ * stopped by its pid on the way out, also on failure and on Ctrl-C.
+ */
+import { SignJWT } from "jose";
+import { commandOutput } from "./commit.ts";
+import { readFlags } from "./flags.ts";
+import { freePort, REPO_ROOT, startServer, stoppable, tail } from "./launch.ts";
+import type { BareConfig } from "./metrics_bare_kv.ts";
+import {
+  type IngestTarget,
+  type Latency,
+  lineProtocol,
+  type LoadShape,
+  MEASUREMENT,
+  measureTarget,
+  seriesName,
+  type TargetResult,
+} from "./metrics_load.ts";
+import { replaceBetweenMarkers } from "./report.ts";
+import { randomText, sleep } from "./util.ts";
+
+const USAGE = `usage: deno run -A bench/metrics_ingest.ts [options]
+
+  --seconds S         timed ingest per target (20)
+  --warmup-seconds S  unmeasured ingest first (3)
+  --senders N         concurrent senders, each waiting for its batch's answer (8)
+  --batch N           points per batch (500)
+  --series N          series the batches spread over (100)
+  --rss-series N      series written before the last RSS reading (1000)
+  --query-gap-ms T    pause between two rounds of the two queries (200)
+  --only LIST         comma-separated: influx, lookout, bare, bare-group (all four)
+  --lookout-root DIR  run Lookout from this checkout instead of this repository
+  --profile DIR       run Lookout under --cpu-prof, writing the profile into DIR
+  --no-readme         do not write the table into bench/README.md
+  --json FILE         also write every figure as JSON to FILE`;
+
+type Name = "influx" | "lookout" | "bare" | "bare-group";
+const NAMES: Name[] = ["influx", "lookout", "bare", "bare-group"];
+const TITLES: Record<Name, string> = {
+  influx: "InfluxDB 1.6",
+  lookout: "Lookout",
+  bare: "bare KV ceiling",
+  "bare-group": "bare KV, group commit",
+};
+const README = new URL("./README.md", import.meta.url);
+const MARKERS = {
+  start: "<!-- bench:metrics-ingest:start -->",
+  end: "<!-- bench:metrics-ingest:end -->",
+};
+/**
+ * Lookout's goals (issue 11): its points per second against each of the
+ * others. The ceiling of the goal is the bare script that commits each batch
+ * on its own; its group-commit variant is shown beside it, without a goal.
+ */
+const GOALS: Partial<Record<Name, number>> = { influx: 0.5, bare: 0.7 };
+
+interface Options {
+  shape: LoadShape;
+  only: Name[];
+  /** The checkout Lookout runs from, ending in `/`. */
+  lookoutRoot: string;
+  profile: string | null;
+  readme: boolean;
+  json: string | null;
+}
+
+/** Reads the command line. */
+function readOptions(args: string[]): Options {
+  const flags = readFlags(args, {
+    seconds: { type: "string" },
+    "warmup-seconds": { type: "string" },
+    senders: { type: "string" },
+    batch: { type: "string" },
+    series: { type: "string" },
+    "rss-series": { type: "string" },
+    "query-gap-ms": { type: "string" },
+    only: { type: "string" },
+    "lookout-root": { type: "string" },
+    profile: { type: "string" },
+    "no-readme": { type: "boolean", default: false },
+    json: { type: "string" },
+  }, { usage: USAGE, doing: "run the ingest benchmark" });
+  const { values, fail } = flags;
+  const count = (
+    name: Parameters<typeof flags.number>[0],
+    fallback: number,
+    min: number,
+    max?: number,
+  ) => flags.number(name, fallback, { min, max, integer: true });
+  const only = (values.only ?? NAMES.join(",")).split(",").map((s) => s.trim()).filter(Boolean);
+  for (const name of only) {
+    if (!NAMES.includes(name as Name)) {
+      fail(
+        `Cannot run the ingest benchmark as --only must list influx, lookout, bare or bare-group: current value is ${
+          JSON.stringify(name)
+        }`,
+      );
+    }
+  }
+  const series = count("series", 100, 1, 10_000);
+  return {
+    shape: {
+      seconds: count("seconds", 20, 1),
+      warmupSeconds: count("warmup-seconds", 3, 0),
+      senders: count("senders", 8, 1, 64),
+      // Lookout takes at most 5,000 points a request (CONTRACT 7.2).
+      batchSize: count("batch", 500, 1, 5000),
+      seriesCount: series,
+      // Lookout keeps at most METRICS_MAX_SERIES (1,000 by default).
+      rssSeries: count("rss-series", 1000, series, 10_000),
+      queryGapMs: count("query-gap-ms", 200, 0),
+    },
+    only: NAMES.filter((n) => only.includes(n)),
+    lookoutRoot: lookoutRoot(values["lookout-root"], fail),
+    profile: values.profile ?? null,
+    readme: !values["no-readme"],
+    json: values.json ?? null,
+  };
+}
+
+/** `--lookout-root`, checked: a folder with Lookout's main.ts and deno.json. */
+function lookoutRoot(dir: string | undefined, fail: (message: string) => never): string {
+  if (dir === undefined) return REPO_ROOT;
+  const root = dir.endsWith("/") ? dir : `${dir}/`;
+  for (const file of ["main.ts", "deno.json"]) {
+    try {
+      Deno.statSync(`${root}${file}`);
+    } catch {
+      fail(
+        `Cannot run the ingest benchmark as --lookout-root must hold Lookout's ${file}: current value is ${
+          JSON.stringify(dir)
+        }`,
+      );
+    }
+  }
+  return root;
+}
+
+/** Subprocesses and folders still to clean up, on any way out. */
+const running = new Set<{ stop: () => Promise<void> }>();
+const folders = new Set<string>();
+
+async function cleanUp(): Promise<void> {
+  await Promise.all([...running].map((p) => p.stop().catch(() => {})));
+  running.clear();
+  for (const dir of folders) await Deno.remove(dir, { recursive: true }).catch(() => {});
+  folders.clear();
+}
+
+async function tempDir(): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "lookout-ingest-bench-" });
+  folders.add(dir);
+  return dir;
+}
+
+/** Throws with the status and the start of the body unless `res` has status `ok`. */
+async function expectStatus(res: Response, ok: number, doing: string): Promise<string> {
+  const text = await res.text();
+  if (res.status !== ok) {
+    throw new Error(`Cannot ${doing} as the answer is ${res.status}: ${text.slice(0, 200)}`);
+  }
+  return text;
+}
+
+// ---------------------------------------------------------------------------
+// InfluxDB 1.6
+
+/**
+ * influxd's configuration: loopback only, no reporting, everything in `dir`,
+ * and `wal-fsync-delay = "0s"`, so each write is fsynced before its answer,
+ * durable like a KV commit.
+ */
+function influxConfig(dir: string, httpPort: number, rpcPort: number): string {
+  return `reporting-enabled = false
+bind-address = "127.0.0.1:${rpcPort}"
+
+[meta]
+  dir = "${dir}/meta"
+  logging-enabled = false
+
+[data]
+  dir = "${dir}/data"
+  wal-dir = "${dir}/wal"
+  wal-fsync-delay = "0s"
+  index-version = "inmem"
+  query-log-enabled = false
+
+[monitor]
+  store-enabled = false
+
+[continuous_queries]
+  enabled = false
+
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:${httpPort}"
+  log-enabled = false
+  pprof-enabled = false
+
+[logging]
+  level = "warn"
+  suppress-logo = true
+`;
+}
+
+/** Starts influxd on free loopback ports and creates the database `bench`. */
+async function startInflux(): Promise<
+  { target: IngestTarget; stop: () => Promise<void>; notes: string[] }
+> {
+  const dir = await tempDir();
+  const httpPort = freePort();
+  const config = `${dir}/influxdb.conf`;
+  await Deno.writeTextFile(config, influxConfig(dir, httpPort, freePort()));
+  const child = new Deno.Command("influxd", {
+    args: ["run", "-config", config],
+    cwd: dir,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const output = tail(child.stderr);
+  tail(child.stdout);
+  const { exited, stop: stopChild } = stoppable(child);
+  const handle = { stop: () => stopChild(10_000) };
+  running.add(handle);
+  const base = `http://127.0.0.1:${httpPort}`;
+  const deadline = Date.now() + 30_000;
+  while (true) {
+    if (exited()) throw new Error(`Cannot start influxd as it exited:\n${output()}`);
+    const ready = await fetch(`${base}/ping`).then(async (res) => {
+      await res.body?.cancel();
+      return res.status === 204;
+    }).catch(() => false);
+    if (ready) break;
+    if (Date.now() > deadline) throw new Error(`Cannot start influxd in 30 s:\n${output()}`);
+    await sleep(100);
+  }
+  await expectStatus(
+    await fetch(`${base}/query?q=${encodeURIComponent("CREATE DATABASE bench")}`, {
+      method: "POST",
+    }),
+    200,
+    "create InfluxDB's database",
+  );
+  const query = (span: string, step: string) => async () => {
+    const q = `SELECT sum("v"), count("v") FROM "${MEASUREMENT}" WHERE "series"='${
+      seriesName(1)
+    }' AND time >= now() - ${span} GROUP BY time(${step})`;
+    const res = await fetch(`${base}/query?db=bench&q=${encodeURIComponent(q)}`);
+    const body = JSON.parse(await expectStatus(res, 200, "query InfluxDB"));
+    if (body.results?.[0]?.error) throw new Error(`InfluxDB query: ${body.results[0].error}`);
+    if (!body.results?.[0]?.series?.length) throw new Error("InfluxDB query: no series");
+  };
+  return {
+    target: {
+      pid: child.pid,
+      send: async (batch) => {
+        const res = await fetch(`${base}/write?db=bench&precision=ns`, {
+          method: "POST",
+          body: lineProtocol(batch),
+        });
+        await expectStatus(res, 204, "write to InfluxDB");
+      },
+      queries: { hour10s: query("1h", "10s"), month1h: query("30d", "1h") },
+      storedSum: async () => {
+        const q = `SELECT sum("v") FROM "${MEASUREMENT}"`;
+        const res = await fetch(`${base}/query?db=bench&q=${encodeURIComponent(q)}`);
+        const body = JSON.parse(await expectStatus(res, 200, "query InfluxDB"));
+        return Number(body.results?.[0]?.series?.[0]?.values?.[0]?.[1] ?? NaN);
+      },
+    },
+    stop: async () => {
+      await handle.stop();
+      running.delete(handle);
+    },
+    notes: [],
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Lookout
+
+/**
+ * `deno task key:add` prints a key when the task exists (issue 11); null
+ * before. `root` is the checkout Lookout runs from.
+ */
+async function ingestKey(root: string, kvPath: string, name: string): Promise<string | null> {
+  const tasks = JSON.parse(await Deno.readTextFile(`${root}deno.json`)).tasks ?? {};
+  if (!tasks["key:add"]) return null;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "-q", "key:add", name, "--scope", "ingest"],
+    cwd: root,
+    env: { KV_PATH: kvPath, NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  const key = /lk_[A-Za-z0-9_-]{32,}/.exec(text)?.[0];
+  if (!out.success || !key) {
+    throw new Error(
+      `Cannot create an ingest key with deno task key:add: ${
+        new TextDecoder().decode(out.stderr).trim() || "no key in its output"
+      }`,
+    );
+  }
+  return key;
+}
+
+/**
+ * Starts Lookout (launch.ts's one Lookout command, one instance) on a fresh
+ * KV file, from `root`. Each sender has an ingest key of its own, as separate
+ * services would: Lookout limits pushes per key. Null when its ingest
+ * endpoint does not exist yet.
+ */
+async function startLookout(root: string, senders: number, profile: string | null): Promise<
+  { target: IngestTarget; stop: () => Promise<void>; notes: string[] } | null
+> {
+  const dir = await tempDir();
+  const kvPath = `${dir}/lookout.sqlite3`;
+  const secrets = {
+    secret: randomText(),
+    issuer: "lookout",
+    audience: "lookout",
+    admin: { username: "unused", password: randomText(18) },
+  };
+  const keys: string[] = [];
+  for (let i = 0; i < senders; i++) {
+    const key = await ingestKey(root, kvPath, `bench-ingest-${i}`);
+    if (key === null) break;
+    keys.push(key);
+  }
+  const lookoutFlags = profile
+    ? ["--cpu-prof", `--cpu-prof-dir=${await Deno.realPath(profile)}`]
+    : [];
+  const server = await startServer("lookout", secrets, { kvPath, lookoutFlags, cwd: root });
+  running.add(server);
+  const stop = async () => {
+    await server.stop();
+    running.delete(server);
+  };
+  const iat = Math.floor(Date.now() / 1000);
+  const token = await new SignJWT({ role: "admin" })
+    .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+    .setSubject("bench").setIssuer(secrets.issuer).setAudience(secrets.audience)
+    .setIssuedAt(iat).setExpirationTime(iat + 3600).setJti(crypto.randomUUID())
+    .sign(new TextEncoder().encode(secrets.secret));
+  const notes: string[] = [];
+  // CONTRACT 7.2 also takes an admin access token: used only until key:add exists.
+  const ingestAuth = (sender: number) =>
+    keys.length ? `Token ${keys[sender % keys.length]}` : `Bearer ${token}`;
+  if (!keys.length) notes.push("no `deno task key:add` yet, ingest with an admin access token");
+  const write = (body: string, sender: number) =>
+    fetch(`${server.base}/api/v2/write?precision=ns`, {
+      method: "POST",
+      headers: { authorization: ingestAuth(sender), "content-type": "text/plain; charset=utf-8" },
+      body,
+    });
+  const probe = await write(`${MEASUREMENT},series=${seriesName(0)} v=1i`, 0);
+  await probe.body?.cancel();
+  if (probe.status === 404 || probe.status === 405) {
+    await stop();
+    return null;
+  }
+  const queryUrl = (step: string, spanMs: number) => {
+    const to = Date.now();
+    return `${server.base}/api/v1/metrics/query?name=${MEASUREMENT}.v&label.series=${
+      seriesName(1)
+    }&step=${step}&from=${to - spanMs}&to=${to}`;
+  };
+  const query = (step: string, spanMs: number) => async () => {
+    const res = await fetch(queryUrl(step, spanMs), {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    const body = JSON.parse(await expectStatus(res, 200, "query Lookout"));
+    if (!body.series?.length) throw new Error("Lookout query: no series");
+  };
+  const canQuery = !(await routeMissing(server.base, token));
+  if (!canQuery) notes.push("Lookout: query endpoint not available (queries skipped)");
+  return {
+    target: {
+      pid: server.pid,
+      send: async (batch) => {
+        const res = await write(lineProtocol(batch), batch.sender);
+        await expectStatus(res, 204, "write to Lookout");
+      },
+      queries: canQuery
+        ? { hour10s: query("10s", 3_600_000), month1h: query("1h", 30 * 86_400_000) }
+        : null,
+      // A counter's `last` is its total (CONTRACT 7.3); less the probe's 1 above.
+      storedSum: async () => {
+        if (!canQuery) return NaN;
+        const res = await fetch(`${server.base}/api/v1/metrics`, {
+          headers: { authorization: `Bearer ${token}` },
+        });
+        const body = JSON.parse(await expectStatus(res, 200, "list Lookout's series"));
+        const series = (body.series ?? []) as { name: string; last: number }[];
+        return series.filter((s) => s.name === `${MEASUREMENT}.v`)
+          .reduce((total, s) => total + s.last, 0) - 1;
+      },
+    },
+    stop,
+    notes,
+  };
+}
+
+/**
+ * True when Lookout has no metrics reading yet: `/api/v1/metrics` is not a
+ * route (a query's own 404, for an unknown name, would not say that).
+ */
+async function routeMissing(base: string, token: string): Promise<boolean> {
+  const res = await fetch(`${base}/api/v1/metrics`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  await res.body?.cancel();
+  return res.status === 404;
+}
+
+// ---------------------------------------------------------------------------
+// The bare KV ceiling
+
+/** Runs bench/metrics_bare_kv.ts on a fresh KV file and reads its result line. */
+async function runBare(shape: LoadShape, mode: BareConfig["mode"]): Promise<TargetResult> {
+  const dir = await tempDir();
+  const config: BareConfig = { kvPath: `${dir}/bare.sqlite3`, shape, mode };
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "bench/metrics_bare_kv.ts"],
+    cwd: REPO_ROOT,
+    env: { BENCH_METRICS_BARE: JSON.stringify(config), NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const { stop } = stoppable(child);
+  const handle = { stop: () => stop(5000) };
+  running.add(handle);
+  const out = await child.output();
+  running.delete(handle);
+  const line = new TextDecoder().decode(out.stdout).trim().split("\n").pop() ?? "";
+  if (!out.success || !line.startsWith("{")) {
+    throw new Error(`Cannot measure the bare KV ceiling (${mode}): it exited with ${out.code}`);
+  }
+  return JSON.parse(line);
+}
+
+// ---------------------------------------------------------------------------
+// The table
+
+type Results = Partial<Record<Name, TargetResult>>;
+
+const mib = (bytes: number) => (bytes / 1024 / 1024).toFixed(0);
+const ms = (v: number) => (v < 10 ? v.toFixed(1) : v.toFixed(0));
+const lat = (l: Latency | null) => l && l.n ? `${ms(l.p50)} / ${ms(l.p99)} (${l.n})` : "-";
+
+/** The side-by-side table, then Lookout's ratios against its goals. */
+function report(results: Results, skipped: Partial<Record<Name, string>>): string {
+  const names = NAMES.filter((n) => results[n] || skipped[n]);
+  const rows: [string, (r: TargetResult) => string][] = [
+    ["points/s, durable", (r) => Math.round(r.pointsPerS).toLocaleString("en-US")],
+    ["points in the timed phase", (r) => r.points.toLocaleString("en-US")],
+    ["batch answer p50 / p99 (ms)", (r) => `${ms(r.batchMs.p50)} / ${ms(r.batchMs.p99)}`],
+    ["query 1 h at 10s, p50 / p99 (ms) (n)", (r) => lat(r.hour10s)],
+    ["query 30 d at 1h, p50 / p99 (ms) (n)", (r) => lat(r.month1h)],
+    ["target CPU per 1,000 points (ms)", (r) => ms(r.cpuMsPer1k)],
+    [
+      "everything else: kernel I/O, other processes (% of a core)",
+      (r) => `${(100 * r.otherShare).toFixed(0)}%`,
+    ],
+    ["RSS idle (MiB)", (r) => mib(r.rssIdle)],
+    ["RSS after the timed phase (MiB)", (r) => mib(r.rssAfter)],
+    ["RSS with 1,000 series (MiB)", (r) => mib(r.rssWithSeries)],
+    ["stored total = answered total", (r) => r.storedSum === r.ackedSum ? "yes" : "NO"],
+  ];
+  const head = `| | ${names.map((n) => TITLES[n]).join(" | ")} |\n| --- | ${
+    names.map(() => "---:").join(" | ")
+  } |`;
+  const body = rows.map(([label, cell]) =>
+    `| ${label} | ${names.map((n) => results[n] ? cell(results[n]!) : "skipped").join(" | ")} |`
+  ).join("\n");
+  const lines: string[] = [];
+  const lookout = results.lookout;
+  for (const other of ["influx", "bare", "bare-group"] as const) {
+    const r = results[other];
+    if (!lookout || !r) continue;
+    const ratio = lookout.pointsPerS / r.pointsPerS;
+    const goal = GOALS[other];
+    lines.push(
+      `- Lookout ÷ ${TITLES[other]}, points/s: **${ratio.toFixed(2)}x**` +
+        (goal === undefined
+          ? " (no goal)"
+          : ` (goal at least ${goal}x): ${ratio >= goal ? "met" : "MISSED"}`),
+    );
+  }
+  for (const other of ["bare", "bare-group"] as const) {
+    if (!results.influx || !results[other]) continue;
+    lines.push(
+      `- InfluxDB 1.6 ÷ ${TITLES[other]}, points/s: ${
+        (results.influx.pointsPerS / results[other]!.pointsPerS).toFixed(2)
+      }x`,
+    );
+  }
+  for (const n of names) {
+    if (skipped[n]) lines.push(`- ${skipped[n]}`);
+    for (const note of results[n]?.notes ?? []) lines.push(`- ${TITLES[n]}: ${note}`);
+  }
+  return `${head}\n${body}\n\n${lines.join("\n")}`;
+}
+
+async function machine(): Promise<string> {
+  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
+  const cpu = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1].trim() ?? "unknown CPU";
+  const influx = await new Deno.Command("influxd", { args: ["version"], stdout: "piped" })
+    .output().then((o) => new TextDecoder().decode(o.stdout).trim()).catch(() => "?");
+  return `${navigator.hardwareConcurrency} cores (${cpu}), Linux ${Deno.osRelease()}; Deno ${Deno.version.deno}; ${influx}`;
+}
+
+/** The short commit of the checkout at `root`, or "?" outside git. */
+async function commit(root: string): Promise<string> {
+  return await commandOutput("git", ["rev-parse", "--short", "HEAD"], root) || "?";
+}
+
+/** Runs the benchmark with command-line `args`; resolves with the exit status. */
+export async function main(args: string[]): Promise<number> {
+  const options = readOptions(args);
+  const { shape } = options;
+  if (options.profile) await Deno.mkdir(options.profile, { recursive: true });
+  const onSignal = () => cleanUp().finally(() => Deno.exit(130));
+  for (const s of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(s, onSignal);
+  const started = new Date();
+  const results: Results = {};
+  const skipped: Partial<Record<Name, string>> = {};
+  let failed = 0;
+  try {
+    for (const name of options.only) {
+      const log = (line: string) => console.error(`[${name}] ${line}`);
+      try {
+        if (name === "bare" || name === "bare-group") {
+          results[name] = await runBare(shape, name === "bare" ? "batch" : "group");
+          continue;
+        }
+        const server = name === "influx"
+          ? await startInflux()
+          : await startLookout(options.lookoutRoot, shape.senders, options.profile);
+        if (!server) {
+          skipped.lookout = "Lookout: ingest endpoint not available (skipped)";
+          console.error(skipped.lookout);
+          continue;
+        }
+        try {
+          log(`pid ${server.target.pid}`);
+          const result = await measureTarget(server.target, shape, log);
+          result.notes.unshift(...server.notes);
+          results[name] = result;
+        } finally {
+          await server.stop();
+        }
+      } catch (error) {
+        failed++;
+        log((error as Error).message);
+      }
+    }
+  } finally {
+    await cleanUp();
+  }
+  const about = [
+    `- Run ${started.toISOString().slice(0, 16).replace("T", " ")} UTC at ${await commit(
+      REPO_ROOT,
+    )}: ` +
+    `\`deno run -A bench/metrics_ingest.ts${args.length ? ` ${args.join(" ")}` : ""}\`: ` +
+    `${shape.senders} senders, ${shape.batchSize}-point batches over ${shape.seriesCount} series, ` +
+    `${shape.seconds} s timed after ${shape.warmupSeconds} s of warm-up, each target alone; ` +
+    `RSS with ${shape.rssSeries} series.`,
+    `- Machine: ${await machine()}.`,
+    ...(options.lookoutRoot === REPO_ROOT ? [] : [
+      `- Lookout run from \`${options.lookoutRoot}\` (commit ${await commit(
+        options.lookoutRoot,
+      )}).`,
+    ]),
+  ].join("\n");
+  const text = `${about}\n\n${report(results, skipped)}\n`;
+  console.log(`\n${text}`);
+  const complete = NAMES.every((n) => results[n] || skipped[n]);
+  if (options.readme && complete && !options.profile) {
+    const readme = await Deno.readTextFile(README);
+    await Deno.writeTextFile(README, replaceBetweenMarkers(readme, text, MARKERS));
+    await new Deno.Command(Deno.execPath(), {
+      args: ["fmt", "-q", "bench/README.md"],
+      cwd: REPO_ROOT,
+    })
+      .output();
+    console.error("wrote the table into bench/README.md");
+  } else if (options.readme) {
+    console.error("bench/README.md left as it was: it takes a run of all three targets");
+  }
+  if (options.json) {
+    await Deno.writeTextFile(options.json, JSON.stringify({ options, results, skipped }, null, 2));
+  }
+  return failed ? 1 : 0;
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (error) {
+    console.error((error as Error).message);
+    await cleanUp();
+    Deno.exit(1);
+  }
+}
