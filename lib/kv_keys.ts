@@ -39,6 +39,16 @@ export function attemptCountKey(...parts: string[]): Deno.KvKey {
   return ["attempt_counts", ...parts];
 }
 
+/** What a running total counts, read back from its key ({@linkcode attemptCountKey}). */
+export function decodeAttemptCountKey(
+  key: Deno.KvKey,
+): { total: true } | { outcome: string } | { reason: string } | null {
+  if (key[1] === "total") return { total: true };
+  if (key[1] === "outcome") return { outcome: String(key[2]) };
+  if (key[1] === "reason") return { reason: String(key[2]) };
+  return null;
+}
+
 /** The prefix of every running total. */
 export function attemptCountsPrefix(): Deno.KvKey {
   return ["attempt_counts"];
@@ -51,6 +61,11 @@ export function attemptBucketKey(
   outcome: string,
 ): Deno.KvKey {
   return [`attempt_buckets_${size}`, start, outcome];
+}
+
+/** A bucket's start and outcome, read back from its key ({@linkcode attemptBucketKey}). */
+export function decodeAttemptBucketKey(key: Deno.KvKey): { start: number; outcome: string } {
+  return { start: Number(key[1]), outcome: String(key[2]) };
 }
 
 /** The prefix of one bucket size, for range listing by start time. */
@@ -93,6 +108,21 @@ export function revokedSessionKey(sid: string): Deno.KvKey {
   return ["revoked_sessions", sid];
 }
 
+/** Every revoked token id. */
+export function revokedTokensPrefix(): Deno.KvKey {
+  return ["revoked_tokens"];
+}
+
+/** Every revoked session. */
+export function revokedSessionsPrefix(): Deno.KvKey {
+  return ["revoked_sessions"];
+}
+
+/** The token id or session id of a revocation record, read back from its key. */
+export function decodeRevokedKey(key: Deno.KvKey): string {
+  return String(key[1]);
+}
+
 /** A user, by name. */
 export function userKey(name: string): Deno.KvKey {
   return ["users", name];
@@ -126,6 +156,11 @@ export function revocationEventsPrefix(): Deno.KvKey {
 /** Open connections (deployment-wide) sampled in one minute, for the chart. */
 export function connectionSampleKey(minute: number): Deno.KvKey {
   return ["connection_samples", minute];
+}
+
+/** The minute of a connection sample, read back from its key. */
+export function decodeConnectionSampleKey(key: Deno.KvKey): number {
+  return Number(key[1]);
 }
 
 /** Every connection sample, by minute. */
