@@ -143,14 +143,22 @@ export function loginFailuresKey(name: string): Deno.KvKey {
   return ["login_failures", name];
 }
 
-/** One revocation, in time order, for every instance to act on. */
-export function revocationEventKey(id: string): Deno.KvKey {
-  return ["revocation_events", id];
+/**
+ * One event of the feed every instance tails (a revocation, and later other
+ * kinds), by a ULID of the writer's clock, so a range lists them in order.
+ */
+export function feedEventKey(id: string): Deno.KvKey {
+  return ["feed_events", id];
 }
 
-/** Every revocation event. */
-export function revocationEventsPrefix(): Deno.KvKey {
-  return ["revocation_events"];
+/** Every feed event. */
+export function feedEventsPrefix(): Deno.KvKey {
+  return ["feed_events"];
+}
+
+/** Bumped (KvU64 sum) by every commit that appends to the feed; instances watch and poll it. */
+export function feedVersionKey(): Deno.KvKey {
+  return ["feed_version"];
 }
 
 /** Open connections (deployment-wide) sampled in one minute, for the chart. */

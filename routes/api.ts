@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { zValidator } from "@hono/zod-validator";
 import { AttemptQuery, listAttempts } from "../lib/attempt_query.ts";
 import { ApiError } from "../lib/http_errors.ts";
-import type { Hub } from "../lib/hub.ts";
+import type { DeploymentStats } from "../lib/stats/deployment.ts";
 import { requestSession } from "../lib/session_cookie.ts";
 import type { SessionTimeouts } from "../lib/sessions.ts";
 import { type AccessClaims, type TokenKey, verifyAccessToken } from "../lib/tokens.ts";
@@ -10,7 +10,7 @@ import { type AccessClaims, type TokenKey, verifyAccessToken } from "../lib/toke
 /** What the `/api/v1` routes need. */
 export interface ApiDeps {
   kv: Deno.Kv;
-  hub: Hub;
+  stats: DeploymentStats;
   tokenKey: TokenKey;
   config: { trustProxy: boolean };
   sessions: SessionTimeouts;
@@ -50,7 +50,7 @@ export function apiRoutes(deps: ApiDeps): Hono<Env> {
     await next();
   });
 
-  app.get("/stats", async (c) => c.json(await deps.hub.stats()));
+  app.get("/stats", async (c) => c.json(await deps.stats.fresh()));
 
   app.get(
     "/attempts",

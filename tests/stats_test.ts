@@ -73,7 +73,7 @@ Deno.test("/api/v1/stats on instance B counts a socket authenticated on instance
       "B to see A's socket",
     );
     assert.ok(seen);
-    assert.equal(seen.instance, b.deps.hub.instanceId);
+    assert.equal(seen.instance, b.deps.instanceId);
     assert.equal(seen.connections.open, 1);
     assert.deepEqual(seen.presence, [{ name: "alice", role: "admin", connections: 1 }]);
 

@@ -1,0 +1,330 @@
+/**
+ * Deployment-wide stats: this instance publishes its counts to KV, reads
+ * everyone's (and the attempt counters) when the stats version moves, and
+ * pushes `stats_update` and `presence` to its own sockets when a count
+ * changed, at most once per `minIntervalMs`.
+ */
+import type { Attempt, Stats } from "../protocol.ts";
+import { presenceUpdate, statsUpdate } from "../protocol_encode.ts";
+import {
+  type InstanceEntry,
+  pruneStats,
+  readStats,
+  removeInstance,
+  withSelf,
+  writeInstance,
+} from "../stats.ts";
+import { minuteOf, sampleConnections } from "../history.ts";
+import { statsVersionKey } from "../kv_keys.ts";
+import type { Logger } from "../log.ts";
+import type { Member, Registry } from "../realtime/registry.ts";
+import { Unread, withUnread } from "./unread.ts";
+
+/** Options of {@linkcode DeploymentStats}. */
+export interface DeploymentStatsOptions {
+  instanceId: string;
+  startedAt: number;
+  retentionDays: number;
+  logger: Logger;
+  /** Fastest rate of stats pushes (ms between them). */
+  minIntervalMs?: number;
+  /** How often this instance rewrites its entry even when nothing changed. */
+  heartbeatMs?: number;
+}
+
+/** Shortest gap between two reads when the first pushed nothing. */
+const READ_GAP_MS = 100;
+/** Shortest gap between two writes of this instance's entry. */
+const WRITE_GAP_MS = 100;
+
+/** See the module doc. */
+export class DeploymentStats {
+  #kv: Deno.Kv;
+  #registry: Registry<Member>;
+  #o: Required<DeploymentStatsOptions>;
+  /** This instance's entry changed since it was last written. */
+  #dirty = true;
+  #lastWrite = 0;
+  /** When the next refresh may start: see {@linkcode changed}. */
+  #nextRefreshAt = 0;
+  #refreshing: Promise<void> | null = null;
+  /** The stats version the latest read started from: every commit up to it is in that read. */
+  #covered: string | null = null;
+  /**
+   * A change came while a refresh was reading: another follows it, unless
+   * the change is a commit (its versionstamp here) that the read turns out
+   * to hold. `true`: a change of unknown version.
+   */
+  #again: boolean | string = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #ticker: ReturnType<typeof setInterval> | undefined;
+  #lastPrune = 0;
+  /** The last read and this instance's entry as it was in it. */
+  #last: { stats: Stats; self: InstanceEntry } | null = null;
+  /** What was last pushed, as counts without `at` and `uptimeS`. */
+  #pushed = { stats: "", presence: "" };
+  /**
+   * What each socket was last sent: a socket sent its first stats on arrival
+   * must not get the same counts again from the next push.
+   */
+  #sent = { stats: new WeakMap<Member, string>(), presence: new WeakMap<Member, string>() };
+  #stopped = false;
+  #sampled = { minute: 0, open: -1 };
+  #writing: Promise<void> | null = null;
+  #writeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Attempts this instance recorded that the last read does not hold. */
+  #unread = new Unread();
+
+  constructor(kv: Deno.Kv, registry: Registry<Member>, options: DeploymentStatsOptions) {
+    this.#kv = kv;
+    this.#registry = registry;
+    this.#o = { minIntervalMs: 1000, heartbeatMs: 5000, ...options };
+    registry.onChange(() => this.changed());
+  }
+
+  /** Starts the heartbeat, which rewrites this instance's entry and re-reads the totals. */
+  start(): void {
+    this.#ticker = setInterval(() => this.changed(false), this.#o.heartbeatMs);
+  }
+
+  /** Stops the refresh and withdraws this instance's entry. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearInterval(this.#ticker);
+    clearTimeout(this.#timer);
+    clearTimeout(this.#writeTimer);
+    await this.#writing;
+    await this.#refreshing;
+    await removeInstance(this.#kv, this.#o.instanceId).catch(() => {});
+  }
+
+  /**
+   * The stats version moved to `versionstamp` (the feed saw it). A version
+   * the latest read already holds is dropped: an attempt of ours is reported
+   * twice (by the feed and the attempt log), and a second refresh for it
+   * would only open a window that holds up the next real change.
+   */
+  versionChanged(versionstamp: string): void {
+    if (this.#refreshing) {
+      if (this.#again !== true && (this.#again === false || versionstamp > this.#again)) {
+        this.#again = versionstamp;
+      }
+      return;
+    }
+    if (this.#covered !== null && versionstamp <= this.#covered) return;
+    this.changed(false);
+  }
+
+  /**
+   * Notes a change. `local` changes (this instance's connections) are
+   * published with the next refresh; either way the refresh is coalesced.
+   */
+  changed(local = true): void {
+    if (local) {
+      this.#dirty = true;
+      this.#writeSoon();
+    }
+    if (this.#stopped || this.#timer !== undefined) return;
+    // The refresh in flight may have read the store before this change.
+    if (this.#refreshing) {
+      this.#again = true;
+      return;
+    }
+    const wait = this.#nextRefreshAt - Date.now();
+    if (wait <= 0) this.#refreshing = this.#refresh();
+    else {
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        this.changed(false);
+      }, wait);
+    }
+  }
+
+  /** This instance's attempts, durable at `versionstamp`: counted and pushed at once. */
+  attemptsRecorded(attempts: Attempt[], versionstamp: string): void {
+    const unread = this.#covered === null || versionstamp > this.#covered;
+    if (unread) this.#unread.add(versionstamp, attempts);
+    if (unread && this.#last !== null && this.#windowOpen()) {
+      // The last read plus what was committed here since is known without
+      // reading, so it is pushed at once (after the batch's own answers).
+      // The read that brings in the others follows when the window ends.
+      this.#nextRefreshAt = Date.now() + this.#o.minIntervalMs;
+      queueMicrotask(() => {
+        if (!this.#stopped) this.#publish();
+      });
+    }
+    this.versionChanged(versionstamp);
+  }
+
+  #windowOpen(): boolean {
+    return !this.#stopped && !this.#refreshing && this.#timer === undefined &&
+      Date.now() >= this.#nextRefreshAt;
+  }
+
+  /** The stats as last read, with this instance's own counts brought up to date. */
+  async current(): Promise<Stats> {
+    if (this.#last === null) await this.refreshNow();
+    return this.#known();
+  }
+
+  /** Deployment-wide stats read from KV now (not the cache {@linkcode current} keeps). */
+  async fresh(): Promise<Stats> {
+    return await readStats(this.#kv, { self: this.#selfEntry(), startedAt: this.#o.startedAt });
+  }
+
+  /** Sends `member` the current stats: once on arrival, and as the answer to get_stats. */
+  async sendTo(member: Member, options: { always: boolean }): Promise<void> {
+    const stats = await this.current();
+    const signature = signatureOf(stats);
+    if (!options.always && this.#sent.stats.get(member) === signature) return;
+    this.#sent.stats.set(member, signature);
+    member.send(statsUpdate(stats));
+  }
+
+  /** Sends `member` the current presence (it just subscribed to it). */
+  async sendPresenceTo(member: Member): Promise<void> {
+    const { presence } = await this.current();
+    this.#sent.presence.set(member, JSON.stringify(presence));
+    member.send(presenceUpdate(presence));
+  }
+
+  /** Refreshes at once (waiting for one in flight first). */
+  async refreshNow(): Promise<void> {
+    while (this.#refreshing) await this.#refreshing;
+    this.#refreshing = this.#refresh();
+    await this.#refreshing;
+  }
+
+  #selfEntry(): InstanceEntry {
+    return { id: this.#o.instanceId, heartbeatAt: Date.now(), ...this.#registry.counts() };
+  }
+
+  #known(): Stats {
+    const last = this.#last!;
+    const stats = withUnread(
+      withSelf(last.stats, last.self, this.#selfEntry()),
+      this.#unread.total,
+    );
+    return { ...stats, uptimeS: Math.floor((stats.at - this.#o.startedAt) / 1000) };
+  }
+
+  async #refresh(): Promise<void> {
+    try {
+      const now = Date.now();
+      // A refresh that pushes opens the window; one that finds nothing new
+      // (a heartbeat, say) only spaces reads, so a change right after it is
+      // not held up for a second.
+      this.#nextRefreshAt = now + this.#o.minIntervalMs;
+      const self = this.#selfEntry();
+      // The write runs beside the read: a write slowed by a busy store must
+      // not hold up the next refresh. One at a time; a change meanwhile is
+      // written by a later refresh.
+      if (
+        this.#writing === null && (this.#dirty || now - this.#lastWrite >= this.#o.heartbeatMs)
+      ) {
+        const announce = this.#dirty;
+        this.#dirty = false;
+        this.#writing = this.#write(self, announce);
+      }
+      // The version first: whatever was committed before it, the lists see.
+      const covered = (await this.#kv.get(statsVersionKey())).versionstamp;
+      const stats = await readStats(this.#kv, { self, startedAt: this.#o.startedAt, now });
+      this.#covered = covered;
+      this.#last = { stats, self };
+      if (covered !== null) this.#unread.readUpTo(covered);
+      if (!this.#publish()) {
+        this.#nextRefreshAt = now + Math.min(this.#o.minIntervalMs, READ_GAP_MS);
+      }
+      const minute = minuteOf(now);
+      if (minute !== this.#sampled.minute || stats.connections.open !== this.#sampled.open) {
+        this.#sampled = { minute, open: stats.connections.open };
+        await sampleConnections(this.#kv, now, stats.connections.open);
+      }
+      if (now - this.#lastPrune > 60_000) {
+        this.#lastPrune = now;
+        await pruneStats(this.#kv, { retentionMs: this.#o.retentionDays * 86_400_000, now });
+      }
+    } catch (error) {
+      this.#o.logger.warn("stats refresh failed", { error });
+    } finally {
+      this.#refreshing = null;
+      const again = this.#again === true ||
+        (this.#again !== false && (this.#covered === null || this.#again > this.#covered));
+      this.#again = false;
+      if (again) this.changed(false);
+    }
+  }
+
+  /** Writes this instance's entry; only a changed one bumps the stats version (`announce`). */
+  async #write(self: InstanceEntry, announce: boolean): Promise<void> {
+    this.#lastWrite = Date.now();
+    try {
+      await writeInstance(this.#kv, self, { announce });
+    } catch (error) {
+      // Written again with the next change or heartbeat, not at once: a
+      // store that is down gets one try, and one warning, per beat.
+      this.#dirty = true;
+      this.#o.logger.warn("cannot write this instance's entry", { error });
+      return;
+    } finally {
+      this.#writing = null;
+    }
+    // A change that came during the write is not in it: write again.
+    if (this.#dirty) this.#writeSoon();
+  }
+
+  /**
+   * Writes this instance's entry soon after a change of its own, apart from
+   * the push window: the window paces pushes to sockets, and holding the
+   * entry back with it would add a second to what other instances see.
+   */
+  #writeSoon(): void {
+    if (this.#stopped || this.#writing !== null || this.#writeTimer !== undefined) return;
+    const wait = this.#lastWrite + WRITE_GAP_MS - Date.now();
+    this.#writeTimer = setTimeout(() => {
+      this.#writeTimer = undefined;
+      if (this.#stopped || this.#writing !== null || !this.#dirty) return;
+      this.#dirty = false;
+      this.#writing = this.#write(this.#selfEntry(), true);
+    }, Math.max(0, wait));
+  }
+
+  /**
+   * Pushes the current stats (the last read with this instance's counts as
+   * they are now, so never older than what a socket was sent on arrival) to
+   * the sockets whose last copy differs in a count; says whether any did.
+   */
+  #publish(): boolean {
+    const stats = this.#known();
+    let pushed = false;
+    const signature = signatureOf(stats);
+    if (signature !== this.#pushed.stats) {
+      this.#pushed.stats = signature;
+      pushed = true;
+      const message = statsUpdate(stats);
+      for (const m of this.#registry.subscribers("stats")) {
+        if (this.#sent.stats.get(m) === signature) continue;
+        this.#sent.stats.set(m, signature);
+        m.send(message);
+      }
+    }
+    const presence = JSON.stringify(stats.presence);
+    if (presence !== this.#pushed.presence) {
+      this.#pushed.presence = presence;
+      pushed = true;
+      const message = presenceUpdate(stats.presence);
+      for (const m of this.#registry.subscribers("presence")) {
+        if (this.#sent.presence.get(m) === presence) continue;
+        this.#sent.presence.set(m, presence);
+        m.send(message);
+      }
+    }
+    return pushed;
+  }
+}
+
+/** The stats without `at` and `uptimeS`, which alone are no change (CONTRACT 9). */
+function signatureOf(stats: Stats): string {
+  const { at: _at, uptimeS: _up, ...rest } = stats;
+  return JSON.stringify(rest);
+}
