@@ -6,18 +6,12 @@
  */
 import type { Attempt, Stats } from "../protocol.ts";
 import { presenceUpdate, statsUpdate } from "../protocol_encode.ts";
-import {
-  type InstanceEntry,
-  pruneStats,
-  readStats,
-  removeInstance,
-  withSelf,
-  writeInstance,
-} from "../stats.ts";
+import { type InstanceEntry, pruneStats, readStats, removeInstance, withSelf } from "../stats.ts";
 import { minuteOf, sampleConnections } from "../history.ts";
 import { statsVersionKey } from "../kv_keys.ts";
 import type { Logger } from "../log.ts";
 import type { Member, Registry } from "../realtime/registry.ts";
+import { InstanceEntryWriter } from "./instance_entry.ts";
 import { Unread, withUnread } from "./unread.ts";
 
 /** Options of {@linkcode DeploymentStats}. */
@@ -34,17 +28,13 @@ export interface DeploymentStatsOptions {
 
 /** Shortest gap between two reads when the first pushed nothing. */
 const READ_GAP_MS = 100;
-/** Shortest gap between two writes of this instance's entry. */
-const WRITE_GAP_MS = 100;
 
 /** See the module doc. */
 export class DeploymentStats {
   #kv: Deno.Kv;
   #registry: Registry<Member>;
   #o: Required<DeploymentStatsOptions>;
-  /** This instance's entry changed since it was last written. */
-  #dirty = true;
-  #lastWrite = 0;
+  #entry: InstanceEntryWriter;
   /** When the next refresh may start: see {@linkcode changed}. */
   #nextRefreshAt = 0;
   #refreshing: Promise<void> | null = null;
@@ -70,8 +60,6 @@ export class DeploymentStats {
   #sent = { stats: new WeakMap<Member, string>(), presence: new WeakMap<Member, string>() };
   #stopped = false;
   #sampled = { minute: 0, open: -1 };
-  #writing: Promise<void> | null = null;
-  #writeTimer: ReturnType<typeof setTimeout> | undefined;
   /** Attempts this instance recorded that the last read does not hold. */
   #unread = new Unread();
 
@@ -79,6 +67,11 @@ export class DeploymentStats {
     this.#kv = kv;
     this.#registry = registry;
     this.#o = { minIntervalMs: 1000, heartbeatMs: 5000, ...options };
+    this.#entry = new InstanceEntryWriter(kv, {
+      logger: this.#o.logger,
+      entry: () => this.#selfEntry(),
+      heartbeatMs: this.#o.heartbeatMs,
+    });
     registry.onChange(() => this.changed());
   }
 
@@ -92,8 +85,7 @@ export class DeploymentStats {
     this.#stopped = true;
     clearInterval(this.#ticker);
     clearTimeout(this.#timer);
-    clearTimeout(this.#writeTimer);
-    await this.#writing;
+    await this.#entry.stop();
     await this.#refreshing;
     await removeInstance(this.#kv, this.#o.instanceId).catch(() => {});
   }
@@ -120,10 +112,7 @@ export class DeploymentStats {
    * published with the next refresh; either way the refresh is coalesced.
    */
   changed(local = true): void {
-    if (local) {
-      this.#dirty = true;
-      this.#writeSoon();
-    }
+    if (local) this.#entry.changed();
     if (this.#stopped || this.#timer !== undefined) return;
     // The refresh in flight may have read the store before this change.
     if (this.#refreshing) {
@@ -216,16 +205,7 @@ export class DeploymentStats {
       // not held up for a second.
       this.#nextRefreshAt = now + this.#o.minIntervalMs;
       const self = this.#selfEntry();
-      // The write runs beside the read: a write slowed by a busy store must
-      // not hold up the next refresh. One at a time; a change meanwhile is
-      // written by a later refresh.
-      if (
-        this.#writing === null && (this.#dirty || now - this.#lastWrite >= this.#o.heartbeatMs)
-      ) {
-        const announce = this.#dirty;
-        this.#dirty = false;
-        this.#writing = this.#write(self, announce);
-      }
+      this.#entry.beat(now);
       // The version first: whatever was committed before it, the lists see.
       const covered = (await this.#kv.get(statsVersionKey())).versionstamp;
       const stats = await readStats(this.#kv, { self, startedAt: this.#o.startedAt, now });
@@ -253,40 +233,6 @@ export class DeploymentStats {
       this.#again = false;
       if (again) this.changed(false);
     }
-  }
-
-  /** Writes this instance's entry; only a changed one bumps the stats version (`announce`). */
-  async #write(self: InstanceEntry, announce: boolean): Promise<void> {
-    this.#lastWrite = Date.now();
-    try {
-      await writeInstance(this.#kv, self, { announce });
-    } catch (error) {
-      // Written again with the next change or heartbeat, not at once: a
-      // store that is down gets one try, and one warning, per beat.
-      this.#dirty = true;
-      this.#o.logger.warn("cannot write this instance's entry", { error });
-      return;
-    } finally {
-      this.#writing = null;
-    }
-    // A change that came during the write is not in it: write again.
-    if (this.#dirty) this.#writeSoon();
-  }
-
-  /**
-   * Writes this instance's entry soon after a change of its own, apart from
-   * the push window: the window paces pushes to sockets, and holding the
-   * entry back with it would add a second to what other instances see.
-   */
-  #writeSoon(): void {
-    if (this.#stopped || this.#writing !== null || this.#writeTimer !== undefined) return;
-    const wait = this.#lastWrite + WRITE_GAP_MS - Date.now();
-    this.#writeTimer = setTimeout(() => {
-      this.#writeTimer = undefined;
-      if (this.#stopped || this.#writing !== null || !this.#dirty) return;
-      this.#dirty = false;
-      this.#writing = this.#write(this.#selfEntry(), true);
-    }, Math.max(0, wait));
   }
 
   /**
