@@ -14,6 +14,12 @@ import type { Member, Registry } from "./registry.ts";
 
 /** Attempts are listed again for this long: a batch commits a little after its ids' time. */
 const LOOKBACK_MS = 5_000;
+/**
+ * Shortest gap between two reads: every attempt commit and every changed
+ * instance entry moves the stats version, and a read lists the whole
+ * look-back, so under a flood the reads are spaced rather than back to back.
+ */
+const READ_GAP_MS = 100;
 
 /** Options of {@linkcode AttemptFanout}. */
 export interface AttemptFanoutOptions {
@@ -59,7 +65,8 @@ export class AttemptFanout {
       this.#again = true;
       return;
     }
-    this.#reading = this.#read().finally(() => {
+    this.#reading = this.#read().finally(async () => {
+      await new Promise((resolve) => setTimeout(resolve, READ_GAP_MS));
       this.#reading = null;
       if (this.#again) {
         this.#again = false;
