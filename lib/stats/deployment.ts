@@ -5,13 +5,13 @@
  * changed, at most once per `minIntervalMs`.
  */
 import type { Attempt, Stats } from "../protocol.ts";
-import { presenceUpdate, statsUpdate } from "../protocol_encode.ts";
 import { type InstanceEntry, pruneStats, readStats, removeInstance, withSelf } from "../stats.ts";
 import { minuteOf, sampleConnections } from "../history.ts";
 import { statsVersionKey } from "../kv_keys.ts";
 import type { Logger } from "../log.ts";
 import type { Member, Registry } from "../realtime/registry.ts";
 import { InstanceEntryWriter } from "./instance_entry.ts";
+import { StatsPush } from "./push.ts";
 import { Unread, withUnread } from "./unread.ts";
 
 /** Options of {@linkcode DeploymentStats}. */
@@ -51,13 +51,7 @@ export class DeploymentStats {
   #lastPrune = 0;
   /** The last read and this instance's entry as it was in it. */
   #last: { stats: Stats; self: InstanceEntry } | null = null;
-  /** What was last pushed, as counts without `at` and `uptimeS`. */
-  #pushed = { stats: "", presence: "" };
-  /**
-   * What each socket was last sent: a socket sent its first stats on arrival
-   * must not get the same counts again from the next push.
-   */
-  #sent = { stats: new WeakMap<Member, string>(), presence: new WeakMap<Member, string>() };
+  #push: StatsPush;
   #stopped = false;
   #sampled = { minute: 0, open: -1 };
   /** Attempts this instance recorded that the last read does not hold. */
@@ -72,6 +66,7 @@ export class DeploymentStats {
       entry: () => this.#selfEntry(),
       heartbeatMs: this.#o.heartbeatMs,
     });
+    this.#push = new StatsPush(registry);
     registry.onChange(() => this.changed());
   }
 
@@ -163,18 +158,12 @@ export class DeploymentStats {
 
   /** Sends `member` the current stats: once on arrival, and as the answer to get_stats. */
   async sendTo(member: Member, options: { always: boolean }): Promise<void> {
-    const stats = await this.current();
-    const signature = signatureOf(stats);
-    if (!options.always && this.#sent.stats.get(member) === signature) return;
-    this.#sent.stats.set(member, signature);
-    member.send(statsUpdate(stats));
+    this.#push.sendTo(member, await this.current(), options);
   }
 
   /** Sends `member` the current presence (it just subscribed to it). */
   async sendPresenceTo(member: Member): Promise<void> {
-    const { presence } = await this.current();
-    this.#sent.presence.set(member, JSON.stringify(presence));
-    member.send(presenceUpdate(presence));
+    this.#push.sendPresenceTo(member, await this.current());
   }
 
   /** Refreshes at once (waiting for one in flight first). */
@@ -236,41 +225,10 @@ export class DeploymentStats {
   }
 
   /**
-   * Pushes the current stats (the last read with this instance's counts as
-   * they are now, so never older than what a socket was sent on arrival) to
-   * the sockets whose last copy differs in a count; says whether any did.
+   * Pushes the current stats: the last read with this instance's counts as
+   * they are now, so never older than what a socket was sent on arrival.
    */
   #publish(): boolean {
-    const stats = this.#known();
-    let pushed = false;
-    const signature = signatureOf(stats);
-    if (signature !== this.#pushed.stats) {
-      this.#pushed.stats = signature;
-      pushed = true;
-      const message = statsUpdate(stats);
-      for (const m of this.#registry.subscribers("stats")) {
-        if (this.#sent.stats.get(m) === signature) continue;
-        this.#sent.stats.set(m, signature);
-        m.send(message);
-      }
-    }
-    const presence = JSON.stringify(stats.presence);
-    if (presence !== this.#pushed.presence) {
-      this.#pushed.presence = presence;
-      pushed = true;
-      const message = presenceUpdate(stats.presence);
-      for (const m of this.#registry.subscribers("presence")) {
-        if (this.#sent.presence.get(m) === presence) continue;
-        this.#sent.presence.set(m, presence);
-        m.send(message);
-      }
-    }
-    return pushed;
+    return this.#push.publish(this.#known());
   }
-}
-
-/** The stats without `at` and `uptimeS`, which alone are no change (CONTRACT 9). */
-function signatureOf(stats: Stats): string {
-  const { at: _at, uptimeS: _up, ...rest } = stats;
-  return JSON.stringify(rest);
 }
