@@ -87,7 +87,11 @@ export class AttemptFanout {
     try {
       await this.#o.ownCommitsSettled();
       const found: Attempt[] = [];
-      const start = [...attemptsPrefix(), encodeTime(Math.max(since, now - LOOKBACK_MS))];
+      // From the millisecond after the first subscription: an attempt of
+      // that very millisecond may be one committed before it (the
+      // subscriber's own authentication), which it was never to be sent.
+      const from = Math.max(since + 1, now - LOOKBACK_MS);
+      const start = [...attemptsPrefix(), encodeTime(from)];
       const end = [...attemptsPrefix(), "\u{10FFFF}"];
       for await (const e of this.#kv.list<Attempt>({ start, end })) found.push(e.value);
       // A commit of ours that the list saw may not be reported yet: let it be.
