@@ -27,7 +27,7 @@ async function startPair(): Promise<{
   const path = join(dir, "kv.sqlite3");
   const kvA = await Deno.openKv(path);
   const kvB = await Deno.openKv(path);
-  // The same KV_PATH puts both on one BroadcastChannel, as workers are.
+  // Two handles on one file, as the workers of one process have.
   const env = { JWT_SECRET: randomSecret(), KV_PATH: path };
   const a = await startTestServer(env, { kv: kvA });
   const b = await startTestServer(env, { kv: kvB });
