@@ -3,6 +3,7 @@
  * per worker, lib/server.ts) and a clean shutdown on a signal.
  */
 import { type Config, ConfigError, loadConfig } from "./lib/config.ts";
+import { portInUse } from "./lib/port.ts";
 import { createLogger, setupLogging } from "./lib/log.ts";
 import { startLookout } from "./lib/server.ts";
 
@@ -69,6 +70,12 @@ if (import.meta.main) {
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(error.message);
+    Deno.exit(1);
+  }
+  // Before the workers bind with reusePort, which would share the port
+  // with whoever serves it already.
+  if (portInUse(config.hostname, config.port)) {
+    console.error(`Cannot start as port ${config.port} is already in use by another process`);
     Deno.exit(1);
   }
   await setupLogging();

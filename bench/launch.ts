@@ -4,6 +4,7 @@
  */
 import { fileURLToPath } from "node:url";
 import type { Target } from "./protocols.ts";
+import { sleep } from "./util.ts";
 
 /** The repository root, the working directory of every server. */
 export const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
@@ -230,6 +231,6 @@ export async function startServer(
       await stop(2000);
       throw new Error(`Cannot start ${target}: /healthz did not answer in time\n${output()}`);
     }
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
 }

@@ -27,6 +27,7 @@ import {
 } from "./clients.ts";
 import { cpuMs, machineBusyMs, settledRss } from "./proc.ts";
 import type { Frame, Target } from "./protocols.ts";
+import { median, sleep } from "./util.ts";
 
 /** The settings of one load-generator run. */
 export interface LoadConfig {
@@ -104,10 +105,7 @@ function stepMedian(samples: RssSample[]): number {
     const sockets = samples[i].sockets - samples[i - 1].sockets;
     if (sockets > 0) per.push((samples[i].bytes - samples[i - 1].bytes) / sockets);
   }
-  per.sort((x, y) => x - y);
-  if (per.length === 0) return NaN;
-  const mid = Math.floor(per.length / 2);
-  return per.length % 2 ? per[mid] : (per[mid - 1] + per[mid]) / 2;
+  return median(per);
 }
 
 /** What the load generator measured. */
@@ -154,10 +152,6 @@ function malformedIn(text: string): number {
 
 function log(config: LoadConfig, message: string): void {
   console.error(`[${config.target}] ${message}`);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 function percentile(sorted: number[], p: number): number {

@@ -1,4 +1,5 @@
 /** What Linux's /proc says about a process: its resident memory and CPU time. */
+import { sleep } from "./util.ts";
 
 /** Clock ticks per second of /proc/<pid>/stat (USER_HZ, 100 on Linux). */
 const TICKS_PER_S = 100;
@@ -62,13 +63,25 @@ export async function machineBusyMs(): Promise<number> {
   return (user + nice + system + irq + softirq + steal) * 1000 / TICKS_PER_S;
 }
 
-/** The median of `n` RSS samples of `pid`, `gapMs` apart: one sample catches GC mid-way. */
-export async function settledRss(pid: number, n = 5, gapMs = 200): Promise<number> {
-  const samples: number[] = [];
+/**
+ * The median by `by` of `n` readings taken `gapMs` apart: one reading of
+ * RSS can catch a GC mid-way.
+ */
+export async function settled<T>(
+  read: () => Promise<T>,
+  by: (reading: T) => number,
+  n = 5,
+  gapMs = 200,
+): Promise<T> {
+  const readings: T[] = [];
   for (let i = 0; i < n; i++) {
-    if (i > 0) await new Promise((r) => setTimeout(r, gapMs));
-    samples.push(await rssBytes(pid));
+    if (i > 0) await sleep(gapMs);
+    readings.push(await read());
   }
-  samples.sort((a, b) => a - b);
-  return samples[Math.floor(n / 2)];
+  return readings.sort((a, b) => by(a) - by(b))[Math.floor(n / 2)];
+}
+
+/** The median of `n` RSS readings of `pid`, `gapMs` apart. */
+export function settledRss(pid: number, n = 5, gapMs = 200): Promise<number> {
+  return settled(() => rssBytes(pid), (bytes) => bytes, n, gapMs);
 }

@@ -5,6 +5,7 @@
  */
 import type { LoadResult } from "./loadgen.ts";
 import type { Target } from "./protocols.ts";
+import { median } from "./util.ts";
 
 /** The results of one run, by server; a server left out with `--only` is missing. */
 export type Results = Partial<Record<Target, LoadResult>>;
@@ -20,11 +21,10 @@ interface Row {
 const KIB = 1024;
 const MIB = 1024 * 1024;
 
-function median(values: number[]): number | null {
-  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return null;
-  const mid = Math.floor(v.length / 2);
-  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+/** The median of the finite `values`; null when there are none. */
+function finiteMedian(values: number[]): number | null {
+  const finite = values.filter(Number.isFinite);
+  return finite.length === 0 ? null : median(finite);
 }
 
 function perSocket(r: LoadResult, at: "half" | "full"): number | null {
@@ -35,7 +35,7 @@ function perSocket(r: LoadResult, at: "half" | "full"): number | null {
 /** The rows, in the order printed. `half` and `full` name the socket counts. */
 function rows(half: number, full: number, concurrency: number): Row[] {
   const fan = (pick: (x: LoadResult["fanout"]["rounds"][number]) => number) => (r: LoadResult) =>
-    median(r.fanout.rounds.filter((x) => x.reached === x.of && x.of > 0).map(pick));
+    finiteMedian(r.fanout.rounds.filter((x) => x.reached === x.of && x.of > 0).map(pick));
   const k = (n: number) => n >= 1000 && n % 1000 === 0 ? `${n / 1000}k` : String(n);
   return [
     {
@@ -121,7 +121,7 @@ function rows(half: number, full: number, concurrency: number): Row[] {
     },
     {
       metric: "revocation to close (ms, median)",
-      value: (r) => median(r.revocation.map((x) => x.ms ?? NaN)),
+      value: (r) => finiteMedian(r.revocation.map((x) => x.ms ?? NaN)),
       digits: 1,
     },
     {
@@ -209,11 +209,15 @@ export function verdicts(results: Results): Verdict[] {
   };
   const fan = (x?: LoadResult) =>
     x
-      ? median(x.fanout.rounds.filter((f) => f.reached === f.of && f.of > 0).map((f) => f.toLast))
+      ? finiteMedian(
+        x.fanout.rounds.filter((f) => f.reached === f.of && f.of > 0).map((f) => f.toLast),
+      )
       : null;
   const spread = (x?: LoadResult) =>
     x
-      ? median(x.fanout.rounds.filter((f) => f.reached === f.of && f.of > 0).map((f) => f.spread))
+      ? finiteMedian(
+        x.fanout.rounds.filter((f) => f.reached === f.of && f.of > 0).map((f) => f.spread),
+      )
       : null;
   judge(
     "auth rate >= 0.85x raw Deno",

@@ -10,8 +10,6 @@
  * (bench/loadgen.ts) runs in another; nothing is pinned to a core. Every
  * subprocess is stopped on the way out, also on failure and on Ctrl-C.
  */
-import { parseArgs } from "node:util";
-import { numberFlag, usageError } from "../lib/cli.ts";
 import { existsSync } from "node:fs";
 import { SignJWT } from "jose";
 import {
@@ -35,6 +33,9 @@ import {
   verdictLines,
   verdicts,
 } from "./report.ts";
+import { readFlags } from "./flags.ts";
+import { commandOutput, measuredCommit } from "./commit.ts";
+import { randomText, sleep } from "./util.ts";
 
 const USAGE = `usage: deno run -A bench/run.ts [options]
 
@@ -72,47 +73,31 @@ interface Options {
   json: string | null;
 }
 
-const fail: (message: string) => never = usageError(USAGE);
-
-function count(name: string, value: string | undefined, fallback: number, min: number): number {
-  return numberFlag(fail, "run the benchmark", name, value, fallback, { min, integer: true });
-}
-
 /** Reads the command line. */
 function readOptions(args: string[]): Options {
-  let values;
-  try {
-    values = parseArgs({
-      args,
-      options: {
-        clients: { type: "string" },
-        concurrency: { type: "string" },
-        churn: { type: "string" },
-        warmup: { type: "string" },
-        rounds: { type: "string" },
-        only: { type: "string" },
-        quick: { type: "boolean", default: false },
-        profile: { type: "string" },
-        "timeout-ms": { type: "string" },
-        "no-readme": { type: "boolean", default: false },
-        retries: { type: "string" },
-        json: { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }).values;
-  } catch (error) {
-    fail(`Cannot run the benchmark: ${(error as Error).message}`);
-  }
-  if (values.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
+  const flags = readFlags(args, {
+    clients: { type: "string" },
+    concurrency: { type: "string" },
+    churn: { type: "string" },
+    warmup: { type: "string" },
+    rounds: { type: "string" },
+    only: { type: "string" },
+    quick: { type: "boolean", default: false },
+    profile: { type: "string" },
+    "timeout-ms": { type: "string" },
+    "no-readme": { type: "boolean", default: false },
+    retries: { type: "string" },
+    json: { type: "string" },
+  }, { usage: USAGE, doing: "run the benchmark" });
+  const { values } = flags;
+  const count = (name: Parameters<typeof flags.number>[0], fallback: number, min: number) =>
+    flags.number(name, fallback, { min, integer: true });
   const quick = values.quick;
-  const clients = count("clients", values.clients, quick ? 1000 : 10_000, 2);
+  const clients = count("clients", quick ? 1000 : 10_000, 2);
   const only = (values.only ?? TARGETS.join(",")).split(",").map((s) => s.trim()).filter(Boolean);
   for (const t of only) {
     if (!TARGETS.includes(t as Target)) {
-      fail(
+      flags.fail(
         `Cannot run the benchmark as --only must list lookout, raw or socketio: current value is ${
           JSON.stringify(t)
         }`,
@@ -121,33 +106,18 @@ function readOptions(args: string[]): Options {
   }
   return {
     clients,
-    concurrency: count("concurrency", values.concurrency, 64, 1),
-    churn: count("churn", values.churn, clients, 1),
-    warmup: count("warmup", values.warmup, quick ? 50 : 200, 0),
-    rounds: count("rounds", values.rounds, quick ? 2 : 5, 1),
+    concurrency: count("concurrency", 64, 1),
+    churn: count("churn", clients, 1),
+    warmup: count("warmup", quick ? 50 : 200, 0),
+    rounds: count("rounds", quick ? 2 : 5, 1),
     only: ORDER.filter((t) => only.includes(t)),
     quick,
     profile: values.profile ?? null,
-    timeoutMs: count("timeout-ms", values["timeout-ms"], 10_000, 100),
+    timeoutMs: count("timeout-ms", 10_000, 100),
     readme: !values["no-readme"],
-    retries: count("retries", values.retries, quick ? 0 : 1, 0),
+    retries: count("retries", quick ? 0 : 1, 0),
     json: values.json ?? null,
   };
-}
-
-function randomText(bytes = 32): string {
-  const raw = crypto.getRandomValues(new Uint8Array(bytes));
-  return btoa(String.fromCharCode(...raw)).replace(/[+/=]/g, "");
-}
-
-async function commandOutput(cmd: string, args: string[], cwd = REPO_ROOT): Promise<string> {
-  try {
-    const out = await new Deno.Command(cmd, { args, cwd, stdout: "piped", stderr: "null" })
-      .output();
-    return new TextDecoder().decode(out.stdout).trim();
-  } catch {
-    return "";
-  }
 }
 
 /** One line about the machine and the software measured. */
@@ -168,14 +138,16 @@ async function machine(): Promise<string> {
 
 async function ensureNodeModules(): Promise<void> {
   if (existsSync(`${NODE_DIR}node_modules/socket.io`)) return;
-  console.error("installing the Socket.IO server's packages (npm install in bench/servers)");
+  console.error("installing the comparison servers' packages (npm install in bench/servers)");
   const out = await new Deno.Command("npm", {
     args: ["install", "--no-audit", "--no-fund"],
     cwd: NODE_DIR,
     stdout: "inherit",
     stderr: "inherit",
   }).output();
-  if (!out.success) throw new Error("Cannot install the Socket.IO server: npm install failed");
+  if (!out.success) {
+    throw new Error("Cannot install the comparison servers' packages: npm install failed");
+  }
 }
 
 /** Subprocesses still running, stopped on any way out. */
@@ -267,7 +239,9 @@ async function measure(
   folders.add(dir);
   let server: ServerProcess | null = null;
   try {
-    if (target === "socketio") await ensureNodeModules();
+    // raw_deno.ts imports jose too: bench/servers/package.json makes Deno
+    // resolve it from that folder's node_modules, not from deno.json.
+    if (target !== "lookout") await ensureNodeModules();
     const lookoutFlags = options.profile
       ? ["--cpu-prof", `--cpu-prof-dir=${await Deno.realPath(options.profile)}`]
       : [];
@@ -319,7 +293,7 @@ async function waitForQuiet(target: Target, maxMs = 120_000): Promise<void> {
   let said = false;
   while (Date.now() < until) {
     const before = await machineBusyMs();
-    await new Promise((r) => setTimeout(r, 2000));
+    await sleep(2000);
     const busy = (await machineBusyMs() - before) / 2000;
     if (busy < 0.1) return;
     if (!said) {
@@ -358,20 +332,10 @@ async function measureQuietly(
   return best!;
 }
 
+/** The commit measured, in words for the README. */
 async function gitState(): Promise<string> {
-  const commit = await commandOutput("git", ["rev-parse", "--short", "HEAD"]);
-  // The benchmark's own files do not count: they are not Lookout.
-  const dirty = await commandOutput("git", [
-    "status",
-    "--porcelain",
-    "--untracked-files=no",
-    "--",
-    ".",
-    ":(exclude)bench",
-  ]);
-  return commit
-    ? `the working tree at ${commit}${dirty ? " with uncommitted changes" : ""}`
-    : "unknown commit";
+  const commit = await measuredCommit();
+  return commit ? `the working tree at ${commit}` : "unknown commit";
 }
 
 /** Runs the benchmark with command-line `args`; resolves with the exit status. */

@@ -12,8 +12,6 @@
  * drains, and counts the stored attempt records. Every subprocess is stopped
  * on the way out, also on failure and on Ctrl-C.
  */
-import { parseArgs } from "node:util";
-import { numberFlag, usageError } from "../lib/cli.ts";
 import {
   REPO_ROOT,
   type ServerProcess,
@@ -34,6 +32,9 @@ import {
   TARGET_MINUTES,
   verdicts,
 } from "./soak_report.ts";
+import { readFlags } from "./flags.ts";
+import { measuredCommit } from "./commit.ts";
+import { randomText, sleep } from "./util.ts";
 
 const USAGE = `usage: deno run -A bench/soak.ts [options]
 
@@ -57,83 +58,41 @@ Exit status: 0 when both targets pass, 3 when one is missed, 1 when the run fail
 /** How long the server gets after the load stops before SIGTERM. */
 const FLUSH_MS = 2000;
 
-const fail: (message: string) => never = usageError(USAGE);
-
-function num(
-  name: string,
-  value: string | undefined,
-  fallback: number,
-  check: { min: number; max: number; integer?: boolean },
-): number {
-  return numberFlag(fail, "run the soak", name, value, fallback, check);
-}
-
 /** Reads the command line. */
 function readOptions(args: string[]): SoakOptions {
-  let values;
-  try {
-    values = parseArgs({
-      args,
-      options: {
-        sockets: { type: "string" },
-        minutes: { type: "string" },
-        "churn-per-s": { type: "string" },
-        "fail-fraction": { type: "string" },
-        "warmup-s": { type: "string" },
-        "sample-s": { type: "string" },
-        concurrency: { type: "string" },
-        "timeout-ms": { type: "string" },
-        quick: { type: "boolean", default: false },
-        "trace-gc": { type: "boolean", default: false },
-        json: { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }).values;
-  } catch (error) {
-    fail(`Cannot run the soak: ${(error as Error).message}`);
-  }
-  if (values.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
+  const flags = readFlags(args, {
+    sockets: { type: "string" },
+    minutes: { type: "string" },
+    "churn-per-s": { type: "string" },
+    "fail-fraction": { type: "string" },
+    "warmup-s": { type: "string" },
+    "sample-s": { type: "string" },
+    concurrency: { type: "string" },
+    "timeout-ms": { type: "string" },
+    quick: { type: "boolean", default: false },
+    "trace-gc": { type: "boolean", default: false },
+    json: { type: "string" },
+  }, { usage: USAGE, doing: "run the soak" });
+  const { values } = flags;
   const quick = values.quick;
-  const minutes = num("minutes", values.minutes, quick ? 1 : TARGET_MINUTES, {
-    min: 0.1,
-    max: 24 * 60,
-  });
+  const minutes = flags.number("minutes", quick ? 1 : TARGET_MINUTES, { min: 0.1, max: 24 * 60 });
   return {
-    sockets: num("sockets", values.sockets, quick ? 1000 : 10_000, {
+    sockets: flags.number("sockets", quick ? 1000 : 10_000, {
       min: 1,
       max: 60_000,
       integer: true,
     }),
     minutes,
-    churnPerS: num("churn-per-s", values["churn-per-s"], 50, { min: 0, max: 2000 }),
-    failFraction: num("fail-fraction", values["fail-fraction"], 0.02, { min: 0, max: 1 }),
-    warmupS: num("warmup-s", values["warmup-s"], Math.min(60, minutes * 6), {
-      min: 0,
-      max: minutes * 60,
-    }),
-    sampleS: num("sample-s", values["sample-s"], 10, { min: 1, max: 600 }),
-    concurrency: num("concurrency", values.concurrency, 64, { min: 1, max: 1000, integer: true }),
-    timeoutMs: num("timeout-ms", values["timeout-ms"], 10_000, {
-      min: 100,
-      max: 120_000,
-      integer: true,
-    }),
+    churnPerS: flags.number("churn-per-s", 50, { min: 0, max: 2000 }),
+    failFraction: flags.number("fail-fraction", 0.02, { min: 0, max: 1 }),
+    warmupS: flags.number("warmup-s", Math.min(60, minutes * 6), { min: 0, max: minutes * 60 }),
+    sampleS: flags.number("sample-s", 10, { min: 1, max: 600 }),
+    concurrency: flags.number("concurrency", 64, { min: 1, max: 1000, integer: true }),
+    timeoutMs: flags.number("timeout-ms", 10_000, { min: 100, max: 120_000, integer: true }),
     quick,
     traceGc: values["trace-gc"],
     json: values.json ?? null,
   };
-}
-
-function randomText(bytes = 32): string {
-  const raw = crypto.getRandomValues(new Uint8Array(bytes));
-  return btoa(String.fromCharCode(...raw)).replace(/[+/=]/g, "");
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 /** The load generator's process: its JSON lines one event at a time. */
@@ -199,39 +158,10 @@ function waitOrKill<T>(p: Promise<T>, ms: number, what: string, load: LoadProces
   return Promise.race([p, limit]).finally(() => clearTimeout(timer));
 }
 
-async function git(args: string[]): Promise<string> {
-  try {
-    const out = await new Deno.Command("git", {
-      args,
-      cwd: REPO_ROOT,
-      stdout: "piped",
-      stderr: "null",
-    })
-      .output();
-    return new TextDecoder().decode(out.stdout).trim();
-  } catch {
-    return "";
-  }
-}
-
-/** The commit measured, and whether Lookout's files (bench/ aside) differ from it. */
-async function gitState(): Promise<string> {
-  const commit = await git(["rev-parse", "--short", "HEAD"]);
-  const dirty = await git([
-    "status",
-    "--porcelain",
-    "--untracked-files=no",
-    "--",
-    ".",
-    ":(exclude)bench",
-  ]);
-  return commit ? `${commit}${dirty ? " with uncommitted changes" : ""}` : "unknown commit";
-}
-
 /** Runs the soak once. */
 async function soak(options: SoakOptions, cleanups: Set<() => Promise<void>>): Promise<SoakResult> {
   const startedAt = new Date().toISOString();
-  const tree = await gitState();
+  const tree = await measuredCommit() ?? "unknown commit";
   const secrets: ServerSecrets = {
     secret: randomText(),
     issuer: "lookout",

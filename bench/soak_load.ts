@@ -18,7 +18,8 @@
  */
 import { SignJWT } from "jose";
 import { addressOf, connect, type ConnectResult, hmacKey, runPool } from "./clients.ts";
-import { cpuMs, machineBusyMs, type RssParts, rssParts, settledRss } from "./proc.ts";
+import { cpuMs, machineBusyMs, rssParts, settled, settledRss } from "./proc.ts";
+import { sleep } from "./util.ts";
 
 /** The settings of one soak load. */
 export interface SoakLoadConfig {
@@ -114,10 +115,6 @@ const EXPIRED_IP = 4;
 /** Bad-signature attempts: one address each, from this prefix on. */
 const BADSIG_IP = 5;
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 function bump(counts: Record<string, number>, key: string): void {
   counts[key] = (counts[key] ?? 0) + 1;
 }
@@ -131,16 +128,6 @@ export function badsigAddress(n: number): string {
 export function isBadsigAddress(ip: string): boolean {
   const second = Number(ip.split(".")[1]);
   return ip.startsWith("10.") && second >= BADSIG_IP && second < BADSIG_IP + 256;
-}
-
-/** The reading with the median VmRSS of five, 200 ms apart: one reading catches GC mid-way. */
-async function settledParts(pid: number): Promise<RssParts> {
-  const readings: RssParts[] = [];
-  for (let i = 0; i < 5; i++) {
-    if (i > 0) await sleep(200);
-    readings.push(await rssParts(pid));
-  }
-  return readings.sort((a, b) => a.rss - b.rss)[2];
 }
 
 /** Held sockets in an array, so a random one is picked and removed in O(1). */
@@ -282,9 +269,11 @@ export async function runSoakLoad(
   const t0 = performance.now();
   const holdStartedAt = Date.now();
   const seconds = () => (performance.now() - t0) / 1000;
-  const reading = async (settled: boolean): Promise<RssSample> => {
+  const reading = async (steady: boolean): Promise<RssSample> => {
     const t = Math.round(seconds() * 10) / 10;
-    const parts = settled ? await settledParts(config.pid) : await rssParts(config.pid);
+    const parts = steady
+      ? await settled(() => rssParts(config.pid), (p) => p.rss)
+      : await rssParts(config.pid);
     const { rss: bytes, anon, file, shmem } = parts;
     return { t, held: held.size, bytes, anon, file, shmem };
   };

@@ -4,6 +4,7 @@
  */
 import type { SoakLoadResult, SoakShutdown } from "./soak_load.ts";
 import type { StoreCount } from "./soak_store.ts";
+import { median } from "./util.ts";
 
 /** The targets of issue 6: RSS drift under 10% over 10 minutes, zero records lost. */
 export const DRIFT_TARGET_PCT = 10;
@@ -92,12 +93,6 @@ export interface Drift {
   /** Window medians of the anonymous and the file-backed part, after the warm-up and at the end. */
   anon: { warm: number; end: number };
   file: { warm: number; end: number };
-}
-
-function median(values: number[]): number {
-  const v = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(v.length / 2);
-  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
 }
 
 /**

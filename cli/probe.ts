@@ -15,9 +15,9 @@ import {
   ProbeUsageError,
   type Step,
   type Target,
-} from "../lib/probe.ts";
-import { redactUrl } from "../lib/probe_explain.ts";
-import { runScenarios, type ScenarioRow } from "../lib/probe_scenarios.ts";
+} from "../probe/mod.ts";
+import { redactUrl } from "../probe/explain.ts";
+import { runScenarios, type ScenarioRow } from "../probe/scenarios.ts";
 
 const USAGE =
   `usage: deno task probe URL [--token T | --login USER] [--origin O] [--header] [--scenarios]

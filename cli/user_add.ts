@@ -1,6 +1,7 @@
 /**
  * `deno task user:add NAME --role admin|viewer`: creates a user, or resets
- * the role and password of an existing one. The password comes from
+ * the role and password of an existing one (ending every session and token
+ * of theirs, on every instance). The password comes from
  * `LOOKOUT_PASSWORD`, else from a prompt that does not echo, else from one
  * line of standard input.
  */
@@ -59,7 +60,11 @@ if (password.length < 8 || password.length > MAX_PASSWORD_CHARS) {
 const kv = await openKv(config.kvPath);
 try {
   const { created } = await putUser(kv, { name, role, password });
-  console.log(`${created ? "Created" : "Reset"} ${role} ${name}`);
+  console.log(
+    created
+      ? `Created ${role} ${name}`
+      : `Reset ${role} ${name}: every session and token ${name} had is revoked`,
+  );
 } finally {
   kv.close();
 }

@@ -40,11 +40,6 @@ export interface ClientOptions {
   fetch?: (path: string, init: RequestInit) => Promise<Response>;
 }
 
-/** Shows enough of a token to tell two apart, never enough to use. */
-export function maskToken(token: string): string {
-  return `${token.slice(0, 8)}…`;
-}
-
 /** The delay before reconnect number `attempt` (0-based): full jitter under a capped exponential. */
 export function backoffDelay(
   attempt: number,

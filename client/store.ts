@@ -5,7 +5,8 @@
  * stay empty, so islands render from their props there.
  */
 import { signal } from "@preact/signals";
-import type { Attempt, PresenceEntry, Stats } from "../lib/protocol.ts";
+import * as z from "zod/mini";
+import { Attempt, type PresenceEntry, type Stats } from "../lib/protocol.ts";
 import { LookoutClient, type StateDetail } from "./lookout_client.ts";
 
 /** Rows kept in the live attempt feed. */
@@ -17,6 +18,36 @@ export const feed = signal<Attempt[] | null>(null);
 export const presence = signal<PresenceEntry[] | null>(null);
 
 let client: LookoutClient | null = null;
+
+/** `a` and `b` together, newest first (ULIDs sort by time), each id once, at most `FEED_SIZE`. */
+export function mergeAttempts(a: readonly Attempt[], b: readonly Attempt[]): Attempt[] {
+  const byId = new Map<string, Attempt>();
+  for (const attempt of [...a, ...b]) if (!byId.has(attempt.id)) byId.set(attempt.id, attempt);
+  return [...byId.values()].sort((x, y) => x.id < y.id ? 1 : x.id > y.id ? -1 : 0)
+    .slice(0, FEED_SIZE);
+}
+
+/**
+ * Reads the log once `attempts` events flow. The socket's own sign-in (and
+ * whatever else was recorded after the page was rendered) is committed
+ * before `authenticated`, so before the subscription: no event brings it,
+ * while the counters already count it. Everything committed before the
+ * subscription is in the log by now; everything after comes as an event.
+ */
+async function catchUp(): Promise<void> {
+  try {
+    const res = await fetch(`/api/v1/attempts?limit=${FEED_SIZE}`, {
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    });
+    if (!res.ok) return;
+    const items = z.array(Attempt).safeParse((await res.json()).items);
+    if (items.success) feed.value = mergeAttempts(feed.value ?? [], items.data);
+  } catch {
+    // Unreachable: the rendered rows and the live events still show; the next
+    // reconnect catches up again.
+  }
+}
 
 /** Starts the page's one live connection (once), feeding the signals above. */
 export function startLive(): LookoutClient {
@@ -32,7 +63,10 @@ export function startLive(): LookoutClient {
           presence.value = message.data.online;
           break;
         case "attempt":
-          feed.value = [message.data, ...(feed.value ?? [])].slice(0, FEED_SIZE);
+          feed.value = mergeAttempts([message.data], feed.value ?? []);
+          break;
+        case "subscribed":
+          if (message.events.includes("attempts")) catchUp();
           break;
       }
     },

@@ -2,7 +2,8 @@
 import { useSignal } from "@preact/signals";
 import { useRef } from "preact/hooks";
 import { explainClose } from "../lib/close_codes.ts";
-import { maskToken, socketUrl } from "../client/lookout_client.ts";
+import { socketUrl } from "../client/lookout_client.ts";
+import { maskToken } from "../shared/mask_token.ts";
 import { clock } from "../client/format.ts";
 
 interface Frame {

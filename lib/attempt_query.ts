@@ -9,8 +9,17 @@ import {
   attemptsPrefix,
 } from "./kv_keys.ts";
 
+/**
+ * The last epoch ms a ULID's 48-bit time holds (in the year 10889): ids, and
+ * so the log's keys, end there, and the encoder refuses anything later.
+ */
+export const MAX_TIME_MS = 2 ** 48 - 1;
+
 const epochMs = z.string().regex(/^\d{1,15}$/, "must be epoch milliseconds")
-  .transform(Number);
+  .transform(Number).refine(
+    (n) => n <= MAX_TIME_MS,
+    `must be epoch milliseconds from 0 to ${MAX_TIME_MS}`,
+  );
 
 /** The query parameters of `GET /api/v1/attempts`. Unknown ones are refused. */
 export const AttemptQuery = z.strictObject({
@@ -66,7 +75,10 @@ export async function listAttempts(
     : null;
   const prefix = field ? attemptIndexPrefix(field, query[field]!) : attemptsPrefix();
   const lower = query.since !== undefined ? encodeTime(query.since, 10) + ZEROS : "";
-  let upper = query.until !== undefined ? encodeTime(query.until + 1, 10) + ZEROS : null;
+  // `until` is inclusive: the bound is the next millisecond, or none past the last one.
+  let upper = query.until !== undefined && query.until < MAX_TIME_MS
+    ? encodeTime(query.until + 1, 10) + ZEROS
+    : null;
   if (query.cursor && (upper === null || query.cursor < upper)) {
     upper = query.cursor;
   }

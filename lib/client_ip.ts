@@ -1,5 +1,13 @@
-/** A loose check that a header gave us an IP address, not arbitrary text. */
-const IP = /^(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f:.]{2,45})$/;
+import { isIP } from "node:net";
+
+/**
+ * Whether `value` is an IPv4 address in dotted decimal or an IPv6 address,
+ * strictly (`999.999.999.999`, `cafe` or `::::` are not). A zone (`%eth0`)
+ * is refused too: it names an interface of the proxy, not the client.
+ */
+function isAddress(value: string): boolean {
+  return isIP(value) !== 0 && !value.includes("%");
+}
 
 /**
  * The client's IP: the socket's peer, or, when `trustProxy` is set, the
@@ -15,7 +23,7 @@ export function clientIp(
     const forwarded = headers.get("x-forwarded-for");
     const hops = forwarded?.split(",").map((s) => s.trim()).filter(Boolean);
     const nearest = hops?.[hops.length - 1];
-    if (nearest && IP.test(nearest)) return nearest;
+    if (nearest && isAddress(nearest)) return nearest;
   }
   return remote ?? "unknown";
 }

@@ -25,6 +25,10 @@ export interface Config {
   /** Instances this process runs, one per core by default (always 1 on Deno Deploy). */
   workers: number;
   onDeploy: boolean;
+  /** Most metric series the deployment keeps (CONTRACT 7.2). */
+  metricsMaxSeries: number;
+  /** How long `1h` and `1d` metric rollups are kept. */
+  metricsRetentionDays: number;
 }
 
 /** Thrown when an environment variable has a bad value; its message is one line. */
@@ -89,6 +93,8 @@ const Env = z.object({
   SESSION_IDLE_TIMEOUT_S: integer(60, 30 * 86_400).default(30 * 60),
   SESSION_MAX_AGE_S: integer(60, 365 * 86_400).default(12 * 3600),
   LOOKOUT_WORKERS: integer(1, 64).optional(),
+  METRICS_MAX_SERIES: integer(1, 1_000_000).default(1000),
+  METRICS_RETENTION_DAYS: integer(1, 3650).default(90),
 });
 
 function isOrigin(value: string): boolean {
@@ -162,5 +168,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       ? 1
       : e.LOOKOUT_WORKERS ?? navigator.hardwareConcurrency ?? 1,
     onDeploy,
+    metricsMaxSeries: e.METRICS_MAX_SERIES,
+    metricsRetentionDays: e.METRICS_RETENTION_DAYS,
   };
 }

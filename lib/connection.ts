@@ -13,7 +13,7 @@ import type { Member, Registry } from "./realtime/registry.ts";
 import type { DeploymentStats } from "./stats/deployment.ts";
 import { encode } from "./protocol_encode.ts";
 import type { Logger } from "./log.ts";
-import { type Gauge, type Limits, TokenBucket } from "./limits.ts";
+import { type Limits, type PendingSlot, TokenBucket } from "./limits.ts";
 import type { Deadline, Deadlines } from "./deadlines.ts";
 
 type DeadlineKind = "auth" | "expiring" | "expired" | "quiet";
@@ -30,8 +30,6 @@ export interface ConnectionDeps {
   authTimeoutMs: number;
   maxMessageBytes: number;
   limits: Pick<Limits, "messagesPerSecond" | "messageBurst" | "slowConsumerBytes">;
-  /** Unauthenticated sockets per IP, shared by every connection of the instance. */
-  pending: Gauge;
   /** The instance's one timer for every socket's deadlines. */
   deadlines: Deadlines;
   isRevoked?: (claims: AccessClaims) => boolean | Promise<boolean>;
@@ -70,12 +68,27 @@ export class Connection implements Member {
   #deadlines: Partial<Record<DeadlineKind, Deadline>> = {};
   #bucket: TokenBucket;
   #lastMessageAt = 0;
-  /** Over a limit: reading and sending have stopped, the close is pending. */
+  /** Over a limit: reading has stopped, and the close follows. */
+  #limited = false;
+  /** Sending has stopped too: the close is pending. */
   #quieting = false;
+  /**
+   * The socket's one authentication attempt (its first message, or the
+   * Bearer header) is taken: what arrives after it cannot be that attempt.
+   */
+  #attemptTaken = false;
+  /** Messages came in behind the attempt before it was decided. */
+  #pipelined = false;
+  /** An attempt failed: the socket is closing, and nothing queued behind it runs. */
+  #rejected = false;
+  /** This socket's place under its IP's cap of unauthenticated sockets. */
+  #slot: PendingSlot | null;
 
-  constructor(deps: ConnectionDeps, info: ClientInfo) {
+  /** `slot` is the pending slot the upgrade took; the connection releases it. */
+  constructor(deps: ConnectionDeps, info: ClientInfo, options: { slot?: PendingSlot } = {}) {
     this.#deps = deps;
     this.#info = info;
+    this.#slot = options.slot ?? null;
     this.#bucket = new TokenBucket(deps.limits.messagesPerSecond, deps.limits.messageBurst);
   }
 
@@ -89,8 +102,8 @@ export class Connection implements Member {
     this.#ws = ws;
     ws.binaryType = "arraybuffer";
     this.#deps.registry.add(this);
-    this.#deps.pending.add(this.#info.ip);
     if (preAuth) {
+      this.#attemptTaken = true;
       this.#enqueue(() => this.#authenticated(preAuth));
     } else {
       this.#at("auth", Date.now() + this.#deps.authTimeoutMs, () => {
@@ -102,7 +115,7 @@ export class Connection implements Member {
   /** A message arrived. Its size is checked before anything parses it. */
   message(data: unknown): void {
     this.#lastMessageAt = Date.now();
-    if (this.state === "closed" || this.#quieting) return;
+    if (this.state === "closed" || this.#limited) return;
     // Both limits act before anything is queued or parsed.
     const over = tooLarge(data, this.#deps.maxMessageBytes)
       ? "message_too_large"
@@ -110,23 +123,51 @@ export class Connection implements Member {
       ? "rate_limited"
       : null;
     if (over) {
-      this.#quieting = true;
+      this.#limited = true;
       this.#clear("auth");
-      if (this.state === "pending") this.#enqueue(() => this.#reject(over, 0));
-      else this.#closeWhenQuiet(over);
+      if (!this.#attemptTaken) {
+        // This message is the first: it is the attempt, and it fails.
+        this.#attemptTaken = true;
+        this.#quieting = true;
+        this.#enqueue(() => this.#reject(over, 0));
+      } else if (this.state === "pending") {
+        this.#pipelined = true;
+        // The attempt is still being decided: it keeps its one record and
+        // its answer, and the limit closes the socket after it (a close,
+        // not a second attempt). Should the attempt fail, its own close wins.
+        this.#enqueue(() => {
+          if (this.state === "authenticated") {
+            this.#quieting = true;
+            this.#closeWhenQuiet(over);
+          }
+          return Promise.resolve();
+        });
+      } else {
+        this.#quieting = true;
+        this.#closeWhenQuiet(over);
+      }
       return;
     }
+    const first = !this.#attemptTaken;
+    if (!first && this.state === "pending") this.#pipelined = true;
+    this.#attemptTaken = true;
     this.#clear("auth");
     const received = performance.now();
+    // Only the first message is the attempt. What follows it waits for the
+    // answer: handled once authenticated, dropped when the attempt failed.
     this.#enqueue(() =>
-      this.state === "authenticated" ? this.#handle(data, received) : this.#first(data, received)
+      first
+        ? this.#first(data, received)
+        : this.state === "authenticated"
+        ? this.#handle(data, received)
+        : Promise.resolve()
     );
   }
 
   /** The socket closed, from either side. */
   closed(): void {
     if (this.state === "closed") return;
-    if (this.state === "pending") this.#deps.pending.remove(this.#info.ip);
+    this.#slot?.release();
     this.state = "closed";
     this.#ws = null;
     for (const deadline of Object.values(this.#deadlines)) deadline?.cancel();
@@ -188,7 +229,9 @@ export class Connection implements Member {
   }
 
   #enqueue(task: () => Promise<void>): void {
-    this.#queue = this.#queue.then(() => this.state === "closed" ? undefined : task())
+    this.#queue = this.#queue.then(() =>
+      this.state === "closed" || this.#rejected ? undefined : task()
+    )
       .catch((error) => {
         this.#deps.logger.error("connection task failed", {
           connectionId: this.id,
@@ -242,7 +285,7 @@ export class Connection implements Member {
   /** Marks the socket authenticated; the attempt is already recorded. */
   async #authenticated(claims: AccessClaims): Promise<void> {
     this.#clear("auth");
-    this.#deps.pending.remove(this.#info.ip);
+    this.#slot?.release();
     this.state = "authenticated";
     this.claims = claims;
     this.user = { name: claims.sub, role: claims.role };
@@ -269,9 +312,14 @@ export class Connection implements Member {
     if (!await this.#record(user, "failure", reason, durationMs, tokenId)) {
       return;
     }
+    this.#rejected = true;
     this.#sendNow(encode({ type: "auth_failed", reason }));
-    if (this.#quieting) this.#closeWhenQuiet(reason);
-    else this.close(CLOSE_CODES[reason], reason);
+    // A peer still sending would have its connection dropped by a close
+    // now, and never see the close code (see #closeWhenQuiet).
+    if (this.#limited || this.#pipelined) {
+      this.#quieting = true;
+      this.#closeWhenQuiet(reason);
+    } else this.close(CLOSE_CODES[reason], reason);
   }
 
   /**

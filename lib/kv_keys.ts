@@ -118,9 +118,22 @@ export function revokedSessionsPrefix(): Deno.KvKey {
   return ["revoked_sessions"];
 }
 
-/** The token id or session id of a revocation record, read back from its key. */
+/** The token id, session id or user name of a revocation record, read back from its key. */
 export function decodeRevokedKey(key: Deno.KvKey): string {
   return String(key[1]);
+}
+
+/**
+ * A user's revocation: every token of theirs issued, and every session of
+ * theirs started, before its time is refused (any issuer).
+ */
+export function revokedUserKey(name: string): Deno.KvKey {
+  return ["revoked_users", name];
+}
+
+/** Every user revocation. */
+export function revokedUsersPrefix(): Deno.KvKey {
+  return ["revoked_users"];
 }
 
 /** A user, by name. */
@@ -174,4 +187,85 @@ export function decodeConnectionSampleKey(key: Deno.KvKey): number {
 /** Every connection sample, by minute. */
 export function connectionSamplesPrefix(): Deno.KvKey {
   return ["connection_samples"];
+}
+
+/** An API key's record, by id (it holds the key's hash, never the key). */
+export function apiKeyKey(id: string): Deno.KvKey {
+  return ["api_keys", id];
+}
+
+/** Every API key record. */
+export function apiKeysPrefix(): Deno.KvKey {
+  return ["api_keys"];
+}
+
+/** The index from a key's SHA-256 (hex) to its id. */
+export function apiKeyByHashKey(hash: string): Deno.KvKey {
+  return ["api_keys_by_hash", hash];
+}
+
+/** When a key was last used (written at most once a minute per instance). */
+export function apiKeyLastUsedKey(id: string): Deno.KvKey {
+  return ["api_key_last_used", id];
+}
+
+/** A metric series' record (name, type, labels, firstAt), by series id. */
+export function metricSeriesKey(id: string): Deno.KvKey {
+  return ["metric_series", id];
+}
+
+/** Every metric series record. */
+export function metricSeriesPrefix(): Deno.KvKey {
+  return ["metric_series"];
+}
+
+/** The index from a metric name to its series ids. */
+export function metricSeriesByNameKey(name: string, id: string): Deno.KvKey {
+  return ["metric_series_by_name", name, id];
+}
+
+/** The prefix of one name in the series index. */
+export function metricSeriesByNamePrefix(name: string): Deno.KvKey {
+  return ["metric_series_by_name", name];
+}
+
+/** A metric name's type, fixed by its first point. */
+export function metricNameKey(name: string): Deno.KvKey {
+  return ["metric_names", name];
+}
+
+/** How many series the deployment holds (a KvU64, written only under a check). */
+export function metricSeriesCountKey(): Deno.KvKey {
+  return ["metric_series_count"];
+}
+
+/**
+ * One field of a series' running totals: `total`, `count` (KvU64 sums),
+ * `last_at` (KvU64 max), `last` (a checked record).
+ */
+export function metricTotalKey(id: string, field: string): Deno.KvKey {
+  return ["metric_totals", id, field];
+}
+
+/** Every series' running totals, grouped by series id. */
+export function metricTotalsPrefix(): Deno.KvKey {
+  return ["metric_totals"];
+}
+
+/**
+ * One field of a rollup bucket: `sum`, `count`, `min`, `max`, `last`, or a
+ * histogram bin (`h`, its signed log index).
+ */
+export function metricBucketKey(
+  step: string,
+  id: string,
+  t: number,
+  ...field: (string | number)[]
+): Deno.KvKey {
+  return [`metric_buckets_${step}`, id, t, ...field];
+}
+
+/** The buckets of one series at one step, for range listing by start time. */
+export function metricBucketsPrefix(step: string, id: string): Deno.KvKey {
+  return [`metric_buckets_${step}`, id];
 }

@@ -19,6 +19,9 @@ export interface Limits {
   loginFreeFailures: number;
   loginBaseLockMs: number;
   loginMaxLockMs: number;
+  /** Metric pushes one API key (or one user's tokens) may make per window, per instance. */
+  metricsPushesPerKey: number;
+  metricsPushWindowMs: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -33,6 +36,8 @@ export const DEFAULT_LIMITS: Limits = {
   loginFreeFailures: 5,
   loginBaseLockMs: 5_000,
   loginMaxLockMs: 15 * 60_000,
+  metricsPushesPerKey: 300,
+  metricsPushWindowMs: 10_000,
 };
 
 /**
@@ -121,6 +126,25 @@ export class TokenBucket {
 }
 
 /**
+ * One unauthenticated socket's place under its IP's cap. It is taken before
+ * the upgrade is answered and released once: when the socket authenticates,
+ * closes, or its upgrade is refused.
+ */
+export interface PendingSlot {
+  release(): void;
+}
+
+/** What {@linkcode IpGuard.admit} answers. */
+export type Admission =
+  | { ok: true; slot: PendingSlot }
+  | {
+    ok: false;
+    retryAfterMs: number;
+    /** Whether this refusal is the first of its burst, and so the one to record. */
+    record: boolean;
+  };
+
+/**
  * The per-IP gate in front of `/admin/ws`: too many failed authentications,
  * or too many sockets still unauthenticated, and upgrades get 429.
  */
@@ -154,13 +178,38 @@ export class IpGuard {
   }
 
   /**
-   * Null when `ip` may upgrade; otherwise how long to wait and whether this
-   * refusal is the first of its burst (and so the one to record).
+   * Admits an upgrade from `ip` and takes its pending slot in the same
+   * synchronous step, or refuses it with how long to wait. Counting a
+   * socket only once it was open let upgrades in flight all pass the cap.
    */
-  refusal(ip: string, now = Date.now()): { retryAfterMs: number; record: boolean } | null {
+  admit(ip: string, now = Date.now()): Admission {
     let wait = this.#failures.blockedFor(ip, now);
     if (wait === 0 && this.pending.get(ip) >= this.#pendingCap) wait = 1000;
-    if (wait === 0) return null;
+    if (wait === 0) {
+      this.pending.add(ip);
+      let held = true;
+      const slot: PendingSlot = {
+        release: () => {
+          if (!held) return;
+          held = false;
+          this.pending.remove(ip);
+        },
+      };
+      return { ok: true, slot };
+    }
+    return { ok: false, ...this.#refusal(ip, wait, now) };
+  }
+
+  /**
+   * Refuses `ip` while it is over its failed authentications (an HTTP
+   * request holds no pending slot, so only failures count), or answers null.
+   */
+  overFailures(ip: string, now = Date.now()): { retryAfterMs: number; record: boolean } | null {
+    const wait = this.#failures.blockedFor(ip, now);
+    return wait === 0 ? null : this.#refusal(ip, wait, now);
+  }
+
+  #refusal(ip: string, wait: number, now: number): { retryAfterMs: number; record: boolean } {
     const record = this.#noted.blockedFor(ip, now) === 0;
     if (record) this.#noted.hit(ip, now);
     return { retryAfterMs: wait, record };

@@ -108,7 +108,7 @@ export const Attempt = z.object({
   user: z.nullable(z.string()),
   outcome: z.enum(["success", "failure"]),
   reason: z.enum(["ok", ...FAILURE_REASONS]),
-  transport: z.enum(["message", "header", "upgrade"]),
+  transport: z.enum(["message", "header", "upgrade", "api_key"]),
   origin: z.nullable(z.string()),
   userAgent: z.nullable(z.string()),
   tokenId: z.nullable(z.string()),

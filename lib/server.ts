@@ -34,6 +34,10 @@ import { authRoutes } from "../routes/auth.tsx";
 import { healthRoutes } from "../routes/health.ts";
 import { staticRoutes } from "../routes/static.ts";
 import { wsRoutes } from "../routes/ws.ts";
+import { keyRoutes } from "../routes/keys.ts";
+import { metricsRoutes } from "../routes/metrics.ts";
+import { KeyCache } from "./api_keys/key_cache.ts";
+import { Metrics } from "./metrics/metrics.ts";
 
 /** Everything the routes share. */
 export interface AppDeps {
@@ -61,16 +65,21 @@ export interface AppDeps {
   revokeSession: (sid: string, until: number) => Promise<void>;
   /** {@linkcode Revocations.revokeToken}, likewise. */
   revokeToken: (jti: string, until: number) => Promise<void>;
+  /** This instance's view of the API keys. */
+  keys: KeyCache;
+  metrics: Metrics;
 }
 
 /** Builds the Hono app from its parts. */
 export function createApp(deps: AppDeps): Hono {
   const { config } = deps;
   const app = new Hono();
-  app.onError(errorHandler(deps.logger));
-  app.notFound(() => {
-    throw new ApiError(404, "not_found");
-  });
+  const onError = errorHandler(deps.logger);
+  app.onError(onError);
+  // Answered, not thrown: Hono runs the not-found handler inside the
+  // middleware chain, and a throw there skips every middleware's after-part
+  // (the security headers among them) on its way to onError.
+  app.notFound((c) => onError(new ApiError(404, "not_found"), c));
   // Every line logged for a request carries its id (also sent back as
   // X-Request-Id, and taken from a proxy's X-Request-Id when it sets one).
   app.use(requestId());
@@ -81,6 +90,9 @@ export function createApp(deps: AppDeps): Hono {
   app.route("/", staticRoutes());
   app.route("/", authRoutes(deps));
   app.route("/", adminRoutes(deps));
+  // Before apiRoutes: these take API keys, which its middleware would refuse.
+  app.route("/", keyRoutes(deps));
+  app.route("/", metricsRoutes(deps));
   app.route("/", apiRoutes(deps));
   app.route(
     "/",
@@ -199,6 +211,14 @@ export async function startLookout(
     isRevoked: (claims) => revocations.has(claims),
     revokeSession: (sid, until) => revocations.revokeSession(sid, until),
     revokeToken: (jti, until) => revocations.revokeToken(jti, until),
+    keys: new KeyCache(kv),
+    metrics: new Metrics(kv, {
+      maxSeries: config.metricsMaxSeries,
+      retentionDays: config.metricsRetentionDays,
+      pushesPerKey: limits.metricsPushesPerKey,
+      pushWindowMs: limits.metricsPushWindowMs,
+      logger,
+    }),
   };
   const app = createApp(deps);
   await feed.start();
@@ -211,6 +231,7 @@ export async function startLookout(
     onListen: () => {},
   }, app.fetch);
   stats.start();
+  deps.metrics.start();
   const url = new URL(
     `http://${config.hostname === "0.0.0.0" ? "localhost" : config.hostname}:${server.addr.port}`,
   );
@@ -237,6 +258,7 @@ export async function startLookout(
     await server.shutdown();
     // Requests that were in flight have recorded their attempts by now.
     await attempts.flush();
+    await deps.metrics.stop();
     await feed.stop();
     await fanout.settled();
     await stats.stop();

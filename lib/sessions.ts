@@ -1,5 +1,6 @@
 import type { Role } from "./protocol.ts";
 import { sessionKey } from "./kv_keys.ts";
+import { userRevokedAt } from "./revocation.ts";
 
 /** A login session. Its `id` is public (a hash); the cookie holds the secret. */
 export interface Session {
@@ -57,8 +58,9 @@ export async function createSession(
 
 /**
  * The live session behind a cookie secret, or null when there is none, it
- * idled out, or it passed its absolute end. Use is recorded (at most once a
- * minute), which moves the idle deadline.
+ * idled out, it passed its absolute end, or its user was revoked (reset)
+ * after it started. Use is recorded (at most once a minute), which moves
+ * the idle deadline.
  */
 export async function liveSession(
   kv: Deno.Kv,
@@ -72,6 +74,13 @@ export async function liveSession(
   const session = entry.value;
   if (!session) return null;
   if (now >= session.expiresAt || now - session.lastSeenAt >= timeouts.idleMs) return null;
+  // Read from KV on every use, not from an instance's memory: a reset by
+  // another process ends the session at once, everywhere.
+  const revokedAt = await userRevokedAt(kv, session.user);
+  if (revokedAt !== null && session.createdAt < revokedAt) {
+    await kv.atomic().check(entry).delete(key).commit();
+    return null;
+  }
   if (now - session.lastSeenAt >= TOUCH_EVERY_MS) {
     const touched = { ...session, lastSeenAt: now };
     await kv.atomic().check(entry).set(key, touched, {

@@ -55,6 +55,15 @@ export const CLOCK_TOLERANCE_S = 5;
 
 const encoder = new TextEncoder();
 
+/**
+ * A compact JWS: three base64url parts without padding (RFC 7515 §7.1); the
+ * signature may be empty (an unsecured token, refused later by its `alg`).
+ * Checked before jose because its base64url decoding is lenient: it skips
+ * whitespace and accepts `=` padding, so `<token> `, `<token>\n` or a space
+ * inside the signature would otherwise verify.
+ */
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
 /** Builds the token key from the configured secret text. */
 export async function tokenKey(
   secret: string,
@@ -120,6 +129,18 @@ function failure(
 }
 
 /**
+ * The credentials of an `Authorization: Bearer` header, everything after the
+ * scheme and its space ("" when there is none), for
+ * {@linkcode verifyAccessToken} to judge: a space inside is a malformed
+ * token, not another scheme. `null` when the header is absent or another
+ * scheme (Basic from a proxy's auth_basic), which is not ours.
+ */
+export function bearerCredentials(header: string | undefined): string | null {
+  const bearer = /^Bearer(?:[ \t]+(.*))?$/is.exec(header ?? "");
+  return bearer ? bearer[1] ?? "" : null;
+}
+
+/**
  * Verifies an access token and names the reason when it fails. Reasons come
  * from jose's error codes, never from its messages.
  */
@@ -131,6 +152,7 @@ export async function verifyAccessToken(
   if (typeof token !== "string" || token.length === 0) {
     return failure("missing_token");
   }
+  if (!COMPACT_JWS.test(token)) return failure("malformed_token");
   const now = options.now ?? Date.now();
   let payload: Record<string, unknown>;
   try {

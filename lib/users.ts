@@ -2,6 +2,7 @@ import { z } from "zod";
 import { hashPassword, type PasswordHash } from "./passwords.ts";
 import { type Role, ROLES } from "./protocol.ts";
 import { userKey, usersPrefix } from "./kv_keys.ts";
+import { type RevocationEvent, revokeUserOp } from "./revocation.ts";
 
 /** A user as stored. */
 export interface StoredUser {
@@ -23,11 +24,16 @@ export async function getUser(kv: Deno.Kv, name: string): Promise<StoredUser | n
   return (await kv.get<StoredUser>(userKey(name))).value;
 }
 
-/** Creates a user, or resets the role and password of an existing one. */
+/**
+ * Creates a user, or resets the role and password of an existing one. A
+ * reset revokes, in the same commit, every session and token the user had:
+ * the old password or role must not outlive it. `revocation` is that
+ * event (null for a new user); every instance's revocation feed acts on it.
+ */
 export async function putUser(
   kv: Deno.Kv,
   options: { name: string; role: Role; password: string },
-): Promise<{ created: boolean }> {
+): Promise<{ created: boolean; revocation: RevocationEvent | null }> {
   UserName.parse(options.name);
   if (!ROLES.includes(options.role)) {
     throw new RangeError(
@@ -44,11 +50,13 @@ export async function putUser(
     createdAt: existing.value?.createdAt ?? now,
     updatedAt: now,
   };
-  const result = await kv.atomic().check(existing).set(userKey(options.name), user).commit();
+  const op = kv.atomic().check(existing).set(userKey(options.name), user);
+  const revocation = existing.value === null ? null : revokeUserOp(op, options.name, now);
+  const result = await op.commit();
   if (!result.ok) {
     throw new Error(`Cannot save user as it changed meanwhile: ${options.name}`);
   }
-  return { created: existing.value === null };
+  return { created: existing.value === null, revocation };
 }
 
 /** Whether any user exists. */

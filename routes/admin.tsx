@@ -16,6 +16,7 @@ import {
   type WindowName,
   WINDOWS,
 } from "../client/explorer_params.ts";
+import { FEED_SIZE } from "../client/store.ts";
 import { readHistory } from "../lib/history.ts";
 import { renderPage } from "../lib/html.ts";
 import type { DeploymentStats } from "../lib/stats/deployment.ts";
@@ -74,7 +75,8 @@ export function adminRoutes(deps: AdminDeps): Hono<Env> {
     const [stats, history, recent] = await Promise.all([
       deps.stats.current(),
       readHistory(deps.kv, { minutes: 60 }),
-      listAttempts(deps.kv, { limit: 20 }),
+      // As many as the live feed keeps, so the rendered rows are its first state.
+      listAttempts(deps.kv, { limit: FEED_SIZE }),
     ]);
     return page(
       c,

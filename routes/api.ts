@@ -1,11 +1,19 @@
 import { Hono } from "hono";
 import { zValidator } from "@hono/zod-validator";
+import type { AttemptLog } from "../lib/attempt_log.ts";
+import { refuseApiKeys } from "../lib/api_keys/auth.ts";
+import type { KeyCache } from "../lib/api_keys/key_cache.ts";
 import { AttemptQuery, listAttempts } from "../lib/attempt_query.ts";
 import { ApiError } from "../lib/http_errors.ts";
 import type { DeploymentStats } from "../lib/stats/deployment.ts";
 import { requestSession } from "../lib/session_cookie.ts";
 import type { SessionTimeouts } from "../lib/sessions.ts";
-import { type AccessClaims, type TokenKey, verifyAccessToken } from "../lib/tokens.ts";
+import {
+  type AccessClaims,
+  bearerCredentials,
+  type TokenKey,
+  verifyAccessToken,
+} from "../lib/tokens.ts";
 
 /** What the `/api/v1` routes need. */
 export interface ApiDeps {
@@ -15,6 +23,8 @@ export interface ApiDeps {
   config: { trustProxy: boolean };
   sessions: SessionTimeouts;
   isRevoked?: (claims: AccessClaims) => boolean | Promise<boolean>;
+  keys: KeyCache;
+  attempts: AttemptLog;
 }
 
 type Env = { Variables: { user: { name: string; role: string } } };
@@ -23,13 +33,15 @@ type Env = { Variables: { user: { name: string; role: string } } };
 export function apiRoutes(deps: ApiDeps): Hono<Env> {
   const app = new Hono<Env>().basePath("/api/v1");
 
+  // API keys are for the metrics routes only: anywhere else here a key is 403.
+  app.use(refuseApiKeys(deps));
   app.use(async (c, next) => {
-    const bearer = /^Bearer(?:[ ]+(\S*))?\s*$/i.exec(c.req.header("authorization") ?? "");
+    const bearer = bearerCredentials(c.req.header("authorization"));
     let user: { name: string; role: string } | null = null;
-    if (bearer) {
+    if (bearer !== null) {
       // A Bearer header decides alone: a bad token is not rescued by a cookie.
       // Other schemes (Basic from a proxy's auth_basic) are not ours.
-      const result = await verifyAccessToken(deps.tokenKey, bearer[1], {
+      const result = await verifyAccessToken(deps.tokenKey, bearer, {
         isRevoked: deps.isRevoked,
       });
       if (result.ok) user = { name: result.claims.sub, role: result.claims.role };

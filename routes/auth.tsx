@@ -8,12 +8,13 @@ import type { Assets } from "../lib/assets.ts";
 import { renderPage } from "../lib/html.ts";
 import { ApiError } from "../lib/http_errors.ts";
 import { type Limits, WindowCounter } from "../lib/limits.ts";
-import { clearLoginFailures, lockedFor, noteLoginFailure } from "../lib/login_guard.ts";
+import { LoginGuard } from "../lib/login_guard.ts";
 import type { Logger } from "../lib/log.ts";
 import { crossSiteReason } from "../lib/origin.ts";
 import { MAX_PASSWORD_CHARS, verifyPassword } from "../lib/passwords.ts";
 import { clearSessionCookie, requestSession, setSessionCookie } from "../lib/session_cookie.ts";
 import { createSession, deleteSession, type SessionTimeouts } from "../lib/sessions.ts";
+import { afterUserRevocation } from "../lib/revocation.ts";
 import { signAccessToken, type TokenKey } from "../lib/tokens.ts";
 import { getUser } from "../lib/users.ts";
 import { LoginPage } from "../components/LoginPage.tsx";
@@ -58,6 +59,7 @@ export function authRoutes(deps: AuthDeps): Hono {
   const { kv, config, limits, logger } = deps;
   const app = new Hono();
   const perIp = new WindowCounter(limits.loginPerIp, limits.loginIpWindowMs);
+  const lockout = new LoginGuard(kv, limits);
 
   /** Refuses a state-changing request that a browser sent from another site. */
   const sameSite = async (c: Context, next: () => Promise<void>) => {
@@ -133,14 +135,23 @@ export function authRoutes(deps: AuthDeps): Hono {
       }
       const { username, password } = parsed.data;
 
-      const locked = await lockedFor(kv, username);
-      if (locked > 0) {
-        logger.warn("login refused: account locked", { user: username, ip, lockedMs: locked });
+      // The guess is counted before the password is checked, so concurrent
+      // guesses get no more checks than the lock allows.
+      const reservation = await lockout.reserve(username);
+      if (!reservation.admitted) {
+        logger.warn("login refused: account locked", {
+          user: username,
+          ip,
+          lockedMs: reservation.retryAfterMs,
+          why: reservation.why,
+        });
         return tooMany(
           c,
           form,
-          locked,
-          "Too many failed sign-ins for this account.",
+          reservation.retryAfterMs,
+          reservation.why === "locked"
+            ? "Too many failed sign-ins for this account."
+            : "Too many sign-ins for this account at once.",
           deps.assets,
           username,
         );
@@ -148,8 +159,7 @@ export function authRoutes(deps: AuthDeps): Hono {
       const user = await getUser(kv, username);
       // An unknown user is checked against a dummy hash: same time, same answer.
       if (!await verifyPassword(password, user?.password ?? null) || !user) {
-        const lockMs = await noteLoginFailure(kv, username, limits);
-        logger.info("login failed", { user: username, ip, lockedMs: lockMs });
+        logger.info("login failed", { user: username, ip });
         if (form) {
           return html(
             c,
@@ -165,8 +175,9 @@ export function authRoutes(deps: AuthDeps): Hono {
         }
         throw new ApiError(401, "invalid_credentials");
       }
-      await clearLoginFailures(kv, username);
+      await lockout.succeeded(username);
       const { secret, session } = await createSession(kv, user, deps.sessions);
+      await afterUserRevocation(kv, user.name);
       const issued = await signAccessToken(deps.tokenKey, {
         sub: user.name,
         role: user.role,
@@ -195,6 +206,7 @@ export function authRoutes(deps: AuthDeps): Hono {
       timeouts: deps.sessions,
     });
     if (!session) throw new ApiError(401, "unauthorized");
+    await afterUserRevocation(kv, session.user);
     const issued = await signAccessToken(deps.tokenKey, {
       sub: session.user,
       role: session.role,

@@ -5,21 +5,23 @@ import type { Config } from "../lib/config.ts";
 import { clientIp } from "../lib/client_ip.ts";
 import { type ClientInfo, Connection, type ConnectionDeps } from "../lib/connection.ts";
 import { ApiError } from "../lib/http_errors.ts";
-import type { IpGuard } from "../lib/limits.ts";
+import type { IpGuard, PendingSlot } from "../lib/limits.ts";
 import { originAllowed } from "../lib/origin.ts";
+import { URL_TOKEN_PARAMS } from "../shared/url_token_params.ts";
 import type { FailureReason } from "../lib/protocol.ts";
-import { type AccessClaims, verifyAccessToken } from "../lib/tokens.ts";
+import { type AccessClaims, bearerCredentials, verifyAccessToken } from "../lib/tokens.ts";
 
 /** What the `/admin/ws` route needs. */
-export interface WsDeps extends Omit<ConnectionDeps, "pending"> {
+export interface WsDeps extends ConnectionDeps {
   config: Pick<Config, "allowedOrigins" | "trustProxy">;
   guard: IpGuard;
   draining: { value: boolean };
 }
 
-type Env = { Variables: { client: ClientInfo; preAuth: AccessClaims | null } };
+type Env = {
+  Variables: { client: ClientInfo; preAuth: AccessClaims | null; slot: PendingSlot };
+};
 
-const URL_TOKEN_PARAMS = ["token", "access_token", "authorization"];
 /**
  * Deno pings a socket that has been quiet for half this long and drops it
  * when no pong comes back in the other half. The pings also keep proxies
@@ -34,7 +36,7 @@ const IDLE_TIMEOUT_S = 30;
  */
 export function wsRoutes(deps: WsDeps): Hono<Env> {
   const { config, attempts, tokenKey, guard } = deps;
-  const connectionDeps: ConnectionDeps = { ...deps, pending: guard.pending };
+  const connectionDeps: ConnectionDeps = deps;
   const app = new Hono<Env>();
 
   app.get(
@@ -81,10 +83,12 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
         });
       };
 
-      const refusal = guard.refusal(client.ip);
-      if (refusal) {
+      // The pending slot is taken here, synchronously with the check, and
+      // held from before the 101: upgrades in flight count against the cap.
+      const admission = guard.admit(client.ip);
+      if (!admission.ok) {
         // One record per burst: the rest of the burst is only counted here.
-        if (refusal.record) {
+        if (admission.record) {
           await record({
             user: null,
             tokenId: null,
@@ -98,46 +102,59 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
             reason: "rate_limited",
             message: "too many failed or pending connections from this address",
           },
-          headers: { "Retry-After": String(Math.max(1, Math.ceil(refusal.retryAfterMs / 1000))) },
+          headers: {
+            "Retry-After": String(Math.max(1, Math.ceil(admission.retryAfterMs / 1000))),
+          },
         });
       }
-      if (client.origin !== null && !originAllowed(c.req.raw, client.origin, config)) {
-        await refuse(403, "bad_origin", `origin ${client.origin} may not open /admin/ws`);
-      }
-      const params = new URL(c.req.url).searchParams;
-      if (URL_TOKEN_PARAMS.some((p) => params.has(p))) {
-        await refuse(
-          400,
-          "token_in_url",
-          'tokens in the URL leak into logs and proxies; send {"type":"auth","token":...} as the first message',
-        );
-      }
-
-      let preAuth: AccessClaims | null = null;
-      // Only a Bearer header is ours: Basic credentials (say, from an nginx
-      // auth_basic in front) are left alone, and the first message decides.
-      const bearer = /^Bearer(?:[ ]+(\S*))?\s*$/i.exec(c.req.header("authorization") ?? "");
-      if (bearer) {
-        const result = await verifyAccessToken(tokenKey, bearer[1], { isRevoked: deps.isRevoked });
-        if (!result.ok) {
-          await refuse(401, result.reason, `the bearer token failed: ${result.reason}`, result);
-        } else {
-          preAuth = result.claims;
-          await record({
-            user: preAuth.sub,
-            tokenId: preAuth.jti,
-            outcome: "success",
-            reason: "ok",
-            transport: "header",
-          });
+      const { slot } = admission;
+      // Until a socket holds it, the slot is the upgrade's to give back.
+      let upgraded = false;
+      try {
+        if (client.origin !== null && !originAllowed(c.req.raw, client.origin, config)) {
+          await refuse(403, "bad_origin", `origin ${client.origin} may not open /admin/ws`);
         }
+        const params = new URL(c.req.url).searchParams;
+        if (URL_TOKEN_PARAMS.some((p) => params.has(p))) {
+          await refuse(
+            400,
+            "token_in_url",
+            'tokens in the URL leak into logs and proxies; send {"type":"auth","token":...} as the first message',
+          );
+        }
+
+        let preAuth: AccessClaims | null = null;
+        // Only a Bearer header is ours: Basic credentials (say, from an nginx
+        // auth_basic in front) are left alone, and the first message decides.
+        const bearer = bearerCredentials(c.req.header("authorization"));
+        if (bearer !== null) {
+          const result = await verifyAccessToken(tokenKey, bearer, {
+            isRevoked: deps.isRevoked,
+          });
+          if (!result.ok) {
+            await refuse(401, result.reason, `the bearer token failed: ${result.reason}`, result);
+          } else {
+            preAuth = result.claims;
+            await record({
+              user: preAuth.sub,
+              tokenId: preAuth.jti,
+              outcome: "success",
+              reason: "ok",
+              transport: "header",
+            });
+          }
+        }
+        c.set("client", client);
+        c.set("preAuth", preAuth);
+        c.set("slot", slot);
+        await next();
+        upgraded = c.res.status === 101;
+      } finally {
+        if (!upgraded) slot.release();
       }
-      c.set("client", client);
-      c.set("preAuth", preAuth);
-      await next();
     },
     (c) => {
-      const connection = new Connection(connectionDeps, c.get("client"));
+      const connection = new Connection(connectionDeps, c.get("client"), { slot: c.get("slot") });
       const preAuth = c.get("preAuth");
       // Deno's own upgrade rather than Hono's helper (hono/deno), which wraps
       // each socket in a context object and four closures, costing memory at

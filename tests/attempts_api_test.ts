@@ -433,6 +433,30 @@ Deno.test("GET /api/v1/attempts answers 400 invalid_request with issues for each
   }
 });
 
+Deno.test("GET /api/v1/attempts answers 400 with issues, not 500, for since or until past the last ULID time", async () => {
+  await using server = await startTestServer();
+  const token = await server.mint();
+  const last = 2 ** 48 - 1;
+  for (const qs of [`since=${last + 1}`, `until=${last + 1}`, "since=999999999999999"]) {
+    const answer = await get(server, `/api/v1/attempts?${qs}`, token);
+    assert.equal(answer.status, 400, qs);
+    assert.equal(answer.body.error, "invalid_request", qs);
+    assert.match(JSON.stringify(answer.body.issues), /from 0 to 281474976710655/, qs);
+  }
+  assert.equal(await failAuth(server), "malformed_token");
+  // The last time a ULID holds is still a valid bound, both ways.
+  for (
+    const [qs, count] of [[`since=${last}`, 0], [`until=${last}`, 1], [
+      `since=0&until=${last}`,
+      1,
+    ]] as const
+  ) {
+    const answer = await get(server, `/api/v1/attempts?${qs}`, token);
+    assert.equal(answer.status, 200, qs);
+    assert.equal(answer.body.items.length, count, qs);
+  }
+});
+
 Deno.test("GET /api/v1/attempts does not serve expired records", async () => {
   const server = await startTestServer();
   try {

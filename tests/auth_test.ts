@@ -33,6 +33,17 @@ Deno.test("GET /login serves the sign-in form with strict security headers", asy
   assert.equal(res.headers.get("strict-transport-security"), null, "no HSTS over plain http");
 });
 
+Deno.test("an unknown path answers 404 not_found with X-Content-Type-Options: nosniff", async () => {
+  await using server = await startTestServer();
+  for (const path of ["/nope", "/admin/nope/deeper"]) {
+    const res = await fetch(new URL(path, server.url));
+    assert.equal(res.status, 404, path);
+    assert.deepEqual(await res.json(), { error: "not_found" }, path);
+    assert.equal(res.headers.get("x-content-type-options"), "nosniff", path);
+    assert.ok(res.headers.get("x-request-id"), `${path} carries its request id`);
+  }
+});
+
 Deno.test("POST /auth/login (JSON) issues a JWT tied to a fresh HttpOnly SameSite=Strict session", async () => {
   await using server = await startTestServer({ ACCESS_TOKEN_TTL_S: "300" });
   const password = await withUser(server);

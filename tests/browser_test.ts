@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { putUser } from "../lib/users.ts";
 import {
+  attemptInput,
   randomPassword,
   randomSecret,
   startTestServer,
@@ -193,6 +194,53 @@ Deno.test({
         "every socket of the session closed",
       );
       assert.deepEqual(errors.filter((e) => !/401|Failed to load resource/.test(e)), []);
+    }),
+});
+
+Deno.test({
+  name:
+    "dashboard: the latest attempts and the Succeeded counter agree on every page load, the page's own sign-in included",
+  ignore: !hasChromium,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withDashboard(async ({ server, page, errors, password }) => {
+      // Each load opens the page's socket, whose sign-in is recorded after the
+      // page was rendered and before it subscribes to attempts.
+      await signIn(page, server.url, "ada", password);
+      for (let load = 1; load <= 3; load++) {
+        if (load > 1) await page.reload();
+        await page.locator('.badge[data-state="live"]').waitFor({ timeout: 10_000 });
+        await page.waitForFunction(
+          (n) => document.querySelector('[data-stat="success"]')?.textContent?.trim() === String(n),
+          load,
+          { timeout: 5000 },
+        );
+        const [own] = await server.attempts(1);
+        assert.equal(own.outcome, "success");
+        assert.equal(own.user, "ada");
+        await page.locator(`.feed tr[data-attempt-id="${own.id}"]`).waitFor({ timeout: 5000 });
+        assert.equal(
+          await page.locator(".feed tbody tr.success").count(),
+          load,
+          `load ${load}: the feed's successes are the counter's`,
+        );
+      }
+
+      // The rendered rows are as many as the live feed keeps (50), not fewer.
+      for (let i = 0; i < 60; i++) {
+        await server.deps.attempts.record(attemptInput({ ip: `198.51.100.${i}` }));
+      }
+      const cookie = (await page.context().cookies()).map((c) => `${c.name}=${c.value}`).join("; ");
+      const html = await (await fetch(new URL("/admin", server.url), { headers: { cookie } }))
+        .text();
+      assert.equal(html.match(/data-attempt-id=/g)?.length, 50, "rows rendered on /admin");
+      await page.reload();
+      await page.locator('.badge[data-state="live"]').waitFor({ timeout: 10_000 });
+      const [own] = await server.attempts(1);
+      await page.locator(`.feed tr[data-attempt-id="${own.id}"]`).waitFor({ timeout: 5000 });
+      assert.equal(await page.locator(".feed tbody tr").count(), 50);
+      assert.deepEqual(errors, []);
     }),
 });
 

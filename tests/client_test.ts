@@ -10,9 +10,18 @@ import {
   socketUrl,
   type StateDetail,
 } from "../client/lookout_client.ts";
+import { ulid } from "ulid";
+import { FEED_SIZE, mergeAttempts } from "../client/store.ts";
 import type { ServerMessage } from "../lib/protocol.ts";
 import { putUser } from "../lib/users.ts";
-import { eventually, login, randomPassword, startTestServer, type TestServer } from "./helpers.ts";
+import {
+  attemptInput,
+  eventually,
+  login,
+  randomPassword,
+  startTestServer,
+  type TestServer,
+} from "./helpers.ts";
 
 async function signedIn(server: TestServer, firstToken?: string) {
   const password = randomPassword();
@@ -49,6 +58,22 @@ Deno.test("backoffDelay() draws full jitter under a capped exponential", () => {
   assert.equal(backoffDelay(3, 500, 30_000, () => 0.5), 2000);
   assert.equal(backoffDelay(20, 500, 30_000, () => 0.999), 29_970, "capped");
   assert.equal(backoffDelay(5, 500, 30_000, () => 0), 0, "full jitter reaches zero");
+});
+
+Deno.test("mergeAttempts() keeps each id once, newest first, at most FEED_SIZE", () => {
+  const at = (n: number) => ({ ...attemptInput(), id: ulid(1_700_000_000_000 + n), at: n });
+  const rendered = Array.from({ length: FEED_SIZE }, (_, i) => at(i));
+  // The newest rendered row also came live: it is listed once.
+  const live = [at(FEED_SIZE + 1), rendered[FEED_SIZE - 1]];
+  const merged = mergeAttempts(live, rendered);
+  assert.equal(merged.length, FEED_SIZE);
+  assert.deepEqual(merged.slice(0, 3).map((a) => a.at), [
+    FEED_SIZE + 1,
+    FEED_SIZE - 1,
+    FEED_SIZE - 2,
+  ]);
+  assert.equal(new Set(merged.map((a) => a.id)).size, FEED_SIZE);
+  assert.deepEqual(mergeAttempts([], []), []);
 });
 
 Deno.test("socketUrl() picks wss: under https and ws: otherwise", () => {

@@ -27,6 +27,8 @@ const VARIABLES = [
   "ATTEMPT_RETENTION_DAYS",
   "SESSION_IDLE_TIMEOUT_S",
   "SESSION_MAX_AGE_S",
+  "METRICS_MAX_SERIES",
+  "METRICS_RETENTION_DAYS",
   "DENO_DEPLOYMENT_ID",
 ];
 
@@ -79,6 +81,8 @@ Deno.test("loadConfig() defaults match CONTRACT section 1", () => {
     sessionMaxAgeS: 43_200,
     workers: navigator.hardwareConcurrency,
     onDeploy: false,
+    metricsMaxSeries: 1000,
+    metricsRetentionDays: 90,
   });
 });
 
@@ -111,6 +115,8 @@ Deno.test("loadConfig() reads every variable when it is valid", () => {
     SESSION_IDLE_TIMEOUT_S: "600",
     SESSION_MAX_AGE_S: "7200",
     LOOKOUT_WORKERS: "3",
+    METRICS_MAX_SERIES: "50",
+    METRICS_RETENTION_DAYS: "30",
   });
   assert.deepEqual(config, {
     port: 8123,
@@ -131,6 +137,8 @@ Deno.test("loadConfig() reads every variable when it is valid", () => {
     sessionMaxAgeS: 7200,
     workers: 3,
     onDeploy: false,
+    metricsMaxSeries: 50,
+    metricsRetentionDays: 30,
   });
 });
 
@@ -148,6 +156,10 @@ const BAD_VALUES: [variable: string, value: string][] = [
   ["MAX_MESSAGE_BYTES", "abc"],
   ["ATTEMPT_RETENTION_DAYS", "0"],
   ["ACCESS_TOKEN_TTL_S", "soon"],
+  ["METRICS_MAX_SERIES", "0"],
+  ["METRICS_MAX_SERIES", "many"],
+  ["METRICS_RETENTION_DAYS", "0"],
+  ["METRICS_RETENTION_DAYS", "3651"],
 ];
 
 for (const [variable, value] of BAD_VALUES) {

@@ -8,7 +8,7 @@ import { DeploymentStats, type DeploymentStatsOptions } from "../lib/stats/deplo
 import { Feed } from "../lib/realtime/feed.ts";
 import { type Member, Registry } from "../lib/realtime/registry.ts";
 import { AttemptLog, commitAttempts } from "../lib/attempt_log.ts";
-import { attemptInput, eventually } from "./helpers.ts";
+import { attemptInput, eventually, interceptKv } from "./helpers.ts";
 import { createLogger } from "../lib/log.ts";
 import { instanceKey, statsVersionKey } from "../lib/kv_keys.ts";
 import type { EventName, Stats } from "../lib/protocol.ts";
@@ -46,33 +46,25 @@ function holdableKv(kv: Deno.Kv) {
   const reads = new Gate();
   const commits = new Gate();
   const counts = { statsReads: 0 };
-  const wrapped = new Proxy(kv, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target);
-      if (prop === "atomic") {
-        return () => {
-          const op = target.atomic();
-          const commit = op.commit.bind(op);
-          op.commit = async () => {
-            await commits.pass();
-            return await commit();
-          };
-          return op;
-        };
-      }
-      if (prop !== "list") return typeof value === "function" ? value.bind(target) : value;
-      return (selector: Deno.KvListSelector, options?: Deno.KvListOptions) =>
-        (async function* () {
-          // Each stats read lists the attempt counters once.
-          if ("prefix" in selector && selector.prefix[0] === "attempt_counts") counts.statsReads++;
-          const entries = await Array.fromAsync(target.list(selector, options));
-          await reads.pass();
-          yield* entries;
-        })();
+  const wrapped = interceptKv(kv, {
+    commit: async (real) => {
+      await commits.pass();
+      return await real();
+    },
+    call(name, args, real) {
+      if (name !== "list") return real();
+      const [selector] = args as [Deno.KvListSelector];
+      return (async function* () {
+        // Each stats read lists the attempt counters once.
+        if ("prefix" in selector && selector.prefix[0] === "attempt_counts") counts.statsReads++;
+        const entries = await Array.fromAsync(real() as Deno.KvListIterator<unknown>);
+        await reads.pass();
+        yield* entries;
+      })();
     },
   });
   return {
-    kv: wrapped as Deno.Kv,
+    kv: wrapped,
     counts,
     /** Holds every read from now on; resolves once one has read and is held. */
     hold: () => reads.shut(),

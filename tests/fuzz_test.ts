@@ -137,6 +137,10 @@ function fail(...reasons: CloseReason[]): Verdict {
  */
 function judgeToken(ctx: Ctx, token: unknown, nowMs: number): Verdict {
   if (typeof token !== "string" || token.length === 0) return fail("missing_token");
+  // CONTRACT 4.3: not a compact JWS (three unpadded base64url parts) is malformed.
+  if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(token)) {
+    return fail("malformed_token");
+  }
   const parts = token.split(".");
   if (parts.length !== 3) return fail("malformed_token");
   const [h, p, s] = parts;

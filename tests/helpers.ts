@@ -12,6 +12,8 @@ import type { Limits } from "../lib/limits.ts";
 import { listAttempts } from "../lib/attempt_query.ts";
 import type { Attempt } from "../lib/protocol.ts";
 import type { AttemptInput } from "../lib/attempt_log.ts";
+import { encodeRequest, readResponse } from "../probe/http_wire.ts";
+import { FrameSocket, websocketKey, Wire } from "../probe/ws_wire.ts";
 
 /** A random secret for one test server; never a literal in the source. */
 export function randomSecret(): string {
@@ -177,66 +179,79 @@ export interface RawResponse {
 
 /**
  * Sends a WebSocket upgrade request over a plain TCP socket and reads the
- * answer, so a refused handshake shows its exact status and body.
+ * answer with the probe's own wire code, so a refused handshake shows its
+ * exact status and body. `upgrade: false` sends only `headers`.
  */
 export async function rawUpgrade(
   url: string,
   headers: Record<string, string> = {},
-  options: { upgrade?: boolean } = {},
+  options: { upgrade?: boolean; timeoutMs?: number } = {},
 ): Promise<RawResponse> {
   const u = new URL(url);
-  const conn = await Deno.connect({ hostname: u.hostname, port: Number(u.port) });
+  const all: Record<string, string> = options.upgrade === false ? { ...headers } : {
+    Upgrade: "websocket",
+    Connection: "Upgrade",
+    "Sec-WebSocket-Key": websocketKey(),
+    "Sec-WebSocket-Version": "13",
+    ...headers,
+  };
+  // Without a Connection header of its own, the server is asked to hang up after its answer.
+  if (all.Connection === undefined) all.Connection = "close";
+  const wire = new Wire(await Deno.connect({ hostname: u.hostname, port: Number(u.port) }));
   try {
-    const lines = [`GET ${u.pathname}${u.search} HTTP/1.1`, `Host: ${u.host}`];
-    const all: Record<string, string> = options.upgrade === false ? { ...headers } : {
-      Upgrade: "websocket",
-      Connection: "Upgrade",
-      "Sec-WebSocket-Key": btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16)))),
-      "Sec-WebSocket-Version": "13",
-      ...headers,
-    };
-    for (const [k, v] of Object.entries(all)) lines.push(`${k}: ${v}`);
-    lines.push("Connection: close", "", "");
-    if (all.Connection) lines.splice(lines.indexOf("Connection: close"), 1);
-    await conn.write(new TextEncoder().encode(lines.join("\r\n")));
-    let text = "";
-    const buf = new Uint8Array(65536);
-    const decoder = new TextDecoder();
-    while (true) {
-      const n = await conn.read(buf);
-      if (n === null) break;
-      text += decoder.decode(buf.subarray(0, n), { stream: true });
-      const end = text.indexOf("\r\n\r\n");
-      if (end >= 0) {
-        const head = text.slice(0, end).split("\r\n");
-        const status = Number(head[0].split(" ")[1]);
-        const h = new Headers();
-        for (const line of head.slice(1)) {
-          const i = line.indexOf(":");
-          h.append(line.slice(0, i).trim(), line.slice(i + 1).trim());
-        }
-        if (status === 101) return { status, headers: h, body: "" };
-        const length = Number(h.get("content-length") ?? 0);
-        while (new TextEncoder().encode(text.slice(end + 4)).length < length) {
-          const m = await conn.read(buf);
-          if (m === null) break;
-          text += decoder.decode(buf.subarray(0, m), { stream: true });
-        }
-        return { status, headers: h, body: text.slice(end + 4) };
-      }
+    await wire.write(encodeRequest(u, Object.entries(all)));
+    const answer = await readResponse(wire, Date.now() + (options.timeoutMs ?? 10_000));
+    if ("kind" in answer) {
+      throw new Error(`Cannot read the answer of ${url}: ${JSON.stringify(answer)}`);
     }
-    throw new Error(`no HTTP answer from ${url}`);
+    return { status: answer.status, headers: answer.headers, body: answer.body };
   } finally {
-    conn.close();
+    await wire.close();
   }
+}
+
+/** A raw upgrade kept open: its status, and its frames when it got a 101. */
+export interface HeldUpgrade {
+  status: number;
+  /** The socket's frames over the same TCP connection (after a 101). */
+  frames: FrameSocket;
+  /** Drops the TCP connection. */
+  close(): Promise<void>;
+}
+
+/**
+ * Sends a WebSocket upgrade over a plain TCP socket, reads the status line
+ * and headers, and keeps the connection open (unlike {@linkcode rawUpgrade}),
+ * so a test can hold many upgraded sockets at once or write frames by hand.
+ */
+export async function holdUpgrade(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<HeldUpgrade> {
+  const u = new URL(url);
+  const conn = await Deno.connect({ hostname: u.hostname, port: Number(u.port) });
+  const wire = new Wire(conn);
+  const all: Record<string, string> = {
+    Upgrade: "websocket",
+    Connection: "Upgrade",
+    "Sec-WebSocket-Key": websocketKey(),
+    "Sec-WebSocket-Version": "13",
+    ...headers,
+  };
+  await wire.write(encodeRequest(u, Object.entries(all)));
+  const res = await readResponse(wire, Date.now() + 10_000);
+  if (!("status" in res)) {
+    await wire.close();
+    throw new Error(`no HTTP answer from ${url}: ${res.kind}`);
+  }
+  return { status: res.status, frames: new FrameSocket(wire), close: () => wire.close() };
 }
 
 const enc = new TextEncoder();
 
 function b64url(value: string | Uint8Array): string {
   const bytes = typeof value === "string" ? enc.encode(value) : value;
-  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_")
-    .replace(/=+$/, "");
+  return bytes.toBase64({ alphabet: "base64url", omitPadding: true });
 }
 
 /** Standard claims for a forged token, with `overrides` applied (undefined deletes). */
@@ -340,6 +355,44 @@ export function randomPassword(): string {
   return "pw-" + crypto.randomUUID();
 }
 
+/** What {@linkcode interceptKv} puts in front of a store. */
+export interface KvHooks {
+  /**
+   * Every method call but `atomic` and `close`: `name` and `args` as called,
+   * and `real` to make the call on the real store.
+   */
+  call?(name: string, args: unknown[], real: () => unknown): unknown;
+  /** Every atomic operation's commit, with `real` to commit it to the real store. */
+  commit?(real: () => Promise<Deno.KvCommitResult | Deno.KvCommitError>): Promise<
+    Deno.KvCommitResult | Deno.KvCommitError
+  >;
+}
+
+/**
+ * A real KV with `hooks` in front of its calls and its atomic commits;
+ * `close` and anything that is not a method go straight to the store.
+ */
+export function interceptKv(kv: Deno.Kv, hooks: KvHooks): Deno.Kv {
+  return new Proxy(kv, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (typeof value !== "function") return value;
+      if (prop === "atomic") {
+        return () => {
+          const op = target.atomic();
+          const commit = op.commit.bind(op);
+          // Every step of an atomic chain returns the same op, so its commit is this one.
+          if (hooks.commit) op.commit = () => hooks.commit!(commit);
+          return op;
+        };
+      }
+      if (prop === "close" || !hooks.call) return value.bind(target);
+      return (...args: unknown[]) =>
+        hooks.call!(String(prop), args, () => value.apply(target, args));
+    },
+  });
+}
+
 /**
  * A real KV with a switch in front: while `down` is true every call fails
  * the way a lost store does (Deno's own BadResource), and when it is false
@@ -348,43 +401,15 @@ export function randomPassword(): string {
  */
 export function switchableKv(kv: Deno.Kv): { kv: Deno.Kv; down: boolean } {
   const state = { kv: kv, down: false };
-  const fail = () => {
-    throw new Deno.errors.BadResource("KV is down (test switch)");
-  };
-  const wrapAtomic = (op: Deno.AtomicOperation): Deno.AtomicOperation => {
-    const proxy: Deno.AtomicOperation = new Proxy(op, {
-      get(target, prop) {
-        const value = Reflect.get(target, prop, target);
-        if (prop === "commit") {
-          return () =>
-            state.down
-              ? Promise.reject(new Deno.errors.BadResource("KV is down (test switch)"))
-              : target.commit();
-        }
-        if (typeof value !== "function") return value;
-        return (...args: unknown[]) => {
-          const result = value.apply(target, args);
-          return result === target ? proxy : result;
-        };
-      },
-    });
-    return proxy;
-  };
-  state.kv = new Proxy(kv, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target);
-      if (prop === "atomic") return () => wrapAtomic(target.atomic());
-      if (prop === "close" || typeof value !== "function") {
-        return typeof value === "function" ? value.bind(target) : value;
-      }
-      return (...args: unknown[]) => {
-        if (state.down) {
-          if (prop === "list" || prop === "watch") fail();
-          return Promise.reject(new Deno.errors.BadResource("KV is down (test switch)"));
-        }
-        return value.apply(target, args);
-      };
+  const lost = () => new Deno.errors.BadResource("KV is down (test switch)");
+  state.kv = interceptKv(kv, {
+    call(name, _args, real) {
+      if (!state.down) return real();
+      // list and watch hand back an iterator or a stream at once, so they throw.
+      if (name === "list" || name === "watch") throw lost();
+      return Promise.reject(lost());
     },
+    commit: (real) => state.down ? Promise.reject(lost()) : real(),
   });
   return state;
 }

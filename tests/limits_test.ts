@@ -5,7 +5,25 @@
  */
 import assert from "node:assert/strict";
 import { putUser } from "../lib/users.ts";
-import { eventually, rawUpgrade, startTestServer, TestClient, type TestServer } from "./helpers.ts";
+import { encodeRequest } from "../probe/http_wire.ts";
+import {
+  concat,
+  encodeFrame,
+  FrameSocket,
+  websocketKey,
+  Wire,
+  type WsEvent,
+} from "../probe/ws_wire.ts";
+import {
+  eventually,
+  holdUpgrade,
+  randomSecret,
+  rawUpgrade,
+  startTestServer,
+  tempFileKv,
+  TestClient,
+  type TestServer,
+} from "./helpers.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -105,39 +123,22 @@ Deno.test("/admin/ws keeps a socket that pings 4 times a second under a limit of
   await paced.close();
 });
 
-/** One client-to-server text frame, masked as RFC 6455 requires. */
-function maskedTextFrame(text: string): Uint8Array {
-  const payload = new TextEncoder().encode(text);
-  const n = payload.length;
-  const head = n < 126 ? [0x81, 0x80 | n] : [0x81, 0x80 | 126, n >> 8, n & 0xff];
-  assert.ok(n < 65536);
-  const mask = crypto.getRandomValues(new Uint8Array(4));
-  const frame = new Uint8Array(head.length + 4 + n);
-  frame.set(head, 0);
-  frame.set(mask, head.length);
-  for (let i = 0; i < n; i++) frame[head.length + 4 + i] = payload[i] ^ mask[i % 4];
-  return frame;
-}
-
 /**
  * Opens `/admin/ws` over a bare TCP socket: writes the handshake, reads the
- * 101 (and no further), then sends `messages` as masked text frames.
+ * 101 (and no further), then sends `messages` as masked text frames. Nothing
+ * reads the socket after that, so the server's frames back up in it.
  */
 async function rawSocket(server: TestServer, messages: unknown[]): Promise<Deno.TcpConn> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(server.url.port) });
-  const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
-  const request = [
-    "GET /admin/ws HTTP/1.1",
-    `Host: 127.0.0.1:${server.url.port}`,
-    "Upgrade: websocket",
-    "Connection: Upgrade",
-    `Sec-WebSocket-Key: ${key}`,
-    "Sec-WebSocket-Version: 13",
-    "",
-    "",
-  ].join("\r\n");
-  await conn.write(new TextEncoder().encode(request));
-  // Read one byte at a time so nothing past the handshake is consumed.
+  const url = new URL(server.wsUrl);
+  const conn = await Deno.connect({ hostname: url.hostname, port: Number(url.port) });
+  await conn.write(encodeRequest(url, [
+    ["Upgrade", "websocket"],
+    ["Connection", "Upgrade"],
+    ["Sec-WebSocket-Key", websocketKey()],
+    ["Sec-WebSocket-Version", "13"],
+  ]));
+  // Read one byte at a time so nothing past the handshake is consumed: a
+  // Wire would keep reading, and the socket would not stall.
   let head = "";
   const byte = new Uint8Array(1);
   while (!head.endsWith("\r\n\r\n")) {
@@ -145,7 +146,8 @@ async function rawSocket(server: TestServer, messages: unknown[]): Promise<Deno.
     head += String.fromCharCode(byte[0]);
   }
   assert.match(head, /^HTTP\/1\.1 101/);
-  for (const m of messages) await conn.write(maskedTextFrame(JSON.stringify(m)));
+  const encoder = new TextEncoder();
+  for (const m of messages) await conn.write(encodeFrame(0x1, encoder.encode(JSON.stringify(m))));
   return conn;
 }
 
@@ -166,49 +168,21 @@ function recordMany(server: TestServer, n: number, userAgent: string | null) {
 }
 
 /**
- * Reads unmasked server frames from `conn` until a close frame (or EOF, or
- * `timeoutMs`), and returns them in order.
+ * Reads the server's messages off `conn` with the probe's frame reader until
+ * a close frame (or a drop, or `timeoutMs`), and returns them in order.
  */
-async function readFrames(conn: Deno.TcpConn, timeoutMs: number) {
-  const frames: { opcode: number; payload: Uint8Array }[] = [];
-  let buffer = new Uint8Array(0);
-  const chunk = new Uint8Array(256 * 1024);
+async function readFrames(conn: Deno.TcpConn, timeoutMs: number): Promise<WsEvent[]> {
+  const socket = new FrameSocket(new Wire(conn));
+  const events: WsEvent[] = [];
   const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    // Parse every whole frame in the buffer.
-    while (buffer.length >= 2) {
-      let length = buffer[1] & 0x7f;
-      let offset = 2;
-      if (length === 126) {
-        if (buffer.length < 4) break;
-        length = (buffer[2] << 8) | buffer[3];
-        offset = 4;
-      } else if (length === 127) {
-        if (buffer.length < 10) break;
-        length = Number(new DataView(buffer.buffer, buffer.byteOffset + 2, 8).getBigUint64(0));
-        offset = 10;
-      }
-      if (buffer.length < offset + length) break;
-      const frame = { opcode: buffer[0] & 0x0f, payload: buffer.slice(offset, offset + length) };
-      frames.push(frame);
-      buffer = buffer.subarray(offset + length);
-      if (frame.opcode === 8) return frames;
+  while (true) {
+    const event = await socket.next(deadline - Date.now());
+    if (event.type === "timeout") {
+      throw new Error(`no close frame within ${timeoutMs} ms (${events.length} frames read)`);
     }
-    const n = await conn.read(chunk);
-    if (n === null) return frames;
-    const next = new Uint8Array(buffer.length + n);
-    next.set(buffer);
-    next.set(chunk.subarray(0, n), buffer.length);
-    buffer = next;
+    events.push(event);
+    if (event.type === "close" || event.type === "dropped") return events;
   }
-  throw new Error(`no close frame within ${timeoutMs} ms (${frames.length} frames read)`);
-}
-
-function closePayload(payload: Uint8Array): { code: number; reason: string } {
-  return {
-    code: (payload[0] << 8) | payload[1],
-    reason: new TextDecoder().decode(payload.subarray(2)),
-  };
 }
 
 Deno.test("/admin/ws closes a slow consumer 4409 and keeps serving the other subscribers", async () => {
@@ -281,11 +255,10 @@ Deno.test("/admin/ws closes a slow consumer 4409 and keeps serving the other sub
     // Now read the stalled socket's backlog: it ends with the close frame.
     const frames = await readFrames(stalled, 10_000);
     const close = frames.at(-1)!;
-    assert.equal(close.opcode, 8, "the last frame is a close");
-    assert.deepEqual(closePayload(close.payload), { code: 4409, reason: "slow_consumer" });
-    const decoder = new TextDecoder();
+    assert.equal(close.type, "close", "the last frame is a close");
+    assert.deepEqual(close, { type: "close", code: 4409, reason: "slow_consumer" });
     const delivered = frames.filter((f) =>
-      f.opcode === 1 && JSON.parse(decoder.decode(f.payload)).type === "attempt"
+      f.type === "text" && JSON.parse(f.data).type === "attempt"
     ).length;
     console.log(
       `the stalled socket got ${delivered} of ${recorded} attempt events, then the close`,
@@ -377,4 +350,154 @@ Deno.test("POST /auth/login throttles one IP whatever the account, and not anoth
 
   await sleep(throttled.retryAfter * 1000 + 100);
   assert.equal((await loginRequest(server, "ivan", password, from)).status, 200);
+});
+
+Deno.test("POST /auth/login admits no more concurrent guesses than the lockout allows, and never 500", async () => {
+  await using server = await startTestServer({}, {
+    limits: { loginFreeFailures: 5, loginBaseLockMs: 60_000, loginPerIp: 1000 },
+  });
+  const password = crypto.randomUUID();
+  await putUser(server.deps.kv, { name: "jonas", role: "admin", password });
+
+  const answers = await Promise.all(
+    Array.from({ length: 25 }, () => loginRequest(server, "jonas", crypto.randomUUID())),
+  );
+  const statuses = answers.map((a) => a.status);
+  const count = (status: number) => statuses.filter((s) => s === status).length;
+  assert.equal(count(401), 5, `password checks: ${statuses.join(" ")}`);
+  assert.equal(count(429), 20, `refused: ${statuses.join(" ")}`);
+  for (const a of answers.filter((a) => a.status === 429)) {
+    assert.equal(a.body.error, "rate_limited");
+    assert.ok(a.retryAfter !== null && a.retryAfter >= 1, `Retry-After ${a.retryAfter}`);
+  }
+  const locked = await loginRequest(server, "jonas", password);
+  assert.equal(locked.status, 429, "the right password is locked out afterwards too");
+});
+
+Deno.test("/admin/ws accepts exactly its cap of pending sockets from 100 upgrades sent at once", async () => {
+  await using server = await startTestServer({}, { limits: { wsPendingPerIp: 16 } });
+  const held = await Promise.all(Array.from({ length: 100 }, () => holdUpgrade(server.wsUrl)));
+  try {
+    const statuses = held.map((h) => h.status);
+    const count = (status: number) => statuses.filter((s) => s === status).length;
+    assert.equal(count(101), 16, `upgrades accepted: ${count(101)}`);
+    assert.equal(count(429), 84, `upgrades refused: ${count(429)}`);
+    await eventually(() => pendingCount(server) === 16, 2000, "16 pending sockets");
+  } finally {
+    await Promise.all(held.map((h) => h.close()));
+  }
+  // The slots come back when the sockets go: a new one is admitted.
+  await eventually(() => pendingCount(server) === 0, 2000, "no pending socket");
+  const again = await TestClient.open(server.wsUrl);
+  await again.auth(await server.mint());
+  await again.close();
+});
+
+Deno.test("/admin/ws gives the pending slot back when the upgrade is refused after the cap check", async () => {
+  await using server = await startTestServer({}, {
+    limits: { wsPendingPerIp: 2, wsFailuresPerIp: 1000 },
+  });
+  for (let i = 0; i < 5; i++) {
+    const refused = await rawUpgrade(`${server.wsUrl}?token=x`);
+    assert.equal(refused.status, 400, `refusal ${i + 1}`);
+    const badOrigin = await rawUpgrade(server.wsUrl, { Origin: "https://evil.example" });
+    assert.equal(badOrigin.status, 403, `refusal ${i + 1}`);
+  }
+  const held = await Promise.all([1, 2].map(() => holdUpgrade(server.wsUrl)));
+  try {
+    assert.deepEqual(held.map((h) => h.status), [101, 101]);
+  } finally {
+    await Promise.all(held.map((h) => h.close()));
+  }
+});
+
+/** Reads a raw socket's events until its close (or a drop), at most `timeoutMs`. */
+async function readUntilEnd(frames: FrameSocket, timeoutMs = 5000): Promise<WsEvent[]> {
+  const events: WsEvent[] = [];
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    const event = await frames.next(Math.max(0, deadline - Date.now()));
+    events.push(event);
+    if (event.type !== "text") return events;
+  }
+}
+
+Deno.test("/admin/ws takes auth pipelined with 100 pings in one write as one attempt, one record, one answer", async () => {
+  await using server = await startTestServer();
+  const held = await holdUpgrade(server.wsUrl);
+  try {
+    assert.equal(held.status, 101);
+    const text = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+    const burst = [encodeFrame(0x1, text({ type: "auth", token: await server.mint() }))];
+    for (let i = 0; i < 100; i++) burst.push(encodeFrame(0x1, text({ type: "ping", id: i })));
+    await held.frames.wire.write(concat(burst));
+
+    const events = await readUntilEnd(held.frames);
+    const messages = events.flatMap((e) => e.type === "text" ? [JSON.parse(e.data)] : []);
+    const end = events.at(-1)!;
+    assert.equal(messages[0]?.type, "authenticated", "the attempt's answer comes first");
+    assert.ok(!messages.some((m) => m.type === "auth_failed"), "no answer contradicts it");
+    const pongs = messages.filter((m) => m.type === "pong").length;
+    assert.ok(pongs > 0 && pongs < 100, `${pongs} of 100 pings answered before the close`);
+    // Too many messages after authentication: the contract's close, not an attempt.
+    assert.deepEqual(end, { type: "close", code: 4429, reason: "rate_limited" });
+
+    const attempts = (await server.attempts()).filter((a) => a.transport === "message");
+    assert.deepEqual(
+      attempts.map((a) => [a.outcome, a.reason]),
+      [["success", "ok"]],
+      "one socket, one first message: one record",
+    );
+  } finally {
+    await held.close();
+  }
+});
+
+Deno.test("/admin/ws takes a failing auth pipelined with 100 pings as one failed attempt, closed with its own reason", async () => {
+  await using server = await startTestServer();
+  const held = await holdUpgrade(server.wsUrl);
+  try {
+    const text = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+    const burst = [encodeFrame(0x1, text({ type: "auth", token: "not-a-jwt" }))];
+    for (let i = 0; i < 100; i++) burst.push(encodeFrame(0x1, text({ type: "ping", id: i })));
+    await held.frames.wire.write(concat(burst));
+
+    const events = await readUntilEnd(held.frames);
+    const messages = events.flatMap((e) => e.type === "text" ? [JSON.parse(e.data)] : []);
+    assert.deepEqual(messages, [{ type: "auth_failed", reason: "malformed_token" }]);
+    assert.deepEqual(events.at(-1), { type: "close", code: 4401, reason: "malformed_token" });
+    const attempts = (await server.attempts()).filter((a) => a.transport === "message");
+    assert.deepEqual(attempts.map((a) => [a.outcome, a.reason]), [["failure", "malformed_token"]]);
+  } finally {
+    await held.close();
+  }
+});
+
+Deno.test("POST /auth/login holds the lockout across two instances on one KV file under concurrent guesses", async () => {
+  const { kv: kvA, path, close } = await tempFileKv("lookout_lockout_");
+  const kvB = await Deno.openKv(path);
+  try {
+    const limits = { loginFreeFailures: 5, loginBaseLockMs: 60_000, loginPerIp: 1000 };
+    const env = { JWT_SECRET: randomSecret() };
+    await using a = await startTestServer(env, { kv: kvA, limits });
+    await using b = await startTestServer(env, { kv: kvB, limits });
+    const password = crypto.randomUUID();
+    await putUser(kvA, { name: "kira", role: "viewer", password });
+
+    const answers = await Promise.all(
+      Array.from(
+        { length: 30 },
+        (_, i) => loginRequest(i % 2 ? a : b, "kira", crypto.randomUUID()),
+      ),
+    );
+    const statuses = answers.map((x) => x.status);
+    assert.equal(statuses.filter((s) => s === 401).length, 5, `statuses: ${statuses.join(" ")}`);
+    assert.equal(statuses.filter((s) => s === 429).length, 25, `statuses: ${statuses.join(" ")}`);
+    for (const server of [a, b]) {
+      assert.equal((await loginRequest(server, "kira", password)).status, 429);
+    }
+  } finally {
+    kvB.close();
+    await close();
+  }
 });

@@ -19,8 +19,8 @@ import {
   type ProbeReport,
   type Step,
   type UpgradeStep,
-} from "../lib/probe.ts";
-import { encodeFrame } from "../lib/ws_wire.ts";
+} from "../probe/mod.ts";
+import { encodeFrame } from "../probe/ws_wire.ts";
 import {
   eventually,
   hasOpenssl,

@@ -5,6 +5,7 @@
  * every WebSocket message and every KV entry is scanned for them.
  */
 import assert from "node:assert/strict";
+import { decodeJwt } from "jose";
 import { claims, forge, randomSecret, rawUpgrade, startTestServer, TestClient } from "./helpers.ts";
 
 /** One piece of text the server produced, and where it came from. */
@@ -307,8 +308,7 @@ Deno.test("no token or token signature reaches a log line, a response, a message
     assert.ok(seen.length > 40, `only ${seen.length} responses and messages to scan`);
     const stored = kvData.filter((h) => h.where.startsWith("kv value at [attempts / "));
     assert.ok(stored.length >= 20, `only ${stored.length} attempt records in KV`);
-    const firstJti = JSON.parse(atob(tokens[0].split(".")[1].replace(/-/g, "+").replace(/_/g, "/")))
-      .jti as string;
+    const firstJti = decodeJwt(tokens[0]).jti as string;
     assert.ok(
       kvData.some((h) => h.text.includes(firstJti)),
       "the jti of the first token is nowhere in KV",

@@ -17,10 +17,11 @@ import {
   type Step,
   type UpgradeStep,
   upgradeStep,
-} from "../lib/probe.ts";
-import { explainStatus, explainTokenTimes, redactUrl } from "../lib/probe_explain.ts";
-import { breakSignature, runScenarios } from "../lib/probe_scenarios.ts";
-import { acceptFor } from "../lib/ws_wire.ts";
+} from "../probe/mod.ts";
+import { explainStatus, explainTokenTimes, redactUrl } from "../probe/explain.ts";
+import { breakSignature, runScenarios } from "../probe/scenarios.ts";
+import { acceptFor } from "../probe/ws_wire.ts";
+import { maskToken } from "../shared/mask_token.ts";
 import {
   claims,
   forge,
@@ -204,6 +205,14 @@ Deno.test("redactUrl() never shows a whole token from the query", () => {
   const shown = redactUrl(new URL(`ws://h/admin/ws?token=${token}`));
   assert.ok(!shown.includes(token));
   assert.ok(shown.includes(`token=${token.slice(0, 8)}…`));
+});
+
+Deno.test("maskToken() never shows a whole token, however short", () => {
+  for (const token of ["a", "abcdefgh", "abcdefghi", crypto.randomUUID()]) {
+    assert.ok(!maskToken(token).includes(token), `${token} shows as ${maskToken(token)}`);
+  }
+  assert.equal(maskToken("abcdefgh"), "…");
+  assert.equal(maskToken("abcdefghi"), "abcdefgh…");
 });
 
 Deno.test("probe() passes every step against a live server", async () => {

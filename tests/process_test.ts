@@ -4,7 +4,15 @@
  */
 import assert from "node:assert/strict";
 import { signAccessToken, tokenKey } from "../lib/tokens.ts";
-import { claims, forge, randomSecret, rawUpgrade, startProcess, TestClient } from "./helpers.ts";
+import {
+  claims,
+  eventually,
+  forge,
+  randomSecret,
+  rawUpgrade,
+  startProcess,
+  TestClient,
+} from "./helpers.ts";
 import type { Attempt } from "../lib/protocol.ts";
 
 async function storedAttempts(path: string): Promise<Attempt[]> {
@@ -135,6 +143,82 @@ Deno.test({
     } finally {
       restarted.child.kill("SIGTERM");
       await restarted.status;
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/** Runs main.ts with `env` until it exits or `timeoutMs` passes (then it is killed). */
+async function runUntilExit(env: Record<string, string>, timeoutMs: number) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("../main.ts", import.meta.url).pathname],
+    env: { HOSTNAME: "127.0.0.1", ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<"timeout">((r) => timer = setTimeout(() => r("timeout"), timeoutMs));
+  const first = await Promise.race([child.status, timedOut]);
+  clearTimeout(timer);
+  if (first === "timeout") child.kill("SIGKILL");
+  const out = await child.output();
+  const decoder = new TextDecoder();
+  return {
+    exited: first !== "timeout",
+    code: out.code,
+    stdout: decoder.decode(out.stdout),
+    stderr: decoder.decode(out.stderr),
+  };
+}
+
+Deno.test({
+  name:
+    "main.ts on a port another process serves exits 1 with one line, and the first keeps serving alone",
+  sanitizeResources: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "lookout-port-" });
+    const password = crypto.randomUUID();
+    const first = await startProcess({
+      KV_PATH: `${dir}/first.sqlite3`,
+      JWT_SECRET: randomSecret(),
+      LOOKOUT_WORKERS: "2",
+      ADMIN_USERNAME: "root",
+      ADMIN_PASSWORD: password,
+    });
+    try {
+      const listening = () => first.output().split("\n").filter((l) => l.includes('"listening"'));
+      await eventually(() => listening().length === 2, 20_000, "both workers listening");
+      const port = first.url.port;
+      // Another store, as in the report: with it, logins answered 401 or 200 by turns.
+      for (const workers of ["2", "1"]) {
+        const second = await runUntilExit({
+          PORT: port,
+          KV_PATH: `${dir}/second-${workers}.sqlite3`,
+          JWT_SECRET: randomSecret(),
+          LOOKOUT_WORKERS: workers,
+        }, 15_000);
+        assert.ok(second.exited, `a second process (${workers} workers) kept running`);
+        assert.equal(second.code, 1);
+        assert.equal(
+          second.stderr,
+          `Cannot start as port ${port} is already in use by another process\n`,
+        );
+        assert.equal(second.stdout, "");
+      }
+      for (let i = 0; i < 8; i++) {
+        const res = await fetch(new URL("/auth/login", first.url), {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ username: "root", password }),
+        });
+        await res.body?.cancel();
+        assert.equal(res.status, 200, `login ${i + 1} was answered by the first process`);
+      }
+      assert.equal(listening().length, 2);
+    } finally {
+      first.child.kill("SIGTERM");
+      await first.status;
       await Deno.remove(dir, { recursive: true });
     }
   },

@@ -4,8 +4,9 @@
  * sharing the KV file, and the revocation records expire with the tokens.
  */
 import assert from "node:assert/strict";
+import { decodeJwt } from "jose";
 import { DatabaseSync } from "node:sqlite";
-import { revokeSession, revokeToken } from "../lib/revocation.ts";
+import { afterUserRevocation, revokeSession, revokeToken, revokeUser } from "../lib/revocation.ts";
 import { revokedTokenKey } from "../lib/kv_keys.ts";
 import { putUser } from "../lib/users.ts";
 import {
@@ -53,8 +54,7 @@ async function logoutClosesSocket(
 
 /** The payload of a compact JWS, read without verifying (the server did that). */
 function payloadOf(token: string): { jti: string; sid: string; exp: number } {
-  const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-  return JSON.parse(atob(part));
+  return decodeJwt(token) as { jti: string; sid: string; exp: number };
 }
 
 function post(server: { url: URL }, path: string, cookie: string): Promise<Response> {
@@ -322,6 +322,60 @@ Deno.test("a revocation written to KV by another process is in force on this ins
     client.send({ type: "auth", token });
     assert.deepEqual(await client.closed, { code: 4403, reason: "revoked" });
   } finally {
+    other.close();
+    kv.close();
+    await Deno.remove(path);
+  }
+});
+
+/** How the client's socket closed, or a note that it was still open after `ms`. */
+async function closedWithin(client: TestClient, ms: number): Promise<unknown> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      client.closed,
+      new Promise((r) => timer = setTimeout(() => r(`still open after ${ms} ms`), ms)),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    if (client.ws.readyState <= WebSocket.OPEN) client.ws.close();
+  }
+}
+
+Deno.test("revokeUser() from another KV handle closes that user's older sockets, and binds instances started later", async () => {
+  const path = await Deno.makeTempFile({ prefix: "lookout_revocation_", suffix: ".sqlite3" });
+  const kv = await Deno.openKv(path);
+  const other = await Deno.openKv(path);
+  const later = await Deno.openKv(path);
+  const env = { JWT_SECRET: randomSecret() };
+  try {
+    await using server = await startTestServer(env, { kv });
+    // A minted token has no session: only the user-level revocation can catch it.
+    const old = await server.mint({ sub: "gus" });
+    const victim = await TestClient.open(server.wsUrl);
+    await victim.auth(old);
+    const bystander = await TestClient.open(server.wsUrl);
+    await bystander.auth(await server.mint({ sub: "hal" }));
+
+    const event = await revokeUser(other, "gus");
+    assert.equal(event.user, "gus");
+    assert.deepEqual(await closedWithin(victim, 2000), { code: 4403, reason: "revoked" });
+    assert.equal(bystander.ws.readyState, WebSocket.OPEN, "another user's socket stays");
+
+    // A token issued after the revocation is not covered by it.
+    await afterUserRevocation(kv, "gus");
+    const fresh = await TestClient.open(server.wsUrl);
+    await fresh.auth(await server.mint({ sub: "gus" }));
+    await fresh.close();
+
+    // An instance that starts after the event reads the record, not the event.
+    await using restarted = await startTestServer(env, { kv: later });
+    const again = await TestClient.open(restarted.wsUrl);
+    again.send({ type: "auth", token: old });
+    assert.deepEqual(await closedWithin(again, 2000), { code: 4403, reason: "revoked" });
+    await bystander.close();
+  } finally {
+    later.close();
     other.close();
     kv.close();
     await Deno.remove(path);

@@ -3,8 +3,9 @@
  * the environment, how passwords are stored, and what a failed login reveals.
  */
 import assert from "node:assert/strict";
+import { decodeJwt } from "jose";
 import { getUser, putUser } from "../lib/users.ts";
-import { startTestServer, type TestServer } from "./helpers.ts";
+import { startTestServer, TestClient, type TestServer } from "./helpers.ts";
 
 const repoRoot = new URL("..", import.meta.url).pathname;
 
@@ -48,7 +49,7 @@ async function loginStatus(server: TestServer, username: string, password: strin
 }
 
 function payloadOf(token: string): Record<string, unknown> {
-  return JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+  return decodeJwt(token);
 }
 
 /** A temporary KV file, removed on dispose. */
@@ -110,6 +111,81 @@ Deno.test("deno task user:add resets the password of an existing user, from the 
     const res = await login(server, "carol", third);
     assert.equal(res.status, 200);
     assert.equal((await res.json()).user.role, "admin", "the reset also sets the role");
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("deno task user:add on an existing user ends every session, token and socket of theirs", async () => {
+  await using file = await tempKvPath();
+  const first = crypto.randomUUID();
+  const second = crypto.randomUUID();
+  assert.equal(
+    (await userAdd(file.path, ["dora", "--role", "admin"], { password: first })).code,
+    0,
+  );
+
+  const kv = await Deno.openKv(file.path);
+  try {
+    await using server = await startTestServer({}, { kv });
+    const res = await login(server, "dora", first);
+    assert.equal(res.status, 200);
+    const { token } = await res.json();
+    const cookie = (res.headers.get("set-cookie") ?? "").split(";")[0];
+    const client = await TestClient.open(server.wsUrl);
+    await client.auth(token);
+    // Bob is not reset: his socket stays.
+    const bystander = await TestClient.open(server.wsUrl);
+    await bystander.auth(await server.mint({ sub: "bob" }));
+
+    // The CLI is its own process on the same KV file, as in production.
+    const reset = await userAdd(file.path, ["dora", "--role", "viewer"], { password: second });
+    assert.equal(reset.code, 0, reset.stderr);
+    assert.match(reset.stdout, /Reset viewer dora/);
+
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const closed = await Promise.race([
+      client.closed,
+      new Promise((r) => timer = setTimeout(() => r("still open after 2 s"), 2000)),
+    ]);
+    clearTimeout(timer);
+    assert.deepEqual(closed, { code: 4403, reason: "revoked" });
+
+    const refreshed = await fetch(new URL("/auth/token", server.url), {
+      method: "POST",
+      headers: { Cookie: cookie },
+    });
+    await refreshed.body?.cancel();
+    assert.equal(refreshed.status, 401, "the old session gets no more tokens");
+    const page = await fetch(new URL("/admin", server.url), {
+      headers: { Cookie: cookie },
+      redirect: "manual",
+    });
+    await page.body?.cancel();
+    assert.equal(page.status, 302, "the old session no longer opens the dashboard");
+    assert.equal(page.headers.get("location"), "/login");
+
+    const again = await TestClient.open(server.wsUrl);
+    again.send({ type: "auth", token });
+    assert.equal((await again.next("auth_failed")).reason, "revoked", "the old token is dead");
+    assert.deepEqual(await again.closed, { code: 4403, reason: "revoked" });
+    const api = await fetch(new URL("/api/v1/stats", server.url), {
+      headers: { Authorization: `Bearer ${token}` },
+    });
+    await api.body?.cancel();
+    assert.equal(api.status, 401, "the old token is dead on the API too");
+
+    // The new password and role work at once, token and socket included.
+    const fresh = await login(server, "dora", second);
+    assert.equal(fresh.status, 200);
+    const body = await fresh.json();
+    assert.deepEqual(body.user, { name: "dora", role: "viewer" });
+    const renewed = await TestClient.open(server.wsUrl);
+    assert.deepEqual((await renewed.auth(body.token)).user, { name: "dora", role: "viewer" });
+    await renewed.close();
+
+    assert.equal(bystander.ws.readyState, WebSocket.OPEN, "other users keep their sockets");
+    await bystander.close();
   } finally {
     kv.close();
   }
@@ -193,7 +269,7 @@ Deno.test("ADMIN_USERNAME and ADMIN_PASSWORD do nothing when a user already exis
 });
 
 function fromBase64(text: string): Uint8Array {
-  return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+  return Uint8Array.fromBase64(text);
 }
 
 Deno.test("passwords are stored as PBKDF2-SHA256 with 600,000 iterations and a salt per user", async () => {

@@ -3,7 +3,7 @@
  * CONTRACT 4.3, each checking what the client saw and the stored attempt.
  */
 import assert from "node:assert/strict";
-import { SignJWT } from "jose";
+import { decodeJwt, SignJWT } from "jose";
 import { ServerMessage } from "../lib/protocol.ts";
 import {
   claims,
@@ -98,6 +98,31 @@ for (const param of ["token", "access_token", "authorization"]) {
   });
 }
 
+Deno.test("/admin/ws records the nearest X-Forwarded-For hop as the IP only when it is an address (TRUST_PROXY=true)", async () => {
+  await using server = await startTestServer({ TRUST_PROXY: "true" });
+  const cases: [string, string][] = [
+    ["203.0.113.7", "203.0.113.7"],
+    ["198.51.100.1, 2001:db8::7", "2001:db8::7"],
+    ["::ffff:192.0.2.1", "::ffff:192.0.2.1"],
+    ["cafe", "127.0.0.1"],
+    ["deadbeef", "127.0.0.1"],
+    ["::::", "127.0.0.1"],
+    ["....", "127.0.0.1"],
+    ["999.999.999.999", "127.0.0.1"],
+    ["203.0.113.7, 01.2.3.4", "127.0.0.1"],
+    ["192.0.2.1:443", "127.0.0.1"],
+    ["fe80::1%eth0", "127.0.0.1"],
+  ];
+  for (const [forwarded, ip] of cases) {
+    // A token in the URL is refused before the upgrade and recorded with the client's IP.
+    const res = await rawUpgrade(`${server.wsUrl}?token=x`, { "X-Forwarded-For": forwarded });
+    assert.equal(res.status, 400, forwarded);
+    const [attempt] = await server.attempts(1);
+    assert.equal(attempt.reason, "token_in_url");
+    assert.equal(attempt.ip, ip, forwarded);
+  }
+});
+
 Deno.test("/admin/ws answers 401 with the reason for a failing Authorization: Bearer header", async () => {
   await using server = await startTestServer();
   const expired = await forge(
@@ -125,6 +150,43 @@ Deno.test("/admin/ws answers 401 with the reason for a failing Authorization: Be
   }
   const [expiredAttempt] = (await server.attempts()).filter((a) => a.reason === "token_expired");
   assert.equal(expiredAttempt.user, "bob", "a verified signature names the user");
+});
+
+Deno.test("/admin/ws answers malformed_token for a signed token that is not strict base64url, by message and by header", async () => {
+  await using server = await startTestServer();
+  const token = await server.mint();
+  const [head, payload, signature] = token.split(".");
+  const spaced = `${head}.${payload}.${signature.slice(0, 8)} ${signature.slice(8)}`;
+  // Each of these once verified: jose's base64url decoding skips whitespace and padding.
+  for (const bad of [`${token} `, `${token}\n`, `${token}\t`, spaced, `${token}=`, `${token}==`]) {
+    // Not expectRejected: on a server that accepts the token no close would come.
+    const client = await TestClient.open(server.wsUrl);
+    client.send({ type: "auth", token: bad });
+    assert.deepEqual(await client.next(), { type: "auth_failed", reason: "malformed_token" });
+    assert.deepEqual(await client.closed, { code: 4401, reason: "malformed_token" });
+    const [attempt] = await server.attempts(1);
+    assert.equal(attempt.reason, "malformed_token");
+    assert.equal(attempt.transport, "message");
+  }
+  for (const bad of [spaced, `${token}=`, `${head}.${payload}=.${signature}`]) {
+    const res = await rawUpgrade(server.wsUrl, { Authorization: `Bearer ${bad}` });
+    assert.equal(res.status, 401, bad);
+    assert.equal(JSON.parse(res.body).reason, "malformed_token");
+    const [attempt] = await server.attempts(1);
+    assert.equal(attempt.reason, "malformed_token");
+    assert.equal(attempt.transport, "header");
+    const api = await fetch(new URL("/api/v1/stats", server.url), {
+      headers: { Authorization: `Bearer ${bad}` },
+    });
+    assert.equal(api.status, 401, `/api/v1/stats with ${bad}`);
+    await api.body?.cancel();
+  }
+  // The same token, exactly as issued, still passes both ways.
+  const client = await TestClient.open(server.wsUrl);
+  assert.equal((await client.auth(token)).user.name, "alice");
+  await client.close();
+  const upgraded = await rawUpgrade(server.wsUrl, { Authorization: `Bearer ${token}` });
+  assert.equal(upgraded.status, 101);
 });
 
 Deno.test("/admin/ws authenticates a valid Authorization: Bearer header at once, with no auth message", async () => {
@@ -170,7 +232,7 @@ Deno.test("/admin/ws authenticates a first auth message, then sends stats_update
   assert.equal(attempt.reason, "ok");
   assert.equal(attempt.user, "alice");
   assert.match(attempt.userAgent ?? "", /gate-test\/1/);
-  const payload = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+  const payload = decodeJwt(token);
   assert.equal(attempt.tokenId, payload.jti, "the attempt keeps the jti, not the token");
 });
 

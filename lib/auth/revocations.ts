@@ -6,7 +6,13 @@
  * their feed reads the event.
  */
 import { CLOSE_CODES } from "../protocol.ts";
-import { type RevocationEvent, RevocationSet, revokeSession, revokeToken } from "../revocation.ts";
+import {
+  type RevocationEvent,
+  RevocationSet,
+  revokeSession,
+  revokeToken,
+  revokeUser,
+} from "../revocation.ts";
 import type { Feed } from "../realtime/feed.ts";
 import type { Member, Registry } from "../realtime/registry.ts";
 import type { Logger } from "../log.ts";
@@ -38,8 +44,10 @@ export class Revocations {
     await this.#set.load(this.#kv);
   }
 
-  /** Whether the token's `jti` or its session is revoked. */
-  has(claims: Pick<AccessClaims, "jti" | "sid">): boolean {
+  /** Whether the token's `jti`, its session, or its user's tokens of its time are revoked. */
+  has(
+    claims: Pick<AccessClaims, "jti" | "sid"> & Partial<Pick<AccessClaims, "sub" | "iat">>,
+  ): boolean {
     return this.#set.has(claims);
   }
 
@@ -51,6 +59,11 @@ export class Revocations {
   /** Revokes one token by its `jti`, until `until` (epoch ms). */
   async revokeToken(jti: string, until: number): Promise<void> {
     this.#apply(await revokeToken(this.#kv, jti, until));
+  }
+
+  /** Revokes every token and session of user `name` from before now (any issuer). */
+  async revokeUser(name: string): Promise<void> {
+    this.#apply(await revokeUser(this.#kv, name));
   }
 
   /**

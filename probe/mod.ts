@@ -5,10 +5,10 @@
  * the cause and what to do in one sentence; the CLI prints these, the tests
  * call them.
  */
-import { parseTarget, type ProbeOptions, type Step, step, type Target } from "./probe_core.ts";
-import { connectStep, lookupStep, tlsStep } from "./probe_net.ts";
-import { authStep, statsStep } from "./probe_session.ts";
-import { type UpgradeStep, upgradeStep } from "./probe_upgrade.ts";
+import { parseTarget, type ProbeOptions, type Step, step, type Target } from "./core.ts";
+import { connectStep, lookupStep, tlsStep } from "./net.ts";
+import { authStep, statsStep } from "./session.ts";
+import { type UpgradeStep, upgradeStep } from "./upgrade.ts";
 import type { FrameSocket } from "./ws_wire.ts";
 
 export {
@@ -20,17 +20,11 @@ export {
   type Step,
   type StepName,
   type Target,
-} from "./probe_core.ts";
-export { connectStep, type DnsStep, lookupStep, tlsStep } from "./probe_net.ts";
-export { type UpgradeStep, upgradeStep } from "./probe_upgrade.ts";
-export {
-  type AuthStep,
-  authStep,
-  type StatsStep,
-  statsStep,
-  summarizeStats,
-} from "./probe_session.ts";
-export { type LoginStep, loginStep, logoutRequest } from "./probe_login.ts";
+} from "./core.ts";
+export { connectStep, type DnsStep, lookupStep, tlsStep } from "./net.ts";
+export { type UpgradeStep, upgradeStep } from "./upgrade.ts";
+export { type AuthStep, authStep, type StatsStep, statsStep, summarizeStats } from "./session.ts";
+export { type LoginStep, loginStep, logoutRequest } from "./login.ts";
 
 /** Everything a probe saw; `ok` when the path through to stats (or the awaited timeout) worked. */
 export interface ProbeReport {

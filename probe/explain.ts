@@ -2,24 +2,19 @@
  * Plain words for what `probe` sees below the WebSocket: DNS, TCP and TLS
  * failures, HTTP statuses before the upgrade, a drop with no close frame,
  * and token times against the server's clock. Close codes themselves are
- * explained by `close_codes.ts`; this module only adds what it cannot know.
+ * explained by `lib/close_codes.ts`; this module only adds what it cannot know.
  */
 import { decodeJwt } from "jose";
-import { explainClose } from "./close_codes.ts";
-
-/** The first 8 characters of a token and an ellipsis: never a whole token on screen. */
-export function shortToken(token: string): string {
-  return token.length <= 8 ? "…" : `${token.slice(0, 8)}…`;
-}
-
-const URL_TOKEN_PARAMS = ["token", "access_token", "authorization"];
+import { explainClose } from "../lib/close_codes.ts";
+import { maskToken } from "../shared/mask_token.ts";
+import { URL_TOKEN_PARAMS } from "../shared/url_token_params.ts";
 
 /** The URL as text with any token in its query shortened. */
 export function redactUrl(url: URL): string {
   const copy = new URL(url);
   for (const name of URL_TOKEN_PARAMS) {
     const value = copy.searchParams.get(name);
-    if (value !== null) copy.searchParams.set(name, shortToken(value));
+    if (value !== null) copy.searchParams.set(name, maskToken(value));
   }
   return copy.href.replaceAll("%E2%80%A6", "…");
 }

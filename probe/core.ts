@@ -1,8 +1,7 @@
 /**
  * What every `probe` step shares: the target URL, the shape of a step's
- * result and the options. The steps live in `probe_net.ts`,
- * `probe_upgrade.ts`, `probe_session.ts` and `probe_login.ts`; `probe.ts`
- * runs them in order.
+ * result and the options. The steps live in `net.ts`, `upgrade.ts`,
+ * `session.ts` and `login.ts` beside it; `mod.ts` runs them in order.
  */
 
 /** The endpoint a probe talks to. */

@@ -2,19 +2,8 @@
  * The first `probe` steps, below HTTP: the DNS lookup, the TCP connection
  * and the TLS handshake, each timed and explained in words on failure.
  */
-import {
-  DEFAULT_TIMEOUT_MS,
-  type ProbeOptions,
-  type Step,
-  step,
-  type Target,
-} from "./probe_core.ts";
-import {
-  duration,
-  explainConnectError,
-  explainDnsError,
-  explainTlsError,
-} from "./probe_explain.ts";
+import { DEFAULT_TIMEOUT_MS, type ProbeOptions, type Step, step, type Target } from "./core.ts";
+import { duration, explainConnectError, explainDnsError, explainTlsError } from "./explain.ts";
 
 /** The DNS lookup: the addresses found (none for IP literals and localhost). */
 export interface DnsStep extends Step {

@@ -3,16 +3,10 @@
  * waiting for the server's auth timeout) and the first stats, read frame by
  * frame so a drop with no close frame is told from a real close.
  */
-import { DEFAULT_TIMEOUT_MS, type ProbeOptions, type Step, step } from "./probe_core.ts";
-import {
-  type Clocks,
-  duration,
-  explainAuthClose,
-  explainDrop,
-  isoTime,
-  shortToken,
-} from "./probe_explain.ts";
-import { ServerMessage, Stats, type User } from "./protocol.ts";
+import { maskToken } from "../shared/mask_token.ts";
+import { DEFAULT_TIMEOUT_MS, type ProbeOptions, type Step, step } from "./core.ts";
+import { type Clocks, duration, explainAuthClose, explainDrop, isoTime } from "./explain.ts";
+import { ServerMessage, Stats, type User } from "../lib/protocol.ts";
 import type { FrameSocket } from "./ws_wire.ts";
 
 /** What the auth step saw: authenticated, or how the socket ended. */
@@ -88,7 +82,7 @@ export async function authStep(
           name: "auth",
           result: "ok",
           summary: `authenticated as ${msg.user.name} (${msg.user.role}) by ${via}, token ${
-            shortToken(token ?? "")
+            maskToken(token ?? "")
           } expires ${isoTime(msg.expiresAt)} (in ${duration(msg.expiresAt - Date.now())})`,
           details: [`connectionId: ${msg.connectionId}`],
           outcome: "authenticated",

@@ -3,15 +3,10 @@
  * WebSocket, with each refusal (401, 429, 403, 400) explained in words, and
  * `POST /auth/logout` for the revoked scenarios.
  */
-import {
-  DEFAULT_TIMEOUT_MS,
-  type ProbeOptions,
-  type Step,
-  step,
-  type Target,
-} from "./probe_core.ts";
-import { explainStatus, isoTime, shortToken } from "./probe_explain.ts";
-import type { User } from "./protocol.ts";
+import { maskToken } from "../shared/mask_token.ts";
+import { DEFAULT_TIMEOUT_MS, type ProbeOptions, type Step, step, type Target } from "./core.ts";
+import { explainStatus, isoTime } from "./explain.ts";
+import type { User } from "../lib/protocol.ts";
 
 /** What `POST /auth/login` answered; `token` and `cookie` when it signed in. */
 export interface LoginStep extends Step {
@@ -97,7 +92,7 @@ export async function loginStep(
       name: "login",
       result: "ok",
       summary: `${summary}, signed in as ${user?.name} (${user?.role}): token ${
-        shortToken(json.token)
+        maskToken(json.token)
       } expires ${isoTime(expiresAt)}`,
       status: 200,
       token: json.token,

@@ -4,13 +4,7 @@
  * the server's clock read from its Date header.
  */
 import { encodeRequest, type RawHttpResponse, readResponse } from "./http_wire.ts";
-import {
-  DEFAULT_TIMEOUT_MS,
-  type ProbeOptions,
-  type Step,
-  step,
-  type Target,
-} from "./probe_core.ts";
+import { DEFAULT_TIMEOUT_MS, type ProbeOptions, type Step, step, type Target } from "./core.ts";
 import {
   answeredBy,
   type Clocks,
@@ -18,7 +12,7 @@ import {
   describeSkew,
   duration,
   explainStatus,
-} from "./probe_explain.ts";
+} from "./explain.ts";
 import { acceptFor, FrameSocket, websocketKey, Wire } from "./ws_wire.ts";
 
 /** The HTTP answer to the upgrade, exactly as it came. */

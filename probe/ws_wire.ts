@@ -1,8 +1,9 @@
 /**
- * The WebSocket wire, spoken by hand for `probe`: the HTTP/1.1 upgrade and
- * RFC 6455 frames over a plain TCP or TLS connection. A browser-style client
- * hides the handshake status and turns every drop into 1006; this keeps both
- * visible, so "no close frame at all" can be told from a real close.
+ * The WebSocket wire, spoken by hand for `probe` (and for the tests' raw
+ * sockets): the HTTP/1.1 upgrade and RFC 6455 frames over a plain TCP or TLS
+ * connection. A browser-style client hides the handshake status and turns
+ * every drop into 1006; this keeps both visible, so "no close frame at all"
+ * can be told from a real close.
  */
 
 const encoder = new TextEncoder();
@@ -13,13 +14,13 @@ const MAX_FRAME_BYTES = 16 * 1024 * 1024;
 
 /** A fresh `Sec-WebSocket-Key`: 16 random bytes in base64. */
 export function websocketKey(): string {
-  return btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
+  return crypto.getRandomValues(new Uint8Array(16)).toBase64();
 }
 
 /** The `Sec-WebSocket-Accept` a server must answer `key` with. */
 export async function acceptFor(key: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-1", encoder.encode(key + GUID));
-  return btoa(String.fromCharCode(...new Uint8Array(digest)));
+  return new Uint8Array(digest).toBase64();
 }
 
 /**

@@ -4,11 +4,11 @@
  * on its own connection and compared with what the contract expects.
  */
 import { decodeJwt, SignJWT } from "jose";
-import { openSocket, type ProbeOptions, type Target } from "./probe.ts";
-import { explainAuthClose, explainDrop } from "./probe_explain.ts";
-import { DEFAULT_TIMEOUT_MS } from "./probe_core.ts";
-import { loginStep, logoutRequest } from "./probe_login.ts";
-import { ServerMessage } from "./protocol.ts";
+import { openSocket, type ProbeOptions, type Target } from "./mod.ts";
+import { explainAuthClose, explainDrop } from "./explain.ts";
+import { DEFAULT_TIMEOUT_MS } from "./core.ts";
+import { loginStep, logoutRequest } from "./login.ts";
+import { ServerMessage } from "../lib/protocol.ts";
 import type { FrameSocket } from "./ws_wire.ts";
 
 /** One row of the table. `ok` is null for a skipped case. */
