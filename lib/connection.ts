@@ -9,7 +9,9 @@ import {
   type User,
 } from "./protocol.ts";
 import type { AttemptLog } from "./attempt_log.ts";
-import type { Hub, Member } from "./hub.ts";
+import type { Member, Registry } from "./realtime/registry.ts";
+import type { DeploymentStats } from "./stats/deployment.ts";
+import { encode } from "./protocol_encode.ts";
 import type { Logger } from "./log.ts";
 import { type Limits, type PendingSlot, TokenBucket } from "./limits.ts";
 import type { Deadline, Deadlines } from "./deadlines.ts";
@@ -21,7 +23,9 @@ import { type AccessClaims, type TokenKey, verifyAccessToken } from "./tokens.ts
 export interface ConnectionDeps {
   tokenKey: TokenKey;
   attempts: AttemptLog;
-  hub: Hub;
+  /** This instance's sockets: each connection adds itself, and reports its changes. */
+  registry: Registry<Connection>;
+  stats: DeploymentStats;
   logger: Logger;
   authTimeoutMs: number;
   maxMessageBytes: number;
@@ -97,7 +101,7 @@ export class Connection implements Member {
   open(ws: WebSocket, preAuth: AccessClaims | null): void {
     this.#ws = ws;
     ws.binaryType = "arraybuffer";
-    this.#deps.hub.add(this);
+    this.#deps.registry.add(this);
     if (preAuth) {
       this.#attemptTaken = true;
       this.#enqueue(() => this.#authenticated(preAuth));
@@ -168,7 +172,7 @@ export class Connection implements Member {
     this.#ws = null;
     for (const deadline of Object.values(this.#deadlines)) deadline?.cancel();
     this.#deadlines = {};
-    this.#deps.hub.remove(this);
+    this.#deps.registry.remove(this);
   }
 
   send(text: string): void {
@@ -271,8 +275,8 @@ export class Connection implements Member {
       this.claims = claims;
       this.user = { name: claims.sub, role: claims.role };
       this.#scheduleExpiry(claims.exp * 1000);
-      this.send(JSON.stringify({ type: "reauthenticated", expiresAt: claims.exp * 1000 }));
-      if (before.role !== claims.role) this.#deps.hub.userChanged(this, before);
+      this.send(encode({ type: "reauthenticated", expiresAt: claims.exp * 1000 }));
+      if (before.role !== claims.role) this.#deps.registry.userChanged(this, before);
       return;
     }
     await this.#authenticated(claims);
@@ -285,16 +289,17 @@ export class Connection implements Member {
     this.state = "authenticated";
     this.claims = claims;
     this.user = { name: claims.sub, role: claims.role };
-    this.#deps.hub.authenticated(this, this.events);
+    this.#deps.registry.authenticated(this, this.events);
 
-    this.send(JSON.stringify({
+    this.send(encode({
       type: "authenticated",
       user: this.user,
       expiresAt: claims.exp * 1000,
       connectionId: this.id,
     }));
     this.#scheduleExpiry(claims.exp * 1000);
-    this.send(await this.#deps.hub.statsMessage());
+    // The first stats_update, unless a push already brought these counts.
+    await this.#deps.stats.sendTo(this, { always: false });
   }
 
   /** Records a failed attempt, then answers `auth_failed` and closes. */
@@ -308,7 +313,7 @@ export class Connection implements Member {
       return;
     }
     this.#rejected = true;
-    this.#sendNow(JSON.stringify({ type: "auth_failed", reason }));
+    this.#sendNow(encode({ type: "auth_failed", reason }));
     // A peer still sending would have its connection dropped by a close
     // now, and never see the close code (see #closeWhenQuiet).
     if (this.#limited || this.#pipelined) {
@@ -383,15 +388,12 @@ export class Connection implements Member {
     if (!parsed.success) return this.#error(describe(json, parsed.error));
     const msg = parsed.data;
     switch (msg.type) {
-      case "auth":
-        return await this.#verify(msg.token, received);
       case "ping":
-        return this.send(JSON.stringify({ type: "pong", ts: Date.now(), id: msg.id }));
+        return this.send(encode({ type: "pong", ts: Date.now(), id: msg.id }));
       case "get_stats":
-        // A fresh read for this socket alone; pushes to the others keep their pace.
-        return this.send(
-          JSON.stringify({ type: "stats_update", data: await this.#deps.hub.stats() }),
-        );
+        // The stats as pushed, with this instance's counts as they are now:
+        // an answer from a read of its own could be older than a push.
+        return await this.#deps.stats.sendTo(this, { always: true });
       case "subscribe":
       case "unsubscribe": {
         const hadPresence = this.events.has("presence");
@@ -399,10 +401,10 @@ export class Connection implements Member {
           const bit = 1 << EVENTS.indexOf(e);
           this.#events = msg.type === "subscribe" ? this.#events | bit : this.#events & ~bit;
         }
-        this.#deps.hub.subscriptions(this, this.events);
-        this.send(JSON.stringify({ type: "subscribed", events: [...this.events].sort() }));
+        this.#deps.registry.subscriptions(this, this.events);
+        this.send(encode({ type: "subscribed", events: [...this.events].sort() }));
         if (!hadPresence && this.events.has("presence")) {
-          this.send(await this.#deps.hub.presenceMessage());
+          await this.#deps.stats.sendPresenceTo(this);
         }
         return;
       }
@@ -410,12 +412,12 @@ export class Connection implements Member {
   }
 
   #error(message: string): void {
-    this.send(JSON.stringify({ type: "error", code: "bad_message", message }));
+    this.send(encode({ type: "error", code: "bad_message", message }));
   }
 
   #scheduleExpiry(expiresAt: number): void {
     this.#at("expiring", expiresAt - EXPIRY_WARNING_MS, () => {
-      this.send(JSON.stringify({ type: "token_expiring", expiresAt }));
+      this.send(encode({ type: "token_expiring", expiresAt }));
     });
     this.#at("expired", expiresAt, () => {
       this.close(CLOSE_CODES.token_expired, "token_expired");

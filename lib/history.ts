@@ -1,4 +1,10 @@
-import { attemptBucketPrefix, connectionSampleKey, connectionSamplesPrefix } from "./kv_keys.ts";
+import {
+  attemptBucketPrefix,
+  connectionSampleKey,
+  connectionSamplesPrefix,
+  decodeAttemptBucketKey,
+  decodeConnectionSampleKey,
+} from "./kv_keys.ts";
 
 /** One minute of the charts: attempts by outcome, and open connections. */
 export interface MinutePoint {
@@ -44,8 +50,8 @@ export async function readHistory(
     end: [...attemptBucketPrefix("1m"), last + 1],
   });
   for await (const { key, value } of buckets) {
-    const point = points.get(key[1] as number);
-    const outcome = key[2];
+    const { start, outcome } = decodeAttemptBucketKey(key);
+    const point = points.get(start);
     if (point && (outcome === "success" || outcome === "failure")) {
       point[outcome] = Number(value.value);
     }
@@ -55,7 +61,7 @@ export async function readHistory(
     end: [...connectionSamplesPrefix(), last + 1],
   });
   for await (const { key, value } of samples) {
-    const point = points.get(key[1] as number);
+    const point = points.get(decodeConnectionSampleKey(key));
     if (point) point.open = value;
   }
   return [...points.values()];

@@ -39,6 +39,16 @@ export function attemptCountKey(...parts: string[]): Deno.KvKey {
   return ["attempt_counts", ...parts];
 }
 
+/** What a running total counts, read back from its key ({@linkcode attemptCountKey}). */
+export function decodeAttemptCountKey(
+  key: Deno.KvKey,
+): { total: true } | { outcome: string } | { reason: string } | null {
+  if (key[1] === "total") return { total: true };
+  if (key[1] === "outcome") return { outcome: String(key[2]) };
+  if (key[1] === "reason") return { reason: String(key[2]) };
+  return null;
+}
+
 /** The prefix of every running total. */
 export function attemptCountsPrefix(): Deno.KvKey {
   return ["attempt_counts"];
@@ -51,6 +61,11 @@ export function attemptBucketKey(
   outcome: string,
 ): Deno.KvKey {
   return [`attempt_buckets_${size}`, start, outcome];
+}
+
+/** A bucket's start and outcome, read back from its key ({@linkcode attemptBucketKey}). */
+export function decodeAttemptBucketKey(key: Deno.KvKey): { start: number; outcome: string } {
+  return { start: Number(key[1]), outcome: String(key[2]) };
 }
 
 /** The prefix of one bucket size, for range listing by start time. */
@@ -93,6 +108,21 @@ export function revokedSessionKey(sid: string): Deno.KvKey {
   return ["revoked_sessions", sid];
 }
 
+/** Every revoked token id. */
+export function revokedTokensPrefix(): Deno.KvKey {
+  return ["revoked_tokens"];
+}
+
+/** Every revoked session. */
+export function revokedSessionsPrefix(): Deno.KvKey {
+  return ["revoked_sessions"];
+}
+
+/** The token id, session id or user name of a revocation record, read back from its key. */
+export function decodeRevokedKey(key: Deno.KvKey): string {
+  return String(key[1]);
+}
+
 /**
  * A user's revocation: every token of theirs issued, and every session of
  * theirs started, before its time is refused (any issuer).
@@ -126,19 +156,32 @@ export function loginFailuresKey(name: string): Deno.KvKey {
   return ["login_failures", name];
 }
 
-/** One revocation, in time order, for every instance to act on. */
-export function revocationEventKey(id: string): Deno.KvKey {
-  return ["revocation_events", id];
+/**
+ * One event of the feed every instance tails (a revocation, and later other
+ * kinds), by a ULID of the writer's clock, so a range lists them in order.
+ */
+export function feedEventKey(id: string): Deno.KvKey {
+  return ["feed_events", id];
 }
 
-/** Every revocation event. */
-export function revocationEventsPrefix(): Deno.KvKey {
-  return ["revocation_events"];
+/** Every feed event. */
+export function feedEventsPrefix(): Deno.KvKey {
+  return ["feed_events"];
+}
+
+/** Bumped (KvU64 sum) by every commit that appends to the feed; instances watch and poll it. */
+export function feedVersionKey(): Deno.KvKey {
+  return ["feed_version"];
 }
 
 /** Open connections (deployment-wide) sampled in one minute, for the chart. */
 export function connectionSampleKey(minute: number): Deno.KvKey {
   return ["connection_samples", minute];
+}
+
+/** The minute of a connection sample, read back from its key. */
+export function decodeConnectionSampleKey(key: Deno.KvKey): number {
+  return Number(key[1]);
 }
 
 /** Every connection sample, by minute. */

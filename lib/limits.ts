@@ -1,3 +1,5 @@
+import type { Attempt } from "./protocol.ts";
+
 /** Abuse limits. Defaults suit one admin team; tests pass smaller ones. */
 export interface Limits {
   /** Failed WebSocket auths per IP within the window before upgrades get 429. */
@@ -162,6 +164,17 @@ export class IpGuard {
   /** Counts a failed authentication from `ip`. */
   failed(ip: string): void {
     this.#failures.hit(ip);
+  }
+
+  /**
+   * Counts the failures among durable attempts against their IPs. A
+   * `rate_limited` refusal is not counted: it would keep an IP that waits
+   * out its limit blocked for as long as it keeps asking.
+   */
+  recorded(attempts: readonly Pick<Attempt, "ip" | "outcome" | "reason">[]): void {
+    for (const a of attempts) {
+      if (a.outcome === "failure" && a.reason !== "rate_limited") this.failed(a.ip);
+    }
   }
 
   /**

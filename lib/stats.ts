@@ -2,6 +2,8 @@ import type { PresenceEntry, Stats } from "./protocol.ts";
 import {
   attemptBucketPrefix,
   attemptCountsPrefix,
+  decodeAttemptBucketKey,
+  decodeAttemptCountKey,
   instanceKey,
   instancesPrefix,
   statsVersionKey,
@@ -17,7 +19,10 @@ export interface InstanceEntry {
   presence: PresenceEntry[];
 }
 
-/** An instance whose heartbeat is older than this is left out of the totals. */
+/**
+ * An instance whose heartbeat is older than this is left out of the totals
+ * (the one notion of "an instance is gone": nothing else tracks peers).
+ */
 export const INSTANCE_STALE_MS = 15_000;
 /** KV also drops an entry this long after its last write, as a backstop. */
 const INSTANCE_EXPIRE_MS = 60_000;
@@ -86,15 +91,17 @@ export async function readStats(
   };
   for (const { key, value } of counts) {
     const n = Number(value.value);
-    if (key[1] === "total") attempts.total = n;
-    else if (key[1] === "outcome" && key[2] === "success") attempts.success = n;
-    else if (key[1] === "outcome" && key[2] === "failure") attempts.failure = n;
-    else if (key[1] === "reason") attempts.byReason[String(key[2])] = n;
+    const counted = decodeAttemptCountKey(key);
+    if (counted === null) continue;
+    if ("total" in counted) attempts.total = n;
+    else if ("reason" in counted) attempts.byReason[counted.reason] = n;
+    else if (counted.outcome === "success") attempts.success = n;
+    else if (counted.outcome === "failure") attempts.failure = n;
   }
   for (const { key, value } of buckets) {
     // The oldest bucket is partly outside the minute; it is counted whole.
-    const outcome = key[2] as "success" | "failure";
-    if (outcome in attempts.lastMinute) {
+    const { outcome } = decodeAttemptBucketKey(key);
+    if (outcome === "success" || outcome === "failure") {
       attempts.lastMinute[outcome] += Number(value.value);
     }
   }

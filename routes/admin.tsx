@@ -19,7 +19,7 @@ import {
 import { FEED_SIZE } from "../client/store.ts";
 import { readHistory } from "../lib/history.ts";
 import { renderPage } from "../lib/html.ts";
-import type { Hub } from "../lib/hub.ts";
+import type { DeploymentStats } from "../lib/stats/deployment.ts";
 import { FAILURE_REASONS } from "../lib/protocol.ts";
 import { requestSession } from "../lib/session_cookie.ts";
 import type { Session, SessionTimeouts } from "../lib/sessions.ts";
@@ -27,7 +27,7 @@ import type { Session, SessionTimeouts } from "../lib/sessions.ts";
 /** What the admin pages need. */
 export interface AdminDeps {
   kv: Deno.Kv;
-  hub: Hub;
+  stats: DeploymentStats;
   assets: Assets;
   config: { trustProxy: boolean };
   sessions: SessionTimeouts;
@@ -73,7 +73,7 @@ export function adminRoutes(deps: AdminDeps): Hono<Env> {
 
   app.get("/admin", session, async (c) => {
     const [stats, history, recent] = await Promise.all([
-      deps.hub.current(),
+      deps.stats.current(),
       readHistory(deps.kv, { minutes: 60 }),
       // As many as the live feed keeps, so the rendered rows are its first state.
       listAttempts(deps.kv, { limit: FEED_SIZE }),

@@ -5,7 +5,7 @@ import { refuseApiKeys } from "../lib/api_keys/auth.ts";
 import type { KeyCache } from "../lib/api_keys/key_cache.ts";
 import { AttemptQuery, listAttempts } from "../lib/attempt_query.ts";
 import { ApiError } from "../lib/http_errors.ts";
-import type { Hub } from "../lib/hub.ts";
+import type { DeploymentStats } from "../lib/stats/deployment.ts";
 import { requestSession } from "../lib/session_cookie.ts";
 import type { SessionTimeouts } from "../lib/sessions.ts";
 import {
@@ -18,7 +18,7 @@ import {
 /** What the `/api/v1` routes need. */
 export interface ApiDeps {
   kv: Deno.Kv;
-  hub: Hub;
+  stats: DeploymentStats;
   tokenKey: TokenKey;
   config: { trustProxy: boolean };
   sessions: SessionTimeouts;
@@ -62,7 +62,7 @@ export function apiRoutes(deps: ApiDeps): Hono<Env> {
     await next();
   });
 
-  app.get("/stats", async (c) => c.json(await deps.hub.stats()));
+  app.get("/stats", async (c) => c.json(await deps.stats.fresh()));
 
   app.get(
     "/attempts",

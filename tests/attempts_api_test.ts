@@ -528,7 +528,7 @@ Deno.test("GET /api/v1/stats returns Stats whose attempt counters match what was
     const answer = await get(server, "/api/v1/stats", token);
     assert.equal(answer.status, 200);
     const stats = Stats.parse(answer.body);
-    assert.equal(stats.instance, server.deps.hub.instanceId);
+    assert.equal(stats.instance, server.deps.instanceId);
     assert.ok(Math.abs(stats.at - Date.now()) < 5000);
     assert.ok(stats.uptimeS >= 0);
     assert.deepEqual(stats.attempts, {

@@ -180,16 +180,16 @@ Deno.test({
       await page.locator('.badge[data-state="live"]').waitFor();
       // Leaving the tester closed its socket; the overview's own is the one left.
       await new Promise((r) => setTimeout(r, 300));
-      assert.equal((await server.deps.hub.stats()).connections.authenticated, 1);
+      assert.equal((await server.deps.stats.fresh()).connections.authenticated, 1);
       await page.getByRole("button", { name: "Sign out" }).click();
       await page.waitForURL(/\/login$/);
       await shoot(page, "login");
       const deadline = Date.now() + 5000;
-      while ((await server.deps.hub.stats()).connections.open > 0 && Date.now() < deadline) {
+      while ((await server.deps.stats.fresh()).connections.open > 0 && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 50));
       }
       assert.equal(
-        (await server.deps.hub.stats()).connections.open,
+        (await server.deps.stats.fresh()).connections.open,
         0,
         "every socket of the session closed",
       );
@@ -271,7 +271,7 @@ Deno.test({
 
       server = await startTestServer({ ...env, PORT: port });
       await page.locator('.badge[data-state="live"]').waitFor({ timeout: 20_000 });
-      assert.equal((await server.deps.hub.stats()).connections.authenticated, 1);
+      assert.equal((await server.deps.stats.fresh()).connections.authenticated, 1);
     } finally {
       await browser.close();
       await server.close();

@@ -135,7 +135,7 @@ Deno.test("LookoutClient reconnects after the server drops it, with a fresh toke
   client.start();
   try {
     await eventually(() => states.at(-1)?.state === "live", 5000, "live");
-    for (const member of server.deps.hub.members()) member.close(1011, "test_drop");
+    for (const member of server.deps.registry.members()) member.close(1011, "test_drop");
     await eventually(() => states.some((s) => s.state === "reconnecting"), 5000, "reconnecting");
     const reconnecting = states.find((s) => s.state === "reconnecting")!;
     assert.equal(reconnecting.close?.code, 1011);

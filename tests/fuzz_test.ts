@@ -1420,8 +1420,8 @@ Deno.test("/admin/ws answers per CONTRACT 4.3, not 1011, a token whose jti or si
 // Counterexample (seed 0x10c0a7, its first run): three or more users online at
 // once whose names are 5000-8000 random code points (about 28 KB each as KV
 // stores them). The instance's presence passes 64 KiB, writeInstance
-// (lib/stats.ts) fails "Value too large (max 65536 bytes)", and Hub.#refresh
-// (lib/hub.ts) leaves that rejected write unawaited while it reads the
+// (lib/stats.ts) fails "Value too large (max 65536 bytes)", and the stats refresh
+// (lib/stats/deployment.ts) leaves that rejected write unawaited while it reads the
 // stats: the rejection is unhandled and the server process dies. Short names
 // reach the same limit with roughly 1,500 distinct users online on one
 // instance. Catching the error is not enough to pass: a failed refresh logs a

@@ -7,7 +7,7 @@ import { loadConfig } from "../lib/config.ts";
 import { createLogger } from "../lib/log.ts";
 import { type ServerMessage } from "../lib/protocol.ts";
 import { signAccessToken } from "../lib/tokens.ts";
-import { type Lookout, startLookout } from "../main.ts";
+import { type Lookout, startLookout } from "../lib/server.ts";
 import type { Limits } from "../lib/limits.ts";
 import { listAttempts } from "../lib/attempt_query.ts";
 import type { Attempt } from "../lib/protocol.ts";

@@ -39,7 +39,7 @@ async function rateLimitedAttempts(server: TestServer) {
 }
 
 function pendingCount(server: TestServer): number {
-  return [...server.deps.hub.members()].filter((m) => m.state === "pending").length;
+  return [...server.deps.registry.members()].filter((m) => m.state === "pending").length;
 }
 
 Deno.test("/admin/ws answers 429 rate_limited to an IP past its failed auths, recorded once per burst", async () => {
@@ -103,7 +103,7 @@ Deno.test("/admin/ws closes 4429 rate_limited a socket that sends 50 pings at on
   const closed = await flood.closed;
   const pongs = flood.received.filter((m) => m.type === "pong").length;
   assert.ok(pongs < 50, `${pongs} of 50 pings answered before the close`);
-  assert.equal([...server.deps.hub.members()].length, 0, "the server let the socket go");
+  assert.equal([...server.deps.registry.members()].length, 0, "the server let the socket go");
   // What the client is told is the contract (CONTRACT 4.3), not only that it was dropped.
   assert.deepEqual(closed, { code: 4429, reason: "rate_limited" });
 });
@@ -200,7 +200,7 @@ Deno.test("/admin/ws closes a slow consumer 4409 and keeps serving the other sub
   ]);
   try {
     const subscribers = () =>
-      [...server.deps.hub.members()].filter((m) =>
+      [...server.deps.registry.members()].filter((m) =>
         m.state === "authenticated" && m.events.has("attempts")
       );
     await eventually(() => subscribers().length === 2, 2000, "both subscribed");
@@ -232,7 +232,7 @@ Deno.test("/admin/ws closes a slow consumer 4409 and keeps serving the other sub
     assert.equal(logged.user, "stalled");
     assert.ok(logged.bufferedBytes > 256 * 1024);
     assert.deepEqual(
-      [...server.deps.hub.members()].map((m) => m.user?.name),
+      [...server.deps.registry.members()].map((m) => m.user?.name),
       ["reader"],
       "only the reader is left",
     );

@@ -27,7 +27,7 @@ async function startPair(): Promise<{
   const path = join(dir, "kv.sqlite3");
   const kvA = await Deno.openKv(path);
   const kvB = await Deno.openKv(path);
-  // The same KV_PATH puts both on one BroadcastChannel, as workers are.
+  // Two handles on one file, as the workers of one process have.
   const env = { JWT_SECRET: randomSecret(), KV_PATH: path };
   const a = await startTestServer(env, { kv: kvA });
   const b = await startTestServer(env, { kv: kvB });
@@ -73,7 +73,7 @@ Deno.test("/api/v1/stats on instance B counts a socket authenticated on instance
       "B to see A's socket",
     );
     assert.ok(seen);
-    assert.equal(seen.instance, b.deps.hub.instanceId);
+    assert.equal(seen.instance, b.deps.instanceId);
     assert.equal(seen.connections.open, 1);
     assert.deepEqual(seen.presence, [{ name: "alice", role: "admin", connections: 1 }]);
 
@@ -344,5 +344,42 @@ Deno.test("/admin/ws on instance B pushes stats_update within about a second of 
     await watcher.close();
   } finally {
     await pair.close();
+  }
+});
+
+Deno.test("/admin/ws pushes stats_update only when a count changed, and never older than one sent", async () => {
+  const server = await startTestServer();
+  const clients: TestClient[] = [];
+  try {
+    // Twelve sockets join one after another, each authenticating while the
+    // refreshes that the previous ones caused are still in flight.
+    for (let i = 0; i < 12; i++) {
+      const client = await TestClient.open(server.wsUrl);
+      clients.push(client);
+      await client.auth(await server.mint({ sub: `user${i % 3}` }));
+      await sleep(40);
+    }
+    await sleep(2500);
+    for (const [i, client] of clients.entries()) {
+      const updates = client.received.flatMap((m) => m.type === "stats_update" ? [m.data] : []);
+      assert.ok(updates.length >= 1, `socket ${i} got no stats_update`);
+      for (let n = 1; n < updates.length; n++) {
+        const [before, after] = [updates[n - 1], updates[n]];
+        assert.ok(
+          after.at >= before.at,
+          `socket ${i}: stats_update ${n} (at ${after.at}) is older than the one before (at ${before.at})`,
+        );
+        const { at: _a, uptimeS: _u, ...was } = before;
+        const { at: _b, uptimeS: _v, ...now } = after;
+        assert.notDeepEqual(
+          now,
+          was,
+          `socket ${i}: stats_update ${n} changed nothing but at and uptimeS`,
+        );
+      }
+    }
+  } finally {
+    for (const client of clients) await client.close();
+    await server.close();
   }
 });

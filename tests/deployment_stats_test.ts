@@ -1,9 +1,16 @@
 import assert from "node:assert/strict";
-import { Hub, type HubOptions, type Member } from "../lib/hub.ts";
+/**
+ * Races inside one instance's deployment-wide stats (lib/stats/deployment.ts)
+ * fed by its registry, its attempt log and the feed's watch of the stats
+ * version (lib/realtime/feed.ts), wired as lib/server.ts wires them.
+ */
+import { DeploymentStats, type DeploymentStatsOptions } from "../lib/stats/deployment.ts";
+import { Feed } from "../lib/realtime/feed.ts";
+import { type Member, Registry } from "../lib/realtime/registry.ts";
 import { AttemptLog, commitAttempts } from "../lib/attempt_log.ts";
 import { attemptInput, eventually, interceptKv } from "./helpers.ts";
 import { createLogger } from "../lib/log.ts";
-import { instanceKey } from "../lib/kv_keys.ts";
+import { instanceKey, statsVersionKey } from "../lib/kv_keys.ts";
 import type { EventName, Stats } from "../lib/protocol.ts";
 
 /** Holds whoever passes it while it is shut; `shut()` resolves once someone is held. */
@@ -69,34 +76,55 @@ function holdableKv(kv: Deno.Kv) {
 }
 
 /**
- * A hub on a fresh in-memory store (reached through {@linkcode holdableKv}),
- * with an attempt log wired to it as main.ts wires them. `await using`
- * stops the hub and closes the store.
+ * Stats on a fresh in-memory store (reached through {@linkcode holdableKv}),
+ * with a registry, an attempt log and a feed wired to them as lib/server.ts
+ * wires them. `start()` starts the feed's kv.watch (its poll is a minute
+ * away, so only the watch wakes it). `await using` stops all and closes the store.
  */
-async function openHub(options: Partial<HubOptions> = {}) {
+async function openStats(options: Partial<DeploymentStatsOptions> = {}) {
   const store = await Deno.openKv(":memory:");
   const holdable = holdableKv(store);
+  const logger = createLogger({ write: () => {} });
   const log = new AttemptLog(holdable.kv, { retentionDays: 1 });
-  const hub = new Hub(holdable.kv, {
+  const registry = new Registry();
+  const stats = new DeploymentStats(holdable.kv, registry, {
     instanceId: "b",
     startedAt: Date.now(),
     retentionDays: 1,
-    logger: createLogger({ write: () => {} }),
+    logger,
     minIntervalMs: 100,
     // No heartbeat in a test's time: only the change itself can be pushed.
     heartbeatMs: 60_000,
-    channel: `hub_test_${crypto.randomUUID()}`,
-    ownCommitsSettled: () => log.settled(),
     ...options,
   });
-  log.onRecorded((attempts, versionstamp) => hub.attemptsRecorded(attempts, versionstamp));
+  const feed = new Feed(holdable.kv, {
+    instanceId: "b",
+    logger,
+    pollMs: 60_000,
+    versions: [{
+      key: statsVersionKey(),
+      onChange: async (versionstamp) => {
+        await log.settled();
+        stats.versionChanged(versionstamp);
+      },
+    }],
+  });
+  log.onRecorded((attempts, versionstamp) => stats.attemptsRecorded(attempts, versionstamp));
+  let started = false;
   return {
     ...holdable,
     store,
-    hub,
+    registry,
+    stats,
     log,
+    async start() {
+      started = true;
+      stats.start();
+      await feed.start();
+    },
     async [Symbol.asyncDispose]() {
-      await hub.stop();
+      if (started) await feed.stop();
+      await stats.stop();
       store.close();
     },
   };
@@ -106,7 +134,6 @@ function member(id: string): Member & { received: Stats[] } {
   const received: Stats[] = [];
   return {
     id,
-    state: "authenticated",
     user: { name: id, role: "admin" },
     claims: null,
     events: new Set<EventName>(["stats"]),
@@ -123,28 +150,28 @@ function member(id: string): Member & { received: Stats[] } {
 for (
   const [how, watch] of [
     ["through kv.watch", true],
-    ["in a signal that names no commit", false],
+    ["as a change that names no commit", false],
   ] as const
 ) {
-  Deno.test(`Hub pushes a change that another instance announces ${how} while a stats read is in flight`, async () => {
-    await using fixture = await openHub();
-    const { store, hold, release, hub } = fixture;
+  Deno.test(`DeploymentStats pushes a change that another instance announces ${how} while a stats read is in flight`, async () => {
+    await using fixture = await openStats();
+    const { store, hold, release, registry, stats } = fixture;
     const watcher = member("watcher");
-    if (watch) hub.start();
-    hub.add(watcher);
-    hub.authenticated(watcher, watcher.events);
-    await hub.refreshNow();
+    if (watch) await fixture.start();
+    registry.add(watcher);
+    registry.authenticated(watcher, watcher.events);
+    await stats.refreshNow();
     assert.equal(watcher.received.at(-1)?.attempts.failure ?? 0, 0);
 
     // A refresh reads the store as it is, and is held before it publishes.
     const held = hold();
-    hub.changed(false);
+    stats.changed(false);
     await held;
     // Meanwhile instance A records a failure; kv.watch reports its commit,
     // or a signal says only that something changed, while B still reads.
     await new AttemptLog(store, { retentionDays: 1 }).record(attemptInput());
     if (watch) await new Promise((resolve) => setTimeout(resolve, 100));
-    else hub.changed(false);
+    else stats.changed(false);
     release();
 
     await eventually(
@@ -155,19 +182,19 @@ for (
   });
 }
 
-Deno.test("Hub publishes a connection that opens while its instance entry is being written", async () => {
-  await using fixture = await openHub();
-  const { store, holdCommits, releaseCommits, hub } = fixture;
+Deno.test("DeploymentStats publishes a connection that opens while its instance entry is being written", async () => {
+  await using fixture = await openStats();
+  const { store, holdCommits, releaseCommits, registry } = fixture;
   const open = async () => (await store.get<{ open: number }>(instanceKey("b"))).value?.open ?? 0;
-  hub.add(member("one"));
+  registry.add(member("one"));
   await eventually(async () => await open() === 1, 2000, "the first entry");
 
   // The second socket's entry write is held in its commit...
   const held = holdCommits();
-  hub.add(member("two"));
+  registry.add(member("two"));
   await held;
   // ...and a third socket opens while it is held.
-  hub.add(member("three"));
+  registry.add(member("three"));
   await new Promise((resolve) => setTimeout(resolve, 300));
   releaseCommits();
 
@@ -179,14 +206,14 @@ Deno.test("Hub publishes a connection that opens while its instance entry is bei
   );
 });
 
-Deno.test("Hub pushes an attempt recorded here at once, then reads once to bring in the others", async () => {
-  await using fixture = await openHub({ minIntervalMs: 1000 });
-  const { counts, log, hub } = fixture;
+Deno.test("DeploymentStats pushes an attempt recorded here at once, then reads once to bring in the others", async () => {
+  await using fixture = await openStats({ minIntervalMs: 1000 });
+  const { counts, log, registry, stats } = fixture;
   const watcher = member("watcher");
   const failures = () => watcher.received.at(-1)?.attempts.failure ?? 0;
-  hub.start();
-  hub.add(watcher);
-  hub.authenticated(watcher, watcher.events);
+  await fixture.start();
+  registry.add(watcher);
+  registry.authenticated(watcher, watcher.events);
   // Quiet: no read for over a second, so no window is open.
   await eventually(
     async () => {
@@ -195,7 +222,7 @@ Deno.test("Hub pushes an attempt recorded here at once, then reads once to bring
       return before === counts.statsReads;
     },
     10_000,
-    "the hub to go quiet after the start",
+    "the stats to go quiet after the start",
   );
 
   // The attempt's commit bumps the stats version: kv.watch and the attempt
@@ -217,15 +244,15 @@ Deno.test("Hub pushes an attempt recorded here at once, then reads once to bring
   await eventually(() => failures() === 2, 2000, "the second failure's stats_update");
   console.log(`a change 1.5 s later was pushed in ${Date.now() - started} ms`);
   // And the count a new socket is first sent holds each attempt once.
-  assert.equal((await hub.current()).attempts.failure, 2);
+  assert.equal((await stats.current()).attempts.failure, 2);
 });
 
-Deno.test("Hub reads no more for a commit reported while a read that holds it runs", async () => {
-  await using fixture = await openHub();
-  const { store, counts, hold, release, hub } = fixture;
+Deno.test("DeploymentStats reads no more for a commit reported while a read that holds it runs", async () => {
+  await using fixture = await openStats();
+  const { store, counts, hold, release, registry, stats } = fixture;
   const watcher = member("watcher");
-  hub.add(watcher);
-  hub.authenticated(watcher, watcher.events);
+  registry.add(watcher);
+  registry.authenticated(watcher, watcher.events);
   await new Promise((resolve) => setTimeout(resolve, 300));
 
   // Committed before the refresh starts, so its read holds the attempt...
@@ -233,11 +260,11 @@ Deno.test("Hub reads no more for a commit reported while a read that holds it ru
   const versionstamp = await commitAttempts(store, [attempt], 86_400_000);
   const reads = counts.statsReads;
   const held = hold();
-  hub.changed(false);
+  stats.changed(false);
   await held;
   // ...and its report lands while that read runs (kv.watch's, or the
   // attempt log's when the commit was this instance's).
-  hub.attemptsRecorded([attempt], versionstamp);
+  stats.attemptsRecorded([attempt], versionstamp);
   release();
 
   await eventually(
@@ -247,21 +274,21 @@ Deno.test("Hub reads no more for a commit reported while a read that holds it ru
   );
   await new Promise((resolve) => setTimeout(resolve, 500));
   assert.equal(counts.statsReads - reads, 1, "reads for one commit");
-  assert.equal((await hub.current()).attempts.failure, 1, "the attempt counted twice");
+  assert.equal((await stats.current()).attempts.failure, 1, "the attempt counted twice");
 });
 
-Deno.test("Hub pushes a change at once after a read that pushed nothing, such as a heartbeat's", async () => {
-  await using fixture = await openHub({ minIntervalMs: 1000 });
-  const { counts, hub, log } = fixture;
+Deno.test("DeploymentStats pushes a change at once after a read that pushed nothing, such as a heartbeat's", async () => {
+  await using fixture = await openStats({ minIntervalMs: 1000 });
+  const { counts, registry, stats, log } = fixture;
   const watcher = member("watcher");
-  hub.add(watcher);
-  hub.authenticated(watcher, watcher.events);
+  registry.add(watcher);
+  registry.authenticated(watcher, watcher.events);
   await new Promise((resolve) => setTimeout(resolve, 1200));
   const pushes = watcher.received.length;
 
   // A read that finds nothing new, as the heartbeat's every 5 s...
   const reads = counts.statsReads;
-  hub.changed(false);
+  stats.changed(false);
   await eventually(() => counts.statsReads > reads, 2000, "the heartbeat's read");
   await new Promise((resolve) => setTimeout(resolve, 200));
   assert.equal(watcher.received.length, pushes, "the read found something to push");
