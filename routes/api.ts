@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import { zValidator } from "@hono/zod-validator";
 import { AttemptQuery, listAttempts } from "../lib/attempt_query.ts";
+import { exportAttempts, parseExportQuery } from "../lib/attempt_export.ts";
 import { ApiError } from "../lib/http_errors.ts";
 import type { Hub } from "../lib/hub.ts";
 import { requestSession } from "../lib/session_cookie.ts";
@@ -68,6 +69,19 @@ export function apiRoutes(deps: ApiDeps): Hono<Env> {
     }),
     async (c) => c.json(await listAttempts(deps.kv, c.req.valid("query"))),
   );
+
+  // Every match of the filter as one download, streamed page by page.
+  app.get("/attempts/export", (c) => {
+    const parsed = parseExportQuery(c.req.query());
+    if (!parsed.ok) {
+      throw new ApiError(400, "invalid_request", { details: { issues: parsed.issues } });
+    }
+    const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+    return c.body(exportAttempts(deps.kv, parsed.query, parsed.format), 200, {
+      "Content-Type": parsed.format === "csv" ? "text/csv; charset=utf-8" : "application/json",
+      "Content-Disposition": `attachment; filename="lookout-attempts-${stamp}.${parsed.format}"`,
+    });
+  });
 
   return app;
 }
