@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { AttemptQuery, listAttempts } from "./attempt_query.ts";
+import { type AttemptPage, AttemptQuery, listAttempts } from "./attempt_query.ts";
 import type { Attempt } from "./protocol.ts";
 import { EXPORT_FORMATS, EXPORT_MAX_ROWS, type ExportFormat } from "../shared/attempt_filters.ts";
 
@@ -79,31 +79,32 @@ function csvRow(attempt: Attempt): string {
  * Every attempt matching `query`, newest first and at most
  * {@linkcode EXPORT_MAX_ROWS}, as a stream of CSV (a header row, then one
  * row per attempt, `at` in ISO 8601 UTC) or of one JSON array. The log is
- * read a page at a time as the client takes the bytes.
+ * read a page at a time as the client takes the bytes. The first page is
+ * read before the stream is handed back, so a store that is down fails the
+ * request (503) rather than cutting a download that already said 200.
  */
-export function exportAttempts(
+export async function exportAttempts(
   kv: Deno.Kv,
   query: AttemptQuery,
   format: ExportFormat,
-): ReadableStream<Uint8Array> {
+): Promise<ReadableStream<Uint8Array>> {
   const encoder = new TextEncoder();
-  let cursor: string | undefined = query.cursor;
+  const read = (cursor: string | undefined, sent: number) =>
+    listAttempts(kv, { ...query, limit: Math.min(PAGE, EXPORT_MAX_ROWS - sent), cursor });
+  let page: AttemptPage | null = await read(query.cursor, 0);
   let sent = 0;
   let started = false;
-  let done = false;
   return new ReadableStream({
     async pull(controller) {
       if (!started) {
         started = true;
         controller.enqueue(encoder.encode(format === "csv" ? COLUMNS.join(",") + "\r\n" : "["));
       }
-      if (done) {
+      if (page === null) {
         if (format === "json") controller.enqueue(encoder.encode(sent === 0 ? "]\n" : "\n]\n"));
         controller.close();
         return;
       }
-      const limit = Math.min(PAGE, EXPORT_MAX_ROWS - sent);
-      const page = await listAttempts(kv, { ...query, limit, cursor });
       let chunk = "";
       for (const attempt of page.items) {
         chunk += format === "csv"
@@ -112,8 +113,7 @@ export function exportAttempts(
         sent++;
       }
       if (chunk) controller.enqueue(encoder.encode(chunk));
-      cursor = page.cursor ?? undefined;
-      done = page.cursor === null || sent >= EXPORT_MAX_ROWS;
+      page = page.cursor === null || sent >= EXPORT_MAX_ROWS ? null : await read(page.cursor, sent);
     },
   });
 }

@@ -71,13 +71,13 @@ export function apiRoutes(deps: ApiDeps): Hono<Env> {
   );
 
   // Every match of the filter as one download, streamed page by page.
-  app.get("/attempts/export", (c) => {
+  app.get("/attempts/export", async (c) => {
     const parsed = parseExportQuery(c.req.query());
     if (!parsed.ok) {
       throw new ApiError(400, "invalid_request", { details: { issues: parsed.issues } });
     }
     const stamp = new Date().toISOString().replace(/[:.]/g, "-");
-    return c.body(exportAttempts(deps.kv, parsed.query, parsed.format), 200, {
+    return c.body(await exportAttempts(deps.kv, parsed.query, parsed.format), 200, {
       "Content-Type": parsed.format === "csv" ? "text/csv; charset=utf-8" : "application/json",
       "Content-Disposition": `attachment; filename="lookout-attempts-${stamp}.${parsed.format}"`,
     });

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import type { Attempt } from "../lib/protocol.ts";
-import { attemptInput, startTestServer, type TestServer } from "./helpers.ts";
+import { attemptInput, startTestServer, switchableKv, type TestServer } from "./helpers.ts";
 
 /** Splits RFC 4180 CSV into rows of cells (quoted cells may hold commas, quotes, breaks). */
 function parseCsv(text: string): string[][] {
@@ -170,4 +170,25 @@ Deno.test("GET /api/v1/attempts/export refuses a bad format, a page parameter an
   const anon = await get(server, "/api/v1/attempts/export?format=csv");
   assert.equal(anon.res.status, 401);
   assert.deepEqual(JSON.parse(anon.text), { error: "unauthorized" });
+});
+
+Deno.test("GET /api/v1/attempts/export answers 503 unavailable, not a cut 200 download, while KV is down", async () => {
+  const real = await Deno.openKv(":memory:");
+  const store = switchableKv(real);
+  await using server = await startTestServer({}, { kv: store.kv });
+  try {
+    const token = await server.mint();
+    await server.deps.attempts.record(attemptInput());
+    store.down = true;
+    const { res, text } = await get(server, "/api/v1/attempts/export?format=csv", token);
+    assert.equal(res.status, 503, text);
+    assert.equal(JSON.parse(text).error, "unavailable");
+    assert.equal(res.headers.get("content-disposition"), null);
+    store.down = false;
+    const back = await get(server, "/api/v1/attempts/export?format=csv", token);
+    assert.equal(back.res.status, 200);
+    assert.equal(back.text.trimEnd().split("\r\n").length, 2);
+  } finally {
+    store.down = false;
+  }
 });
