@@ -2,6 +2,7 @@
  * The attempt explorer's filters and how they map to URLs. Free of zod so
  * the browser bundle stays small; the server validates them in the route.
  */
+import type { ExportFormat, Transport } from "../shared/attempt_filters.ts";
 
 /** Time windows the explorer offers, in ms (`all` is no bound). */
 export const WINDOWS = {
@@ -19,6 +20,8 @@ export interface ExplorerFilters {
   reason?: string;
   ip?: string;
   user?: string;
+  origin?: string;
+  transport?: Transport;
   window: WindowName;
   cursor?: string;
 }
@@ -30,6 +33,8 @@ export function apiQuery(filters: ExplorerFilters, now = Date.now()): URLSearchP
   if (filters.reason) q.set("reason", filters.reason);
   if (filters.ip) q.set("ip", filters.ip);
   if (filters.user) q.set("user", filters.user);
+  if (filters.origin) q.set("origin", filters.origin);
+  if (filters.transport) q.set("transport", filters.transport);
   if (WINDOWS[filters.window]) q.set("since", String(now - WINDOWS[filters.window]));
   if (filters.cursor) q.set("cursor", filters.cursor);
   return q;
@@ -41,4 +46,19 @@ export function explorerHref(filters: Partial<ExplorerFilters>): string {
   for (const [k, v] of Object.entries(filters)) if (v) params.set(k, String(v));
   const qs = params.toString();
   return qs ? `/admin/attempts?${qs}` : "/admin/attempts";
+}
+
+/**
+ * The download of everything the explorer's filters match (not just the page
+ * shown): `/api/v1/attempts/export` with the same filters, no limit or cursor.
+ */
+export function exportHref(
+  filters: ExplorerFilters,
+  format: ExportFormat,
+  now = Date.now(),
+): string {
+  const q = apiQuery({ ...filters, cursor: undefined }, now);
+  q.delete("limit");
+  q.set("format", format);
+  return `/api/v1/attempts/export?${q}`;
 }

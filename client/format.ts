@@ -16,6 +16,28 @@ const DATE_TIME = new Intl.DateTimeFormat("en-GB", {
   timeZone: "UTC",
 });
 
+const DAY = new Intl.DateTimeFormat("en-GB", {
+  month: "short",
+  day: "2-digit",
+  timeZone: "UTC",
+});
+
+/** `22 Nov 14:03:07` (UTC): a table's time, whose header says UTC. */
+export function dayTime(ms: number): string {
+  return `${DAY.format(ms)} ${TIME.format(ms)}`;
+}
+
+const HOUR_MINUTE = new Intl.DateTimeFormat("en-GB", {
+  hour: "2-digit",
+  minute: "2-digit",
+  timeZone: "UTC",
+});
+
+/** `14:03` (UTC): a chart's time axis. */
+export function hourMinute(ms: number): string {
+  return HOUR_MINUTE.format(ms);
+}
+
 /** `14:03:07` (UTC). */
 export function clock(ms: number): string {
   return TIME.format(ms);

@@ -15,7 +15,8 @@ export type ConnectionState = "connecting" | "live" | "reconnecting" | "offline"
 /** A state change, with the last close explained. */
 export interface StateDetail {
   state: ConnectionState;
-  close?: { code: number; reason: string; explanation: string };
+  /** The last close; `at` is when it happened (epoch ms), so a page can list past closes. */
+  close?: { code: number; reason: string; explanation: string; at: number };
   /** When reconnecting: the wait before the next try. */
   retryInMs?: number;
 }
@@ -229,7 +230,7 @@ export class LookoutClient {
 
   async #onClose(code: number, reason: string): Promise<void> {
     this.#clearTimers();
-    this.#lastClose = { code, reason, explanation: explainClose(code, reason) };
+    this.#lastClose = { code, reason, explanation: explainClose(code, reason), at: Date.now() };
     if (this.#stopped) return this.#state("offline");
     if (code === 4401 || code === 4403) {
       // The token or the session is gone: a refresh tells which.

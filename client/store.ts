@@ -12,7 +12,16 @@ import { LookoutClient, type StateDetail } from "./lookout_client.ts";
 /** Rows kept in the live attempt feed. */
 export const FEED_SIZE = 50;
 
+/** Past closes the connection badge lists, newest first. */
+export const DISCONNECTS_KEPT = 5;
+
 export const connection = signal<StateDetail>({ state: "connecting" });
+/**
+ * The last few closes of this page's socket, newest first. Kept apart from
+ * `connection`, which holds only the latest, so they stay visible after a
+ * reconnect.
+ */
+export const disconnects = signal<NonNullable<StateDetail["close"]>[]>([]);
 export const stats = signal<Stats | null>(null);
 export const feed = signal<Attempt[] | null>(null);
 export const presence = signal<PresenceEntry[] | null>(null);
@@ -53,7 +62,14 @@ async function catchUp(): Promise<void> {
 export function startLive(): LookoutClient {
   client ??= new LookoutClient({
     events: ["stats", "attempts", "presence"],
-    onState: (detail) => connection.value = detail,
+    onState: (detail) => {
+      connection.value = detail;
+      // Each close is reported with every state change after it: keep it once.
+      const close = detail.close;
+      if (close && disconnects.value[0] !== close) {
+        disconnects.value = [close, ...disconnects.value].slice(0, DISCONNECTS_KEPT);
+      }
+    },
     onMessage: (message) => {
       switch (message.type) {
         case "stats_update":

@@ -1,15 +1,17 @@
 /// <reference lib="dom" />
 import { useSignal } from "@preact/signals";
 import type { TargetedSubmitEvent } from "preact";
-import { AttemptTable } from "./AttemptFeed.tsx";
+import { AttemptTable } from "../components/AttemptTable.tsx";
 import {
   apiQuery,
   type ExplorerFilters,
   explorerHref,
+  exportHref,
   type WindowName,
   WINDOWS,
 } from "../client/explorer_params.ts";
 import type { Attempt } from "../lib/protocol.ts";
+import { type ExportFormat, type Transport, TRANSPORTS } from "../shared/attempt_filters.ts";
 
 interface Page {
   items: Attempt[];
@@ -64,6 +66,8 @@ export default function AttemptsExplorer(
       reason: text("reason"),
       ip: text("ip"),
       user: text("user"),
+      origin: text("origin"),
+      transport: text("transport") as Transport | undefined,
       window: (text("window") ?? "24h") as WindowName,
     });
   }
@@ -96,6 +100,22 @@ export default function AttemptsExplorer(
           <input name="user" value={f.user ?? ""} maxLength={256} placeholder="any" />
         </label>
         <label>
+          Origin
+          <input
+            name="origin"
+            value={f.origin ?? ""}
+            maxLength={1024}
+            placeholder="any, e.g. https://app.example"
+          />
+        </label>
+        <label>
+          Transport
+          <select name="transport" value={f.transport ?? ""}>
+            <option value="">any</option>
+            {TRANSPORTS.map((t) => <option key={t} value={t}>{t}</option>)}
+          </select>
+        </label>
+        <label>
           Time
           <select name="window" value={f.window}>
             {Object.keys(WINDOWS).map((w) => (
@@ -106,6 +126,21 @@ export default function AttemptsExplorer(
         <button type="submit" disabled={loading.value}>Filter</button>
       </form>
       {error.value && <p class="error" role="alert">{error.value}</p>}
+      <p class="export">
+        Export every match of these filters (up to 100,000, newest first):{" "}
+        {(["csv", "json"] as ExportFormat[]).map((format) => (
+          <a
+            key={format}
+            href={exportHref(f, format)}
+            download
+            data-export={format}
+            // The window ends now: the link takes the time of the click, not of the render.
+            onClick={(e) => e.currentTarget.href = exportHref(filters.value, format)}
+          >
+            {format.toUpperCase()}
+          </a>
+        ))}
+      </p>
       <div class="card" aria-busy={loading.value}>
         {page.value.items.length === 0
           ? <p class="muted">No attempts match.</p>

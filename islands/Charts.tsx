@@ -3,6 +3,7 @@ import { useEffect, useRef } from "preact/hooks";
 import { effect } from "@preact/signals";
 import type uPlot from "uplot";
 import { stats } from "../client/store.ts";
+import { hourMinute } from "../client/format.ts";
 import type { MinutePoint } from "../lib/history.ts";
 
 const MINUTE = 60_000;
@@ -37,14 +38,37 @@ export default function Charts(props: { history: MinutePoint[] }) {
     // Read at each draw, so a switch between light and dark re-inks the axes.
     const ink = () => getComputedStyle(document.body).color;
     const axes = [
-      { stroke: ink, grid: { stroke: "rgba(128,128,128,.2)" } },
+      {
+        stroke: ink,
+        grid: { stroke: "rgba(128,128,128,.2)" },
+        // 24-hour UTC like every table, not uPlot's "5:50pm".
+        values: (_u: uPlot, splits: number[]) => splits.map((s) => hourMinute(s * 1000)),
+      },
       { stroke: ink, grid: { stroke: "rgba(128,128,128,.2)" }, size: 40 },
     ];
     const width = () => attemptsEl.current!.clientWidth;
+    // uPlot labels in the browser's zone by default; the tables say UTC, so do the charts.
+    const tzDate = (ts: number) => UPlot.tzDate(new Date(ts * 1000), "Etc/UTC");
+    // The x axis starts at the first minute with data (the server trims the
+    // rest) and spans at least ten minutes: uPlot would stretch one point
+    // over years. The y axis starts at zero, with headroom over the top.
+    const scales: uPlot.Scales = {
+      x: {
+        time: true,
+        // From the data, not from uPlot's min and max: for one point those span 1,000 days.
+        range: (u) => {
+          const xs = u.data[0];
+          return [xs[0], Math.max(xs[xs.length - 1], xs[0] + 10 * 60)];
+        },
+      },
+      y: { range: (_u, _min, max) => [0, Math.max(2, Math.ceil(max * 1.2))] },
+    };
     const attempts = new UPlot(
       {
         width: width(),
         height: HEIGHT,
+        tzDate,
+        scales,
         legend: { show: false },
         axes,
         series: [
@@ -60,6 +84,8 @@ export default function Charts(props: { history: MinutePoint[] }) {
       {
         width: width(),
         height: HEIGHT,
+        tzDate,
+        scales,
         legend: { show: false },
         axes,
         series: [{}, {
@@ -116,11 +142,15 @@ export default function Charts(props: { history: MinutePoint[] }) {
       <figure class="card chart">
         <figcaption>
           Attempts per minute: <span class="ok">success</span> and <span class="bad">failure</span>
+          {" "}
+          <small class="muted">(times in UTC)</small>
         </figcaption>
         <div ref={attemptsEl} class="plot" data-chart="attempts" />
       </figure>
       <figure class="card chart">
-        <figcaption>Open connections</figcaption>
+        <figcaption>
+          Open connections <small class="muted">(times in UTC)</small>
+        </figcaption>
         <div ref={openEl} class="plot" data-chart="open" />
       </figure>
     </section>

@@ -27,7 +27,8 @@ const PRESETS: Record<string, string> = {
 export default function DebugConsole() {
   const token = useSignal<{ value: string; expiresAt: number } | null>(null);
   const frames = useSignal<Frame[]>([]);
-  const state = useSignal<"closed" | "connecting" | "open">("closed");
+  // "not connected" until the first connect: "closed" would suggest one was open.
+  const state = useSignal<"not connected" | "connecting" | "open" | "closed">("not connected");
   const draft = useSignal("");
   const ws = useRef<WebSocket | null>(null);
 
@@ -47,7 +48,14 @@ export default function DebugConsole() {
   }
 
   function connect() {
-    ws.current?.close();
+    const current = ws.current;
+    if (current && current.readyState <= WebSocket.OPEN) {
+      const replace = confirm(
+        "A socket is already open. Close it and connect a new one? Its subscriptions and authentication are lost.",
+      );
+      if (!replace) return log("note", "kept the open socket");
+    }
+    current?.close(1000, "debug: replaced");
     const socket = new WebSocket(socketUrl(location));
     ws.current = socket;
     state.value = "connecting";
@@ -58,8 +66,11 @@ export default function DebugConsole() {
     };
     socket.onmessage = (e) => log("in", String(e.data));
     socket.onclose = (e) => {
-      if (ws.current === socket) ws.current = null;
-      state.value = "closed";
+      // A replaced socket closes after its successor opened: leave the state to the new one.
+      if (ws.current === socket) {
+        ws.current = null;
+        state.value = "closed";
+      }
       log(
         "note",
         `closed ${e.code}${e.reason ? ` ${e.reason}` : ""}: ${explainClose(e.code, e.reason)}`,
@@ -78,8 +89,8 @@ export default function DebugConsole() {
     <section class="debug">
       <div class="card controls">
         <p class="status" data-debug-state={state.value}>
-          Socket: <strong>{state.value}</strong>
-          · Token: {token.value ? <code>{maskToken(token.value.value)}</code> : "none"}
+          Socket: <strong>{state.value}</strong> · Token:{" "}
+          {token.value ? <code>{maskToken(token.value.value)}</code> : "none"}
         </p>
         <div class="buttons">
           <button type="button" onClick={fetchToken}>Fetch token</button>
@@ -87,7 +98,7 @@ export default function DebugConsole() {
           <button
             type="button"
             onClick={() => ws.current?.close(1000, "debug")}
-            disabled={state.value === "closed"}
+            disabled={state.value !== "open" && state.value !== "connecting"}
           >
             Disconnect
           </button>
@@ -130,18 +141,30 @@ export default function DebugConsole() {
         </form>
       </div>
       <div class="card frames">
-        <h2>Frames</h2>
+        <h2>
+          Frames <small class="muted">(times in UTC, newest first)</small>
+        </h2>
         <noscript>This tester needs JavaScript.</noscript>
         <ol class="log" aria-live="polite">
           {frames.value.map((f, i) => (
             <li key={frames.value.length - i} class={f.dir}>
               <time>{clock(f.at)}</time>
               <span class="dir">{f.dir === "out" ? "→" : f.dir === "in" ? "←" : "•"}</span>
-              <code>{f.text}</code>
+              {f.dir === "note" ? <code>{f.text}</code> : <pre>{pretty(f.text)}</pre>}
             </li>
           ))}
         </ol>
       </div>
     </section>
   );
+}
+
+/** A JSON frame indented, so a nested stats_update reads at 2 a.m.; other text as it came. */
+function pretty(text: string): string {
+  try {
+    const value = JSON.parse(text);
+    return typeof value === "object" && value !== null ? JSON.stringify(value, null, 2) : text;
+  } catch {
+    return text;
+  }
 }

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { encodeTime, isValid } from "ulid";
 import { type Attempt, FAILURE_REASONS } from "./protocol.ts";
+import { TRANSPORTS } from "../shared/attempt_filters.ts";
 import type { StoredAttempt } from "./attempt_log.ts";
 import {
   type AttemptIndexField,
@@ -27,6 +28,8 @@ export const AttemptQuery = z.strictObject({
   reason: z.enum(["ok", ...FAILURE_REASONS]).optional(),
   ip: z.string().min(1).max(1024).optional(),
   user: z.string().min(1).max(256).optional(),
+  origin: z.string().min(1).max(1024).optional(),
+  transport: z.enum(TRANSPORTS).optional(),
   since: epochMs.optional(),
   until: epochMs.optional(),
   limit: z.string().regex(/^\d{1,3}$/, "must be an integer from 1 to 500")
@@ -142,6 +145,8 @@ function matches(a: StoredAttempt, q: AttemptQuery, now: number): boolean {
     (q.reason === undefined || a.reason === q.reason) &&
     (q.ip === undefined || a.ip === q.ip) &&
     (q.user === undefined || a.user === q.user) &&
+    (q.origin === undefined || a.origin === q.origin) &&
+    (q.transport === undefined || a.transport === q.transport) &&
     (q.since === undefined || a.at >= q.since) &&
     (q.until === undefined || a.at <= q.until);
 }

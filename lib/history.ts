@@ -66,3 +66,14 @@ export async function readHistory(
   }
   return [...points.values()];
 }
+
+/**
+ * The history from its first minute with data: an hour of KV is read, but a
+ * fresh deployment has a few minutes of it, and fifty empty minutes before
+ * them would squash what is there against the right edge. With no data at
+ * all, the last two minutes give the axis a span.
+ */
+export function fromFirstData(points: MinutePoint[]): MinutePoint[] {
+  const first = points.findIndex((p) => p.success > 0 || p.failure > 0 || p.open !== null);
+  return first === -1 ? points.slice(-2) : points.slice(first);
+}

@@ -17,10 +17,11 @@ import {
   WINDOWS,
 } from "../client/explorer_params.ts";
 import { FEED_SIZE } from "../client/store.ts";
-import { readHistory } from "../lib/history.ts";
+import { fromFirstData, readHistory } from "../lib/history.ts";
 import { renderPage } from "../lib/html.ts";
 import type { DeploymentStats } from "../lib/stats/deployment.ts";
 import { FAILURE_REASONS } from "../lib/protocol.ts";
+import { TRANSPORTS } from "../shared/attempt_filters.ts";
 import { requestSession } from "../lib/session_cookie.ts";
 import type { Session, SessionTimeouts } from "../lib/sessions.ts";
 
@@ -41,6 +42,8 @@ const Filters = z.object({
   reason: z.enum(["ok", ...FAILURE_REASONS]).optional().catch(undefined),
   ip: z.string().trim().min(1).max(1024).optional().catch(undefined),
   user: z.string().trim().min(1).max(256).optional().catch(undefined),
+  origin: z.string().trim().min(1).max(1024).optional().catch(undefined),
+  transport: z.enum(TRANSPORTS).optional().catch(undefined),
   window: z.enum(Object.keys(WINDOWS) as [WindowName, ...WindowName[]]).default("24h")
     .catch("24h"),
   cursor: z.string().regex(/^[0-9A-HJKMNP-TV-Z]{26}$/).optional().catch(undefined),
@@ -85,7 +88,7 @@ export function adminRoutes(deps: AdminDeps): Hono<Env> {
       <>
         <h1>Overview</h1>
         <Island name="LiveStats" component={LiveStats} props={{ initial: stats }} />
-        <Island name="Charts" component={Charts} props={{ history }} />
+        <Island name="Charts" component={Charts} props={{ history: fromFirstData(history) }} />
         <Island name="AttemptFeed" component={AttemptFeed} props={{ initial: recent.items }} />
       </>,
     );

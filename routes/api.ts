@@ -4,6 +4,7 @@ import type { AttemptLog } from "../lib/attempt_log.ts";
 import { refuseApiKeys } from "../lib/api_keys/auth.ts";
 import type { KeyCache } from "../lib/api_keys/key_cache.ts";
 import { AttemptQuery, listAttempts } from "../lib/attempt_query.ts";
+import { exportAttempts, parseExportQuery } from "../lib/attempt_export.ts";
 import { ApiError } from "../lib/http_errors.ts";
 import type { DeploymentStats } from "../lib/stats/deployment.ts";
 import { requestSession } from "../lib/session_cookie.ts";
@@ -80,6 +81,19 @@ export function apiRoutes(deps: ApiDeps): Hono<Env> {
     }),
     async (c) => c.json(await listAttempts(deps.kv, c.req.valid("query"))),
   );
+
+  // Every match of the filter as one download, streamed page by page.
+  app.get("/attempts/export", async (c) => {
+    const parsed = parseExportQuery(c.req.query());
+    if (!parsed.ok) {
+      throw new ApiError(400, "invalid_request", { details: { issues: parsed.issues } });
+    }
+    const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+    return c.body(await exportAttempts(deps.kv, parsed.query, parsed.format), 200, {
+      "Content-Type": parsed.format === "csv" ? "text/csv; charset=utf-8" : "application/json",
+      "Content-Disposition": `attachment; filename="lookout-attempts-${stamp}.${parsed.format}"`,
+    });
+  });
 
   return app;
 }

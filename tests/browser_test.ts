@@ -7,10 +7,12 @@
 import assert from "node:assert/strict";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { putUser } from "../lib/users.ts";
+import { explainClose } from "../lib/close_codes.ts";
 import {
   attemptInput,
   randomPassword,
   randomSecret,
+  rawUpgrade,
   startTestServer,
   TestClient,
   type TestServer,
@@ -161,19 +163,48 @@ Deno.test({
 
       // The socket tester: connect, authenticate, see the frames.
       await page.getByRole("link", { name: "Socket tester" }).click();
+      // Before the first connect it says so, rather than "closed".
+      assert.equal(
+        await page.locator("[data-debug-state]").getAttribute("data-debug-state"),
+        "not connected",
+      );
+      assert.match(await page.locator(".status").textContent() ?? "", /Socket: not connected/);
       await page.getByRole("button", { name: "Fetch token" }).click();
       await page.getByText(/got a token/).waitFor();
       await page.getByRole("button", { name: "Connect", exact: true }).click();
       await page.locator('[data-debug-state="open"]').waitFor();
       await page.getByRole("button", { name: "Send auth" }).click();
-      await page.getByText(/"type":"authenticated"/).waitFor();
+      // Frames are pretty-printed JSON: `"type": "authenticated"` on its own indented line.
+      await page.getByText(/"type": ?"authenticated"/).waitFor();
+      assert.match(
+        await page.locator(".log li.in pre", { hasText: /"type": "authenticated"/ }).first()
+          .textContent() ?? "",
+        /^\{\n {2}"type": "authenticated",\n/,
+      );
       assert.doesNotMatch(
         await page.locator(".log").textContent() ?? "",
         /eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+/,
       );
       await page.getByRole("button", { name: "bad message" }).click();
-      await page.getByText(/"code":"bad_message"/).waitFor();
+      await page.getByText(/"code": ?"bad_message"/).waitFor();
       await shoot(page, "debug");
+
+      // Connect again with a socket open: it asks first. No keeps the socket,
+      // yes replaces it (the server then holds one socket of this page, not two).
+      const asked: string[] = [];
+      page.once("dialog", (d) => (asked.push(d.message()), d.dismiss()));
+      await page.getByRole("button", { name: "Connect", exact: true }).click();
+      await page.getByText("kept the open socket").waitFor();
+      assert.match(asked[0] ?? "", /already open/);
+      assert.equal(
+        await page.locator("[data-debug-state]").getAttribute("data-debug-state"),
+        "open",
+      );
+      page.once("dialog", (d) => (asked.push(d.message()), d.accept()));
+      await page.getByRole("button", { name: "Connect", exact: true }).click();
+      await page.getByText(/closed 1000 debug: replaced/).waitFor();
+      await page.locator('[data-debug-state="open"]').waitFor();
+      assert.equal(asked.length, 2);
 
       // 6. Logout closes the socket: the server sees it go.
       await page.goto(new URL("/admin", server.url).href);
@@ -267,15 +298,195 @@ Deno.test({
       await server.close();
       await page.locator('.badge[data-state="reconnecting"]').waitFor({ timeout: 5000 });
       assert.match(await badge.textContent() ?? "", /1001|Reconnecting/);
+      // The badge's one line may be cut; its tooltip holds the whole explanation.
+      const code = Number(await badge.locator(".why").getAttribute("data-close-code"));
+      const title = await badge.getAttribute("title") ?? "";
+      assert.ok(code >= 1000, `a close code: ${code}`);
+      const reason =
+        /^\d+ ([a-z_]+):/.exec((await badge.locator(".why").textContent()) ?? "")?.[1] ??
+          "";
+      assert.ok(
+        title.includes(`${code}${reason ? ` ${reason}` : ""}: ${explainClose(code, reason)}`),
+        title,
+      );
       await shoot(page, "overview-reconnecting");
 
       server = await startTestServer({ ...env, PORT: port });
       await page.locator('.badge[data-state="live"]').waitFor({ timeout: 20_000 });
       assert.equal((await server.deps.stats.fresh()).connections.authenticated, 1);
+
+      // Live again, the disconnect stays listed, with its time, whole when opened.
+      const list = page.locator(".disconnects");
+      assert.match(
+        await list.locator("summary").textContent() ?? "",
+        // The close of the restart, and the failed tries while the server was down.
+        /^(1 disconnect|[2-5] disconnects), last at \d\d:\d\d:\d\d UTC$/,
+      );
+      await list.locator("summary").click();
+      // Newest first: the restart's close is the oldest listed.
+      const item = list.locator(`li[data-close-code="${code}"]`).last();
+      await item.waitFor();
+      const itemText = await item.textContent() ?? "";
+      assert.match(itemText, /^\d\d:\d\d:\d\d UTC /);
+      assert.ok(
+        itemText.endsWith(`${code}${reason ? ` ${reason}` : ""}: ${explainClose(code, reason)}`),
+        itemText,
+      );
+      assert.ok(
+        await item.evaluate((li) =>
+          li.scrollWidth <= li.clientWidth && li.getBoundingClientRect().height > 0
+        ),
+        "the explanation is shown whole, not cut",
+      );
+      await shoot(page, "overview-disconnects");
+      await page.setViewportSize({ width: 390, height: 844 });
+      await item.waitFor();
+      assert.ok(await item.evaluate((li) => li.scrollWidth <= li.clientWidth));
+      await shoot(page, "overview-disconnects-phone");
     } finally {
       await browser.close();
       await server.close();
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test({
+  name:
+    "dashboard: attempt details from the feed and the explorer, origin and transport filters, export, charts and phone layout",
+  ignore: !hasChromium,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withDashboard(async ({ server, page, errors, password }) => {
+      // A real refused upgrade from a foreign origin, with a hostile user agent.
+      const evilAgent = '=HYPERLINK("http://evil.example") curl/8.5';
+      const refused = await rawUpgrade(server.wsUrl, {
+        Origin: "https://evil.example",
+        "User-Agent": evilAgent,
+      });
+      assert.equal(refused.status, 403);
+      // And one authenticated socket, by header: a success with a token id.
+      const token = await server.mint({ sub: "grace" });
+      const grace = await TestClient.open(server.wsUrl, {
+        headers: { authorization: `Bearer ${token}`, "user-agent": "grace-cli/1.0" },
+      });
+      await grace.next("authenticated");
+      await grace.close();
+      const stored = await server.attempts(5);
+      const bad = stored.find((a) => a.reason === "bad_origin")!;
+      const ok = stored.find((a) => a.outcome === "success")!;
+      assert.ok(bad && ok, JSON.stringify(stored));
+      assert.equal(ok.transport, "header");
+
+      await signIn(page, server.url, "ada", password);
+      await page.locator('.badge[data-state="live"]').waitFor({ timeout: 10_000 });
+
+      // The feed: tables say UTC and the date; bad_origin names the refused origin.
+      const feed = page.locator(".feed");
+      assert.equal(await feed.locator("th").first().textContent(), "Time (UTC)");
+      const badRow = feed.locator(`tr[data-attempt-id="${bad.id}"]`);
+      assert.match(
+        await badRow.locator("time").textContent() ?? "",
+        /^\d\d [A-Z][a-z]{2} \d\d:\d\d:\d\d$/,
+      );
+      assert.equal(
+        await badRow.locator("[data-refused-origin] code").textContent(),
+        "https://evil.example",
+      );
+      // The detail view holds every field, the user agent whole.
+      await feed.locator(`tr[data-attempt-id="${ok.id}"]`).getByRole("button", { name: "Details" })
+        .click();
+      const okDetail = feed.locator(`[data-attempt-detail="${ok.id}"]`);
+      await okDetail.waitFor();
+      assert.match(ok.userAgent ?? "", /grace-cli\/1\.0/);
+      assert.equal(await okDetail.locator('[data-field="userAgent"]').textContent(), ok.userAgent);
+      assert.equal(await okDetail.locator('[data-field="tokenId"]').textContent(), ok.tokenId);
+      assert.equal(await okDetail.locator('[data-field="transport"]').textContent(), "header");
+      assert.match(await okDetail.locator('[data-field="duration"]').textContent() ?? "", / ms$/);
+      assert.match(await okDetail.textContent() ?? "", /\d{4}, \d\d:\d\d:\d\d UTC/);
+
+      // The charts start where the data starts, and say their zone.
+      const props = JSON.parse(
+        await page.locator('[data-island="Charts"]').getAttribute("data-props") ?? "{}",
+      );
+      const firstMinute = Math.min(bad.at, ok.at) - (Math.min(bad.at, ok.at) % 60_000);
+      assert.ok(props.history.length <= 3, `${props.history.length} minutes`);
+      assert.ok(props.history[0].t >= firstMinute - 60_000, JSON.stringify(props.history[0]));
+      for (const caption of await page.locator(".chart figcaption").allTextContents()) {
+        assert.match(caption, /UTC/);
+      }
+      await page.locator(".plot canvas").first().waitFor();
+      await shoot(page, "overview-detail");
+
+      // The explorer: filter by origin and transport, open a detail, export.
+      await page.getByRole("link", { name: "Attempts" }).click();
+      await page.waitForURL(/\/admin\/attempts/);
+      await page.getByLabel("Origin", { exact: true }).fill("https://evil.example");
+      await page.locator('select[name="transport"]').selectOption("upgrade");
+      await page.getByRole("button", { name: "Filter" }).click();
+      await page.waitForURL(/origin=https.*transport=upgrade|transport=upgrade.*origin=https/);
+      const rows = page.locator("table.attempts tbody tr[data-attempt-id]");
+      await rows.first().waitFor();
+      assert.deepEqual(
+        await rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-attempt-id"))),
+        [bad.id],
+      );
+      await rows.first().getByRole("button", { name: "Details" }).click();
+      const badDetail = page.locator(`[data-attempt-detail="${bad.id}"]`);
+      assert.equal(
+        await badDetail.locator('[data-field="origin"]').textContent(),
+        "https://evil.example",
+      );
+      assert.equal(await badDetail.locator('[data-field="userAgent"]').textContent(), evilAgent);
+      await shoot(page, "attempts-detail");
+
+      const download = page.waitForEvent("download");
+      await page.locator('[data-export="csv"]').click();
+      const file = await download;
+      assert.match(file.suggestedFilename(), /^lookout-attempts-.*\.csv$/);
+      const csv = await Deno.readTextFile(await file.path());
+      const lines = csv.trimEnd().split("\r\n");
+      assert.equal(lines.length, 2, csv);
+      assert.ok(lines[1].startsWith(`${bad.id},`), csv);
+      assert.ok(lines[1].includes(`"'=HYPERLINK(""http://evil.example"") curl/8.5"`), csv);
+      const json = page.waitForEvent("download");
+      await page.locator('[data-export="json"]').click();
+      const exported = JSON.parse(await Deno.readTextFile(await (await json).path()));
+      assert.deepEqual(exported.map((a: { id: string }) => a.id), [bad.id]);
+
+      // On a phone the wide table scrolls sideways, and says so.
+      await page.setViewportSize({ width: 390, height: 844 });
+      await page.goto(new URL("/admin/attempts", server.url).href);
+      const wrap = page.locator(".table-wrap").first();
+      await wrap.waitFor();
+      assert.ok(
+        await wrap.evaluate((el) => el.scrollWidth > el.clientWidth),
+        "the table is wider than the phone",
+      );
+      assert.equal(
+        await page.evaluate(() => document.documentElement.scrollWidth <= innerWidth),
+        true,
+        "the page itself does not scroll sideways",
+      );
+      // Nothing but the table's inside is too wide.
+      assert.deepEqual(
+        await page.evaluate(() =>
+          [...document.querySelectorAll("body *")].filter((el) =>
+            el.getBoundingClientRect().right > innerWidth + 1 && !el.closest(".table-wrap")
+          ).map((el) => `${el.tagName}.${el.className}`)
+        ),
+        [],
+      );
+      await page.locator(".scroll-hint").first().waitFor({ state: "visible" });
+      await shoot(page, "attempts-phone");
+      await page.goto(new URL("/admin", server.url).href);
+      await page.locator(".plot canvas").first().waitFor();
+      await page.locator(".feed .scroll-hint").waitFor({ state: "visible" });
+      await shoot(page, "overview-phone");
+      await page.setViewportSize({ width: 1280, height: 900 });
+      await page.goto(new URL("/admin/attempts", server.url).href);
+      assert.equal(await page.locator(".scroll-hint").first().isVisible(), false);
+      assert.deepEqual(errors.filter((e) => !/401|Failed to load resource/.test(e)), []);
+    }),
 });
