@@ -87,10 +87,22 @@ bind-address = "127.0.0.1:${freePort()}"
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  const created = await fetch(`${base}/query?q=${encodeURIComponent("CREATE DATABASE t")}`, {
-    method: "POST",
-  });
-  await created.body?.cancel();
+  // /ping can answer before the meta store takes a database: create it
+  // until a write to it is no longer refused as "database not found" (404).
+  for (const deadline = Date.now() + 20_000;;) {
+    const created = await fetch(`${base}/query?q=${encodeURIComponent("CREATE DATABASE t")}`, {
+      method: "POST",
+    });
+    await created.body?.cancel();
+    const probe = await fetch(`${base}/write?db=t`, { method: "POST", body: "ready v=1 1" });
+    await probe.body?.cancel();
+    if (created.ok && probe.status === 204) break;
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`Cannot create database t: CREATE ${created.status}, write ${probe.status}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
   return {
     async write(body) {
       const res = await fetch(`${base}/write?db=t`, { method: "POST", body });
