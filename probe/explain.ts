@@ -5,7 +5,7 @@
  * explained by `lib/close_codes.ts`; this module only adds what it cannot know.
  */
 import { decodeJwt } from "jose";
-import { explainClose } from "../lib/close_codes.ts";
+import { explainClose } from "../shared/close_explanations.ts";
 import { maskToken } from "../shared/mask_token.ts";
 import { URL_TOKEN_PARAMS } from "../shared/url_token_params.ts";
 

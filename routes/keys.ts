@@ -8,8 +8,8 @@ import {
   MAX_KEY_NAME,
   revokeApiKey,
 } from "../lib/api_keys/store.ts";
-import { ApiError } from "../lib/http_errors.ts";
-import { crossSiteReason, type OriginPolicy } from "../lib/origin.ts";
+import { ApiError } from "../lib/http/errors.ts";
+import { crossSiteReason, type OriginPolicy } from "../lib/http/origin.ts";
 
 const NewKey = z.object({
   name: z.string().trim().min(1).max(MAX_KEY_NAME),

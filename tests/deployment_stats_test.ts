@@ -7,11 +7,11 @@ import assert from "node:assert/strict";
 import { DeploymentStats, type DeploymentStatsOptions } from "../lib/stats/deployment.ts";
 import { Feed } from "../lib/realtime/feed.ts";
 import { type Member, Registry } from "../lib/realtime/registry.ts";
-import { AttemptLog, commitAttempts } from "../lib/attempt_log.ts";
+import { AttemptLog, commitAttempts } from "../lib/attempts/log.ts";
 import { attemptInput, eventually, interceptKv } from "./helpers.ts";
 import { createLogger } from "../lib/log.ts";
-import { instanceKey, statsVersionKey } from "../lib/kv_keys.ts";
-import type { EventName, Stats } from "../lib/protocol.ts";
+import { instanceKey, statsVersionKey } from "../lib/store/keys.ts";
+import type { EventName, Stats } from "../shared/protocol.ts";
 
 /** Holds whoever passes it while it is shut; `shut()` resolves once someone is held. */
 class Gate {

@@ -12,7 +12,7 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { ClientMessage, CLOSE_CODES, type CloseReason, ServerMessage } from "../lib/protocol.ts";
+import { ClientMessage, CLOSE_CODES, type CloseReason, ServerMessage } from "../shared/protocol.ts";
 import { claims, forge, startTestServer, TestClient, type TestServer } from "./helpers.ts";
 
 /** Limits raised so that the fuzzing is never cut short by the per-IP and per-socket guards. */

@@ -6,9 +6,14 @@
 import assert from "node:assert/strict";
 import { decodeJwt } from "jose";
 import { DatabaseSync } from "node:sqlite";
-import { afterUserRevocation, revokeSession, revokeToken, revokeUser } from "../lib/revocation.ts";
-import { revokedTokenKey } from "../lib/kv_keys.ts";
-import { putUser } from "../lib/users.ts";
+import {
+  afterUserRevocation,
+  revokeSession,
+  revokeToken,
+  revokeUser,
+} from "../lib/auth/revocation.ts";
+import { revokedTokenKey } from "../lib/store/keys.ts";
+import { putUser } from "../lib/auth/users.ts";
 import {
   login as loginOverHttp,
   randomSecret,

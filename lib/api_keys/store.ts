@@ -3,8 +3,8 @@
  * an index from the hash to the id. The raw key exists only in the answer
  * that created it (CONTRACT 7.1).
  */
-import { newId } from "../ids.ts";
-import { apiKeyByHashKey, apiKeyKey, apiKeyLastUsedKey, apiKeysPrefix } from "../kv_keys.ts";
+import { newId } from "../store/ids.ts";
+import { apiKeyByHashKey, apiKeyKey, apiKeyLastUsedKey, apiKeysPrefix } from "../store/keys.ts";
 
 /** What a key may do: push points, or read them. */
 export const KEY_SCOPES = ["ingest", "read"] as const;

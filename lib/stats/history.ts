@@ -4,7 +4,7 @@ import {
   connectionSamplesPrefix,
   decodeAttemptBucketKey,
   decodeConnectionSampleKey,
-} from "./kv_keys.ts";
+} from "../store/keys.ts";
 
 /** One minute of the charts: attempts by outcome, and open connections. */
 export interface MinutePoint {

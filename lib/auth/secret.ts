@@ -1,6 +1,6 @@
-import { jwtSecretKey } from "./kv_keys.ts";
-import { retryLocked } from "./kv.ts";
-import type { Logger } from "./log.ts";
+import { jwtSecretKey } from "../store/keys.ts";
+import { retryLocked } from "../store/kv.ts";
+import type { Logger } from "../log.ts";
 
 /**
  * Returns the HS256 secret: `JWT_SECRET` when it is set, otherwise one

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { hashPassword, type PasswordHash } from "./passwords.ts";
-import { type Role, ROLES } from "./protocol.ts";
-import { userKey, usersPrefix } from "./kv_keys.ts";
+import { type Role, ROLES } from "../../shared/protocol.ts";
+import { userKey, usersPrefix } from "../store/keys.ts";
 import { type RevocationEvent, revokeUserOp } from "./revocation.ts";
 
 /** A user as stored. */

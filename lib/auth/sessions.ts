@@ -1,5 +1,5 @@
-import type { Role } from "./protocol.ts";
-import { sessionKey } from "./kv_keys.ts";
+import type { Role } from "../../shared/protocol.ts";
+import { sessionKey } from "../store/keys.ts";
 import { userRevokedAt } from "./revocation.ts";
 
 /** A login session. Its `id` is public (a hash); the cookie holds the secret. */

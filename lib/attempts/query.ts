@@ -1,14 +1,14 @@
 import { z } from "zod";
 import { encodeTime, isValid } from "ulid";
-import { type Attempt, FAILURE_REASONS } from "./protocol.ts";
-import { TRANSPORTS } from "../shared/attempt_filters.ts";
-import type { StoredAttempt } from "./attempt_log.ts";
+import { type Attempt, FAILURE_REASONS } from "../../shared/protocol.ts";
+import { TRANSPORTS } from "../../shared/attempt_filters.ts";
+import type { StoredAttempt } from "./log.ts";
 import {
   type AttemptIndexField,
   attemptIndexPrefix,
   attemptKey,
   attemptsPrefix,
-} from "./kv_keys.ts";
+} from "../store/keys.ts";
 
 /**
  * The last epoch ms a ULID's 48-bit time holds (in the year 10889): ids, and

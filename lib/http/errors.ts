@@ -1,8 +1,8 @@
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import type { Logger } from "./log.ts";
-import { StoreUnavailable } from "./kv.ts";
+import type { Logger } from "../log.ts";
+import { StoreUnavailable } from "../store/kv.ts";
 
 /**
  * An error a request handler throws on purpose. `code` becomes the `error`

@@ -1,6 +1,6 @@
 import { errors, jwtVerify, SignJWT } from "jose";
-import { newId } from "./ids.ts";
-import { type Role, ROLES, type TokenFailureReason } from "./protocol.ts";
+import { newId } from "../store/ids.ts";
+import { type Role, ROLES, type TokenFailureReason } from "../../shared/protocol.ts";
 
 /** How the server signs and checks access tokens. */
 export interface TokenKey {

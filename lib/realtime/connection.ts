@@ -1,4 +1,4 @@
-import { newId } from "./ids.ts";
+import { newId } from "../store/ids.ts";
 import {
   ClientMessage,
   CLOSE_CODES,
@@ -7,17 +7,17 @@ import {
   type EventName,
   EVENTS,
   type User,
-} from "./protocol.ts";
-import type { AttemptLog } from "./attempt_log.ts";
-import type { Member, Registry } from "./realtime/registry.ts";
-import type { DeploymentStats } from "./stats/deployment.ts";
-import { encode } from "./protocol_encode.ts";
-import type { Logger } from "./log.ts";
+} from "../../shared/protocol.ts";
+import type { AttemptLog } from "../attempts/log.ts";
+import type { Member, Registry } from "./registry.ts";
+import type { DeploymentStats } from "../stats/deployment.ts";
+import { encode } from "../../shared/protocol_encode.ts";
+import type { Logger } from "../log.ts";
 import { type Limits, type PendingSlot, TokenBucket } from "./limits.ts";
 import type { Deadline, Deadlines } from "./deadlines.ts";
 
 type DeadlineKind = "auth" | "expiring" | "expired" | "quiet";
-import { type AccessClaims, type TokenKey, verifyAccessToken } from "./tokens.ts";
+import { type AccessClaims, type TokenKey, verifyAccessToken } from "../auth/tokens.ts";
 
 /** What a connection needs from the app. */
 export interface ConnectionDeps {

@@ -1,7 +1,11 @@
 import { z } from "zod";
-import { type AttemptPage, AttemptQuery, listAttempts } from "./attempt_query.ts";
-import type { Attempt } from "./protocol.ts";
-import { EXPORT_FORMATS, EXPORT_MAX_ROWS, type ExportFormat } from "../shared/attempt_filters.ts";
+import { type AttemptPage, AttemptQuery, listAttempts } from "./query.ts";
+import type { Attempt } from "../../shared/protocol.ts";
+import {
+  EXPORT_FORMATS,
+  EXPORT_MAX_ROWS,
+  type ExportFormat,
+} from "../../shared/attempt_filters.ts";
 
 /** Records read per page while exporting: the API's largest page. */
 const PAGE = 500;

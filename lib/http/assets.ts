@@ -7,7 +7,7 @@ export interface Assets {
 }
 
 /** The manifest `scripts/build.ts` writes beside the assets. */
-export const MANIFEST_URL = new URL("../static/build/manifest.json", import.meta.url);
+export const MANIFEST_URL = new URL("../../static/build/manifest.json", import.meta.url);
 
 /** Reads the asset manifest; without one, pages are served without islands. */
 export async function loadAssets(): Promise<Assets> {

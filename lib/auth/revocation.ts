@@ -1,4 +1,4 @@
-import { newId } from "./ids.ts";
+import { newId } from "../store/ids.ts";
 import {
   decodeRevokedKey,
   revokedSessionKey,
@@ -7,8 +7,8 @@ import {
   revokedTokensPrefix,
   revokedUserKey,
   revokedUsersPrefix,
-} from "./kv_keys.ts";
-import { appendEvent } from "./realtime/feed.ts";
+} from "../store/keys.ts";
+import { appendEvent } from "../realtime/feed.ts";
 import type { AccessClaims } from "./tokens.ts";
 
 /** One revocation, as every instance reads it. */
