@@ -1,6 +1,6 @@
 /**
  * Lookout's entry point. It only wires: configuration, the instances (one
- * per worker, lib/server.ts) and a clean shutdown on a signal.
+ * per worker, server.ts) and a clean shutdown on a signal.
  */
 import { type Config, ConfigError, loadConfig } from "./lib/config.ts";
 import { portInUse } from "./lib/http/port.ts";

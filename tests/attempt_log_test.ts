@@ -1,5 +1,5 @@
 /**
- * Unit tests of lib/attempt_log.ts against a real Deno KV, in memory and on
+ * Unit tests of lib/attempts/log.ts against a real Deno KV, in memory and on
  * a file: what one record writes, how text fields are cut, group commit and
  * write failures.
  */

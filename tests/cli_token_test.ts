@@ -1,6 +1,6 @@
 /**
  * `deno task token`: run as a real subprocess, its token checked with
- * lib/tokens.ts and by a real server.
+ * lib/auth/tokens.ts and by a real server.
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";

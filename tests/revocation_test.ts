@@ -259,7 +259,7 @@ Deno.test("revocation records expire about when the tokens they cover would", as
     const user = await newUser(kv, "gale");
     const { token, cookie } = await login(server, user.name, user.password);
     const { jti, sid, exp } = payloadOf(token);
-    // Slack the records keep beyond the token's end, for clock skew (lib/revocation.ts).
+    // Slack the records keep beyond the token's end, for clock skew (lib/auth/revocation.ts).
     const slackMs = 60_000;
     const toleranceMs = 5_000;
 
