@@ -9,12 +9,8 @@ import { ApiError } from "../lib/http/errors.ts";
 import type { DeploymentStats } from "../lib/stats/deployment.ts";
 import { requestSession } from "../lib/auth/session_cookie.ts";
 import type { SessionTimeouts } from "../lib/auth/sessions.ts";
-import {
-  type AccessClaims,
-  bearerCredentials,
-  type TokenKey,
-  verifyAccessToken,
-} from "../lib/auth/tokens.ts";
+import { type AccessClaims, type TokenKey, verifyAccessToken } from "../lib/auth/tokens.ts";
+import { bearerCredentials } from "../lib/http/bearer.ts";
 
 /** What the `/api/v1` routes need. */
 export interface ApiDeps {

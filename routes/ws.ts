@@ -9,7 +9,8 @@ import type { IpGuard, PendingSlot } from "../lib/realtime/limits.ts";
 import { originAllowed } from "../lib/http/origin.ts";
 import { URL_TOKEN_PARAMS } from "../shared/url_token_params.ts";
 import type { FailureReason } from "../shared/protocol.ts";
-import { type AccessClaims, bearerCredentials, verifyAccessToken } from "../lib/auth/tokens.ts";
+import { type AccessClaims, verifyAccessToken } from "../lib/auth/tokens.ts";
+import { bearerCredentials } from "../lib/http/bearer.ts";
 
 /** What the `/admin/ws` route needs. */
 export interface WsDeps extends ConnectionDeps {

@@ -129,18 +129,6 @@ function failure(
 }
 
 /**
- * The credentials of an `Authorization: Bearer` header, everything after the
- * scheme and its space ("" when there is none), for
- * {@linkcode verifyAccessToken} to judge: a space inside is a malformed
- * token, not another scheme. `null` when the header is absent or another
- * scheme (Basic from a proxy's auth_basic), which is not ours.
- */
-export function bearerCredentials(header: string | undefined): string | null {
-  const bearer = /^Bearer(?:[ \t]+(.*))?$/is.exec(header ?? "");
-  return bearer ? bearer[1] ?? "" : null;
-}
-
-/**
  * Verifies an access token and names the reason when it fails. Reasons come
  * from jose's error codes, never from its messages.
  */
