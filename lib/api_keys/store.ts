@@ -42,11 +42,6 @@ export function isApiKeyShaped(value: string): boolean {
   return KEY_SHAPE.test(value);
 }
 
-function base64url(bytes: Uint8Array): string {
-  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_")
-    .replace(/=+$/, "");
-}
-
 /** SHA-256 of a key, hex: what KV holds in the key's place. */
 export async function hashApiKey(key: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key));
@@ -79,7 +74,11 @@ export async function createApiKey(
       }`,
     );
   }
-  const key = "lk_" + base64url(crypto.getRandomValues(new Uint8Array(KEY_BYTES)));
+  const key = "lk_" +
+    crypto.getRandomValues(new Uint8Array(KEY_BYTES)).toBase64({
+      alphabet: "base64url",
+      omitPadding: true,
+    });
   const record: ApiKeyRecord = {
     id: newId(),
     name,
