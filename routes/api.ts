@@ -5,7 +5,7 @@ import { refuseApiKeys } from "../lib/api_keys/auth.ts";
 import type { KeyCache } from "../lib/api_keys/key_cache.ts";
 import { AttemptQuery, listAttempts } from "../lib/attempts/query.ts";
 import { exportAttempts, parseExportQuery } from "../lib/attempts/export.ts";
-import { ApiError } from "../lib/http/errors.ts";
+import { ApiError, issueList } from "../lib/http/errors.ts";
 import type { DeploymentStats } from "../lib/stats/deployment.ts";
 import { requestSession } from "../lib/auth/session_cookie.ts";
 import type { SessionTimeouts } from "../lib/auth/sessions.ts";
@@ -67,10 +67,7 @@ export function apiRoutes(deps: ApiDeps): Hono<Env> {
       if (!result.success) {
         throw new ApiError(400, "invalid_request", {
           details: {
-            issues: result.error.issues.map((i) => ({
-              path: i.path.map(String).join("."),
-              message: i.message,
-            })),
+            issues: issueList(result.error.issues),
           },
         });
       }

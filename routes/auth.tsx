@@ -6,7 +6,7 @@ import { clientIp } from "../lib/http/client_ip.ts";
 import type { Config } from "../lib/config.ts";
 import type { Assets } from "../lib/http/assets.ts";
 import { renderPage } from "../lib/http/html.ts";
-import { ApiError } from "../lib/http/errors.ts";
+import { ApiError, issueList } from "../lib/http/errors.ts";
 import { type Limits, WindowCounter } from "../lib/realtime/limits.ts";
 import { LoginGuard } from "../lib/auth/login_guard.ts";
 import type { Logger } from "../lib/log.ts";
@@ -130,10 +130,7 @@ export function authRoutes(deps: AuthDeps): Hono {
           details: {
             issues: raw === undefined
               ? [{ path: "", message: "body must be JSON or a form with username and password" }]
-              : parsed.error.issues.map((i) => ({
-                path: i.path.map(String).join("."),
-                message: i.message,
-              })),
+              : issueList(parsed.error.issues),
           },
         });
       }
