@@ -32,15 +32,8 @@ export interface ApiKeyInfo {
 
 /** Random bytes in a key: 32, as the contract asks at least. */
 const KEY_BYTES = 32;
-/** A key is `lk_` and 43 base64url characters (32 bytes). */
-const KEY_SHAPE = /^lk_[A-Za-z0-9_-]{43,}$/;
 /** Longest key name. */
 export const MAX_KEY_NAME = 64;
-
-/** Whether `value` looks like an API key (not whether it is a known one). */
-export function isApiKeyShaped(value: string): boolean {
-  return KEY_SHAPE.test(value);
-}
 
 /** SHA-256 of a key, hex: what KV holds in the key's place. */
 export async function hashApiKey(key: string): Promise<string> {

@@ -133,17 +133,6 @@ export async function afterUserRevocation(kv: Deno.Kv, name: string): Promise<vo
   if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
 }
 
-/** Whether a token with these claims is one a revocation `event` covers. */
-export function revocationCovers(
-  event: RevocationEvent,
-  claims: Pick<AccessClaims, "jti" | "sid" | "sub" | "iat">,
-): boolean {
-  return (!!event.jti && claims.jti === event.jti) ||
-    (!!event.sid && claims.sid === event.sid) ||
-    (typeof event.user === "string" && typeof event.issuedBefore === "number" &&
-      claims.sub === event.user && issuedBefore(claims.iat, event.issuedBefore));
-}
-
 /**
  * Whether a token whose `iat` (whole seconds) is `iat` was issued before
  * `at` (epoch ms). A token from the same second as `at` may have been
