@@ -1,11 +1,11 @@
 /**
  * Lookout's entry point. It only wires: configuration, the instances (one
- * per worker, lib/server.ts) and a clean shutdown on a signal.
+ * per worker, server.ts) and a clean shutdown on a signal.
  */
 import { type Config, ConfigError, loadConfig } from "./lib/config.ts";
-import { portInUse } from "./lib/port.ts";
+import { portInUse } from "./lib/http/port.ts";
 import { createLogger, setupLogging } from "./lib/log.ts";
-import { startLookout } from "./lib/server.ts";
+import { startLookout } from "./server.ts";
 
 /** How long a stop may take before the process exits regardless. */
 const STOP_DEADLINE_MS = 9_000;

@@ -5,7 +5,7 @@
  */
 /// <reference lib="deno.worker" />
 import type { Config } from "./lib/config.ts";
-import { type Lookout, startLookout } from "./lib/server.ts";
+import { type Lookout, startLookout } from "./server.ts";
 import { setupLogging } from "./lib/log.ts";
 
 let lookout: Lookout | null = null;

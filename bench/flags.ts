@@ -1,9 +1,9 @@
 /**
  * The command line of the benchmark and the soak runners: node:util's
- * parseArgs with `--help` added, and lib/cli.ts's one-line usage errors.
+ * parseArgs with `--help` added, and lib/cli/cli.ts's one-line usage errors.
  */
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
-import { numberFlag, usageError } from "../lib/cli.ts";
+import { numberFlag, usageError } from "../lib/cli/cli.ts";
 
 /**
  * Reads `args` by `options`. `--help` (`-h`) prints `usage` and exits 0; an

@@ -23,7 +23,7 @@ import {
   metricBucketsPrefix,
   metricTotalKey,
   metricTotalsPrefix,
-} from "../lib/kv_keys.ts";
+} from "../lib/store/keys.ts";
 import { decodeFixed, encodeFixed } from "../lib/metrics/encoding.ts";
 import { seriesId } from "../lib/metrics/points.ts";
 import { STEP_NAMES, STEPS } from "../lib/metrics/rollup.ts";

@@ -4,8 +4,8 @@
  * ledger: each attempt is found by the `jti` the soak minted or, for a
  * bad-signature token, by the address it alone used.
  */
-import type { StoredAttempt } from "../lib/attempt_log.ts";
-import { attemptCountKey, attemptsPrefix } from "../lib/kv_keys.ts";
+import type { StoredAttempt } from "../lib/attempts/log.ts";
+import { attemptCountKey, attemptsPrefix } from "../lib/store/keys.ts";
 import { isBadsigAddress, type LedgerEntry } from "./soak_load.ts";
 
 /** The store against the ledger. */

@@ -4,8 +4,8 @@
  * keeps only its hash.
  */
 import { parseArgs } from "node:util";
-import { configOrFail, usageError } from "../lib/cli.ts";
-import { openKv } from "../lib/kv.ts";
+import { configOrFail, usageError } from "../lib/cli/cli.ts";
+import { openKv } from "../lib/store/kv.ts";
 import { createApiKey, KEY_SCOPES, type KeyScope, MAX_KEY_NAME } from "../lib/api_keys/store.ts";
 
 const USAGE = "usage: deno task key:add NAME [--scope ingest|read]";

@@ -5,7 +5,7 @@
  * path through to stats works (with --scenarios: when every case that ran
  * matched), 1 otherwise, 2 for bad usage.
  */
-import { readPassword } from "../lib/password_input.ts";
+import { readPassword } from "../lib/cli/password_input.ts";
 import { parseArgs } from "node:util";
 import {
   loginStep,

@@ -3,11 +3,11 @@
  * signed with the configured secret (JWT_SECRET, or the one kept in KV).
  */
 import { parseArgs } from "node:util";
-import { configOrFail, usageError } from "../lib/cli.ts";
-import { openKv } from "../lib/kv.ts";
+import { configOrFail, usageError } from "../lib/cli/cli.ts";
+import { openKv } from "../lib/store/kv.ts";
 import { createLogger } from "../lib/log.ts";
-import { resolveJwtSecret } from "../lib/secret.ts";
-import { signAccessToken, tokenKey } from "../lib/tokens.ts";
+import { resolveJwtSecret } from "../lib/auth/secret.ts";
+import { signAccessToken, tokenKey } from "../lib/auth/tokens.ts";
 
 const USAGE = "usage: deno task token --sub NAME [--role admin|viewer] [--ttl SECONDS]";
 

@@ -6,12 +6,12 @@
  * line of standard input.
  */
 import { parseArgs } from "node:util";
-import { configOrFail, usageError } from "../lib/cli.ts";
-import { openKv } from "../lib/kv.ts";
-import { MAX_PASSWORD_CHARS } from "../lib/passwords.ts";
-import { type Role, ROLES } from "../lib/protocol.ts";
-import { putUser, UserName } from "../lib/users.ts";
-import { readPassword } from "../lib/password_input.ts";
+import { configOrFail, usageError } from "../lib/cli/cli.ts";
+import { openKv } from "../lib/store/kv.ts";
+import { MAX_PASSWORD_CHARS } from "../lib/auth/passwords.ts";
+import { type Role, ROLES } from "../shared/protocol.ts";
+import { putUser, UserName } from "../lib/auth/users.ts";
+import { readPassword } from "../lib/cli/password_input.ts";
 
 const USAGE = "usage: deno task user:add NAME [--role admin|viewer]";
 

@@ -6,8 +6,8 @@
  * server says the token is expiring, pings to find dead links, and
  * reconnects with capped exponential backoff and full jitter.
  */
-import { explainClose } from "../lib/close_codes.ts";
-import { type ClientMessage, type EventName, ServerMessage } from "../lib/protocol.ts";
+import { explainClose } from "../shared/close_explanations.ts";
+import { type ClientMessage, type EventName, ServerMessage } from "../shared/protocol.ts";
 
 /** Where the client stands. */
 export type ConnectionState = "connecting" | "live" | "reconnecting" | "offline";

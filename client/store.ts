@@ -6,7 +6,7 @@
  */
 import { signal } from "@preact/signals";
 import * as z from "zod/mini";
-import { Attempt, type PresenceEntry, type Stats } from "../lib/protocol.ts";
+import { Attempt, type PresenceEntry, type Stats } from "../shared/protocol.ts";
 import { LookoutClient, type StateDetail } from "./lookout_client.ts";
 
 /** Rows kept in the live attempt feed. */

@@ -1,6 +1,6 @@
 import { useSignal } from "@preact/signals";
 import { dateTime, dayTime, millis } from "../client/format.ts";
-import type { Attempt } from "../lib/protocol.ts";
+import type { Attempt } from "../shared/protocol.ts";
 
 /**
  * A table of attempts, for the overview's feed and the explorer. Each row

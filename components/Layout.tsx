@@ -1,5 +1,5 @@
 import type { ComponentChildren } from "preact";
-import type { Assets } from "../lib/assets.ts";
+import type { Assets } from "../shared/assets.ts";
 import { Island } from "./Island.tsx";
 import ConnectionBadge from "../islands/ConnectionBadge.tsx";
 

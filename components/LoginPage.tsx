@@ -1,4 +1,4 @@
-import type { Assets } from "../lib/assets.ts";
+import type { Assets } from "../shared/assets.ts";
 import { Layout } from "./Layout.tsx";
 
 /** The sign-in form. It posts to `/auth/login` and works without JavaScript. */

@@ -1,6 +1,6 @@
 import { feed, mergeAttempts } from "../client/store.ts";
 import { AttemptTable } from "../components/AttemptTable.tsx";
-import type { Attempt } from "../lib/protocol.ts";
+import type { Attempt } from "../shared/protocol.ts";
 
 /** The newest attempts, live: rows arrive at the top as they happen. */
 export default function AttemptFeed(props: { initial: Attempt[] }) {

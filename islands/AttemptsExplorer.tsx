@@ -9,8 +9,8 @@ import {
   exportHref,
   type WindowName,
   WINDOWS,
-} from "../client/explorer_params.ts";
-import type { Attempt } from "../lib/protocol.ts";
+} from "../shared/explorer_params.ts";
+import type { Attempt } from "../shared/protocol.ts";
 import { type ExportFormat, type Transport, TRANSPORTS } from "../shared/attempt_filters.ts";
 
 interface Page {

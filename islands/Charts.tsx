@@ -4,7 +4,7 @@ import { effect } from "@preact/signals";
 import type uPlot from "uplot";
 import { stats } from "../client/store.ts";
 import { hourMinute } from "../client/format.ts";
-import type { MinutePoint } from "../lib/history.ts";
+import type { MinutePoint } from "../shared/history.ts";
 
 const MINUTE = 60_000;
 const HEIGHT = 180;

@@ -1,7 +1,7 @@
 /// <reference lib="dom" />
 import { useSignal } from "@preact/signals";
 import { useRef } from "preact/hooks";
-import { explainClose } from "../lib/close_codes.ts";
+import { explainClose } from "../shared/close_explanations.ts";
 import { socketUrl } from "../client/lookout_client.ts";
 import { maskToken } from "../shared/mask_token.ts";
 import { clock } from "../client/format.ts";

@@ -1,6 +1,6 @@
 import { presence, stats } from "../client/store.ts";
 import { count } from "../client/format.ts";
-import type { Stats } from "../lib/protocol.ts";
+import type { Stats } from "../shared/protocol.ts";
 
 /** Connections, attempts, the top failure reasons and who is online, live. */
 export default function LiveStats(props: { initial: Stats }) {

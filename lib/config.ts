@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { UserName } from "./auth/user_name.ts";
 
 /** Validated runtime configuration, read once at start-up. */
 export interface Config {
@@ -74,10 +75,7 @@ const Env = z.object({
     }
     return origins.length ? origins : null;
   }).optional(),
-  ADMIN_USERNAME: z.string().trim().regex(
-    /^[A-Za-z0-9_.@-]{1,64}$/,
-    "must be 1 to 64 letters, digits or _ . @ -",
-  ).optional(),
+  ADMIN_USERNAME: z.string().trim().pipe(UserName).optional(),
   ADMIN_PASSWORD: z.string().min(8, "must be at least 8 characters").max(
     1024,
     "must be at most 1024 characters",

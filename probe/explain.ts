@@ -2,10 +2,10 @@
  * Plain words for what `probe` sees below the WebSocket: DNS, TCP and TLS
  * failures, HTTP statuses before the upgrade, a drop with no close frame,
  * and token times against the server's clock. Close codes themselves are
- * explained by `lib/close_codes.ts`; this module only adds what it cannot know.
+ * explained by `shared/close_explanations.ts`; this module only adds what it cannot know.
  */
 import { decodeJwt } from "jose";
-import { explainClose } from "../lib/close_codes.ts";
+import { explainClose } from "../shared/close_explanations.ts";
 import { maskToken } from "../shared/mask_token.ts";
 import { URL_TOKEN_PARAMS } from "../shared/url_token_params.ts";
 

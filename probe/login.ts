@@ -6,7 +6,7 @@
 import { maskToken } from "../shared/mask_token.ts";
 import { DEFAULT_TIMEOUT_MS, type ProbeOptions, type Step, step, type Target } from "./core.ts";
 import { explainStatus, isoTime } from "./explain.ts";
-import type { User } from "../lib/protocol.ts";
+import type { User } from "../shared/protocol.ts";
 
 /** What `POST /auth/login` answered; `token` and `cookie` when it signed in. */
 export interface LoginStep extends Step {

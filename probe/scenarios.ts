@@ -8,7 +8,7 @@ import { openSocket, type ProbeOptions, type Target } from "./mod.ts";
 import { explainAuthClose, explainDrop } from "./explain.ts";
 import { DEFAULT_TIMEOUT_MS } from "./core.ts";
 import { loginStep, logoutRequest } from "./login.ts";
-import { ServerMessage } from "../lib/protocol.ts";
+import { ServerMessage } from "../shared/protocol.ts";
 import type { FrameSocket } from "./ws_wire.ts";
 
 /** One row of the table. `ok` is null for a skipped case. */

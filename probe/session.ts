@@ -6,7 +6,7 @@
 import { maskToken } from "../shared/mask_token.ts";
 import { DEFAULT_TIMEOUT_MS, type ProbeOptions, type Step, step } from "./core.ts";
 import { type Clocks, duration, explainAuthClose, explainDrop, isoTime } from "./explain.ts";
-import { ServerMessage, Stats, type User } from "../lib/protocol.ts";
+import { ServerMessage, Stats, type User } from "../shared/protocol.ts";
 import type { FrameSocket } from "./ws_wire.ts";
 
 /** What the auth step saw: authenticated, or how the socket ended. */

@@ -8,22 +8,22 @@ import AttemptsExplorer from "../islands/AttemptsExplorer.tsx";
 import Charts from "../islands/Charts.tsx";
 import DebugConsole from "../islands/DebugConsole.tsx";
 import LiveStats from "../islands/LiveStats.tsx";
-import { AttemptQuery, listAttempts } from "../lib/attempt_query.ts";
-import type { Assets } from "../lib/assets.ts";
+import { AttemptQuery, listAttempts } from "../lib/attempts/query.ts";
+import type { Assets } from "../lib/http/assets.ts";
 import {
   apiQuery,
   type ExplorerFilters,
   type WindowName,
   WINDOWS,
-} from "../client/explorer_params.ts";
+} from "../shared/explorer_params.ts";
 import { FEED_SIZE } from "../client/store.ts";
-import { fromFirstData, readHistory } from "../lib/history.ts";
-import { renderPage } from "../lib/html.ts";
+import { fromFirstData, readHistory } from "../lib/stats/history.ts";
+import { renderPage } from "../lib/http/html.ts";
 import type { DeploymentStats } from "../lib/stats/deployment.ts";
-import { FAILURE_REASONS } from "../lib/protocol.ts";
+import { FAILURE_REASONS } from "../shared/protocol.ts";
 import { TRANSPORTS } from "../shared/attempt_filters.ts";
-import { requestSession } from "../lib/session_cookie.ts";
-import type { Session, SessionTimeouts } from "../lib/sessions.ts";
+import { requestSession } from "../lib/auth/session_cookie.ts";
+import type { Session, SessionTimeouts } from "../lib/auth/sessions.ts";
 
 /** What the admin pages need. */
 export interface AdminDeps {

@@ -1,20 +1,16 @@
 import { Hono } from "hono";
 import { zValidator } from "@hono/zod-validator";
-import type { AttemptLog } from "../lib/attempt_log.ts";
+import type { AttemptLog } from "../lib/attempts/log.ts";
 import { refuseApiKeys } from "../lib/api_keys/auth.ts";
 import type { KeyCache } from "../lib/api_keys/key_cache.ts";
-import { AttemptQuery, listAttempts } from "../lib/attempt_query.ts";
-import { exportAttempts, parseExportQuery } from "../lib/attempt_export.ts";
-import { ApiError } from "../lib/http_errors.ts";
+import { AttemptQuery, listAttempts } from "../lib/attempts/query.ts";
+import { exportAttempts, parseExportQuery } from "../lib/attempts/export.ts";
+import { ApiError, issueList } from "../lib/http/errors.ts";
 import type { DeploymentStats } from "../lib/stats/deployment.ts";
-import { requestSession } from "../lib/session_cookie.ts";
-import type { SessionTimeouts } from "../lib/sessions.ts";
-import {
-  type AccessClaims,
-  bearerCredentials,
-  type TokenKey,
-  verifyAccessToken,
-} from "../lib/tokens.ts";
+import { requestSession } from "../lib/auth/session_cookie.ts";
+import type { SessionTimeouts } from "../lib/auth/sessions.ts";
+import { type AccessClaims, type TokenKey, verifyAccessToken } from "../lib/auth/tokens.ts";
+import { bearerCredentials } from "../lib/http/bearer.ts";
 
 /** What the `/api/v1` routes need. */
 export interface ApiDeps {
@@ -71,10 +67,7 @@ export function apiRoutes(deps: ApiDeps): Hono<Env> {
       if (!result.success) {
         throw new ApiError(400, "invalid_request", {
           details: {
-            issues: result.error.issues.map((i) => ({
-              path: i.path.map(String).join("."),
-              message: i.message,
-            })),
+            issues: issueList(result.error.issues),
           },
         });
       }

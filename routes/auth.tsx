@@ -2,21 +2,25 @@ import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { getConnInfo } from "hono/deno";
 import { z } from "zod";
-import { clientIp } from "../lib/client_ip.ts";
+import { clientIp } from "../lib/http/client_ip.ts";
 import type { Config } from "../lib/config.ts";
-import type { Assets } from "../lib/assets.ts";
-import { renderPage } from "../lib/html.ts";
-import { ApiError } from "../lib/http_errors.ts";
-import { type Limits, WindowCounter } from "../lib/limits.ts";
-import { LoginGuard } from "../lib/login_guard.ts";
+import type { Assets } from "../lib/http/assets.ts";
+import { renderPage } from "../lib/http/html.ts";
+import { ApiError, issueList } from "../lib/http/errors.ts";
+import { type Limits, WindowCounter } from "../lib/realtime/limits.ts";
+import { LoginGuard } from "../lib/auth/login_guard.ts";
 import type { Logger } from "../lib/log.ts";
-import { crossSiteReason } from "../lib/origin.ts";
-import { MAX_PASSWORD_CHARS, verifyPassword } from "../lib/passwords.ts";
-import { clearSessionCookie, requestSession, setSessionCookie } from "../lib/session_cookie.ts";
-import { createSession, deleteSession, type SessionTimeouts } from "../lib/sessions.ts";
-import { afterUserRevocation } from "../lib/revocation.ts";
-import { signAccessToken, type TokenKey } from "../lib/tokens.ts";
-import { getUser } from "../lib/users.ts";
+import { crossSiteReason } from "../lib/http/origin.ts";
+import { MAX_PASSWORD_CHARS, verifyPassword } from "../lib/auth/passwords.ts";
+import {
+  clearSessionCookie,
+  requestSession,
+  setSessionCookie,
+} from "../lib/auth/session_cookie.ts";
+import { createSession, deleteSession, type SessionTimeouts } from "../lib/auth/sessions.ts";
+import { afterUserRevocation } from "../lib/auth/revocation.ts";
+import { signAccessToken, type TokenKey } from "../lib/auth/tokens.ts";
+import { getUser } from "../lib/auth/users.ts";
 import { LoginPage } from "../components/LoginPage.tsx";
 
 /** What the auth routes need. */
@@ -126,10 +130,7 @@ export function authRoutes(deps: AuthDeps): Hono {
           details: {
             issues: raw === undefined
               ? [{ path: "", message: "body must be JSON or a form with username and password" }]
-              : parsed.error.issues.map((i) => ({
-                path: i.path.map(String).join("."),
-                message: i.message,
-              })),
+              : issueList(parsed.error.issues),
           },
         });
       }

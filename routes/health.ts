@@ -1,5 +1,5 @@
 import { Hono } from "hono";
-import { healthKey } from "../lib/kv_keys.ts";
+import { healthKey } from "../lib/store/keys.ts";
 
 /** `GET /healthz`: 200 when KV answers within a second, 503 otherwise. */
 export function healthRoutes(kv: Deno.Kv): Hono {

@@ -8,8 +8,8 @@ import {
   MAX_KEY_NAME,
   revokeApiKey,
 } from "../lib/api_keys/store.ts";
-import { ApiError } from "../lib/http_errors.ts";
-import { crossSiteReason, type OriginPolicy } from "../lib/origin.ts";
+import { ApiError, issueList } from "../lib/http/errors.ts";
+import { crossSiteReason, type OriginPolicy } from "../lib/http/origin.ts";
 
 const NewKey = z.object({
   name: z.string().trim().min(1).max(MAX_KEY_NAME),
@@ -46,10 +46,7 @@ export function keyRoutes(
     if (!parsed.success) {
       throw new ApiError(400, "invalid_request", {
         details: {
-          issues: parsed.error.issues.map((i) => ({
-            path: i.path.map(String).join("."),
-            message: i.message,
-          })),
+          issues: issueList(parsed.error.issues),
         },
       });
     }

@@ -5,7 +5,7 @@ import {
   type PrincipalEnv,
   requireAccess,
 } from "../lib/api_keys/auth.ts";
-import { ApiError } from "../lib/http_errors.ts";
+import { ApiError } from "../lib/http/errors.ts";
 import { BodyError, readBody } from "../lib/metrics/body.ts";
 import { linesToPoints, type Precision, PRECISIONS } from "../lib/metrics/influx.ts";
 import { MAX_BODY_BYTES, MAX_POINTS } from "../lib/metrics/ingest.ts";

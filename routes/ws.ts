@@ -1,15 +1,16 @@
 import { Hono } from "hono";
 import { getConnInfo } from "hono/deno";
-import type { AttemptInput } from "../lib/attempt_log.ts";
+import type { AttemptInput } from "../lib/attempts/log.ts";
 import type { Config } from "../lib/config.ts";
-import { clientIp } from "../lib/client_ip.ts";
-import { type ClientInfo, Connection, type ConnectionDeps } from "../lib/connection.ts";
-import { ApiError } from "../lib/http_errors.ts";
-import type { IpGuard, PendingSlot } from "../lib/limits.ts";
-import { originAllowed } from "../lib/origin.ts";
+import { clientIp } from "../lib/http/client_ip.ts";
+import { type ClientInfo, Connection, type ConnectionDeps } from "../lib/realtime/connection.ts";
+import { ApiError } from "../lib/http/errors.ts";
+import type { IpGuard, PendingSlot } from "../lib/realtime/limits.ts";
+import { originAllowed } from "../lib/http/origin.ts";
 import { URL_TOKEN_PARAMS } from "../shared/url_token_params.ts";
-import type { FailureReason } from "../lib/protocol.ts";
-import { type AccessClaims, bearerCredentials, verifyAccessToken } from "../lib/tokens.ts";
+import type { FailureReason } from "../shared/protocol.ts";
+import { type AccessClaims, verifyAccessToken } from "../lib/auth/tokens.ts";
+import { bearerCredentials } from "../lib/http/bearer.ts";
 
 /** What the `/admin/ws` route needs. */
 export interface WsDeps extends ConnectionDeps {

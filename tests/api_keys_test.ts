@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { listApiKeys } from "../lib/api_keys/store.ts";
-import { apiKeyLastUsedKey } from "../lib/kv_keys.ts";
+import { apiKeyLastUsedKey } from "../lib/store/keys.ts";
 import { login, randomPassword, startTestServer } from "./helpers.ts";
-import { putUser } from "../lib/users.ts";
+import { putUser } from "../lib/auth/users.ts";
 import { createKey, getJson, push, tempKvPath } from "./metrics_fixtures.ts";
 
 const point = { points: [{ name: "orders", type: "counter", value: 1 }] };

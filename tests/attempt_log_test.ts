@@ -1,5 +1,5 @@
 /**
- * Unit tests of lib/attempt_log.ts against a real Deno KV, in memory and on
+ * Unit tests of lib/attempts/log.ts against a real Deno KV, in memory and on
  * a file: what one record writes, how text fields are cut, group commit and
  * write failures.
  */
@@ -13,15 +13,15 @@ import {
   MAX_FIELD_CHARS,
   MAX_USER_CHARS,
   type StoredAttempt,
-} from "../lib/attempt_log.ts";
+} from "../lib/attempts/log.ts";
 import {
   attemptBucketKey,
   attemptCountKey,
   attemptIndexKey,
   attemptKey,
   statsVersionKey,
-} from "../lib/kv_keys.ts";
-import type { Attempt } from "../lib/protocol.ts";
+} from "../lib/store/keys.ts";
+import type { Attempt } from "../shared/protocol.ts";
 
 const DAY_MS = 86_400_000;
 

@@ -5,8 +5,8 @@
  */
 import * as z from "zod/mini";
 import assert from "node:assert/strict";
-import { AttemptLog } from "../lib/attempt_log.ts";
-import { Attempt, Stats } from "../lib/protocol.ts";
+import { AttemptLog } from "../lib/attempts/log.ts";
+import { Attempt, Stats } from "../shared/protocol.ts";
 import {
   attemptInput,
   claims,

@@ -4,7 +4,7 @@
  * JSON equal to the paged API, every page of a large filter, and refusals.
  */
 import assert from "node:assert/strict";
-import type { Attempt } from "../lib/protocol.ts";
+import type { Attempt } from "../shared/protocol.ts";
 import { attemptInput, startTestServer, switchableKv, type TestServer } from "./helpers.ts";
 
 /** Splits RFC 4180 CSV into rows of cells (quoted cells may hold commas, quotes, breaks). */

@@ -1,8 +1,8 @@
 /** Login, sessions, refresh, logout, CSRF and security headers: CONTRACT 3. */
 import assert from "node:assert/strict";
 import { decodeJwt } from "jose";
-import { putUser } from "../lib/users.ts";
-import { createSession, liveSession } from "../lib/sessions.ts";
+import { putUser } from "../lib/auth/users.ts";
+import { createSession, liveSession } from "../lib/auth/sessions.ts";
 import { login, randomPassword, startTestServer, TestClient, type TestServer } from "./helpers.ts";
 
 async function withUser(server: TestServer, role: "admin" | "viewer" = "admin") {

@@ -6,8 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { type Browser, chromium, type Page } from "playwright-core";
-import { putUser } from "../lib/users.ts";
-import { explainClose } from "../lib/close_codes.ts";
+import { putUser } from "../lib/auth/users.ts";
+import { explainClose } from "../shared/close_explanations.ts";
 import {
   attemptInput,
   randomPassword,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { numberFlag } from "../lib/cli.ts";
+import { numberFlag } from "../lib/cli/cli.ts";
 
 /** A `fail` that throws what it was told, so the test can read it. */
 const fail = (message: string): never => {

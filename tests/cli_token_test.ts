@@ -1,11 +1,11 @@
 /**
  * `deno task token`: run as a real subprocess, its token checked with
- * lib/tokens.ts and by a real server.
+ * lib/auth/tokens.ts and by a real server.
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { jwtSecretKey } from "../lib/kv_keys.ts";
-import { tokenKey, verifyAccessToken } from "../lib/tokens.ts";
+import { jwtSecretKey } from "../lib/store/keys.ts";
+import { tokenKey, verifyAccessToken } from "../lib/auth/tokens.ts";
 import { startTestServer, TestClient } from "./helpers.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));

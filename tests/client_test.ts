@@ -12,8 +12,8 @@ import {
 } from "../client/lookout_client.ts";
 import { ulid } from "ulid";
 import { FEED_SIZE, mergeAttempts } from "../client/store.ts";
-import type { ServerMessage } from "../lib/protocol.ts";
-import { putUser } from "../lib/users.ts";
+import type { ServerMessage } from "../shared/protocol.ts";
+import { putUser } from "../lib/auth/users.ts";
 import {
   attemptInput,
   eventually,

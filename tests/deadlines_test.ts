@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Deadlines } from "../lib/deadlines.ts";
+import { Deadlines } from "../lib/realtime/deadlines.ts";
 
 Deno.test("Deadlines fire each call once, never early, in time order", async () => {
   const deadlines = new Deadlines(20);

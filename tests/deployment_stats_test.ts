@@ -2,16 +2,16 @@ import assert from "node:assert/strict";
 /**
  * Races inside one instance's deployment-wide stats (lib/stats/deployment.ts)
  * fed by its registry, its attempt log and the feed's watch of the stats
- * version (lib/realtime/feed.ts), wired as lib/server.ts wires them.
+ * version (lib/realtime/feed.ts), wired as server.ts wires them.
  */
 import { DeploymentStats, type DeploymentStatsOptions } from "../lib/stats/deployment.ts";
 import { Feed } from "../lib/realtime/feed.ts";
 import { type Member, Registry } from "../lib/realtime/registry.ts";
-import { AttemptLog, commitAttempts } from "../lib/attempt_log.ts";
+import { AttemptLog, commitAttempts } from "../lib/attempts/log.ts";
 import { attemptInput, eventually, interceptKv } from "./helpers.ts";
 import { createLogger } from "../lib/log.ts";
-import { instanceKey, statsVersionKey } from "../lib/kv_keys.ts";
-import type { EventName, Stats } from "../lib/protocol.ts";
+import { instanceKey, statsVersionKey } from "../lib/store/keys.ts";
+import type { EventName, Stats } from "../shared/protocol.ts";
 
 /** Holds whoever passes it while it is shut; `shut()` resolves once someone is held. */
 class Gate {
@@ -77,7 +77,7 @@ function holdableKv(kv: Deno.Kv) {
 
 /**
  * Stats on a fresh in-memory store (reached through {@linkcode holdableKv}),
- * with a registry, an attempt log and a feed wired to them as lib/server.ts
+ * with a registry, an attempt log and a feed wired to them as server.ts
  * wires them. `start()` starts the feed's kv.watch (its poll is a minute
  * away, so only the watch wakes it). `await using` stops all and closes the store.
  */

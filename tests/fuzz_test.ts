@@ -12,7 +12,7 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { ClientMessage, CLOSE_CODES, type CloseReason, ServerMessage } from "../lib/protocol.ts";
+import { ClientMessage, CLOSE_CODES, type CloseReason, ServerMessage } from "../shared/protocol.ts";
 import { claims, forge, startTestServer, TestClient, type TestServer } from "./helpers.ts";
 
 /** Limits raised so that the fuzzing is never cut short by the per-IP and per-socket guards. */
@@ -29,7 +29,7 @@ const strictDecoder = new TextDecoder("utf-8", { fatal: true });
 // ---------------------------------------------------------------------------
 // The model: what CONTRACT 4.1-4.3 says the server answers.
 
-/** `clockTolerance` of lib/tokens.ts: `nbf` and `iat` may be this far ahead. */
+/** `clockTolerance` of lib/auth/tokens.ts: `nbf` and `iat` may be this far ahead. */
 const TOLERANCE_S = 5;
 /** The last epoch ms a Date can hold. */
 const MAX_DATE_MS = 8.64e15;
@@ -131,7 +131,7 @@ function fail(...reasons: CloseReason[]): Verdict {
 }
 
 /**
- * The verdict on a token, in the order jose and lib/tokens.ts check: shape,
+ * The verdict on a token, in the order jose and lib/auth/tokens.ts check: shape,
  * header (crit, b64, alg), signature, then the claims. A token the test did
  * not sign with the server's key can never get past `invalid_signature`.
  */
@@ -191,14 +191,14 @@ function judgeClaims(ctx: Ctx, p: unknown, nowMs: number): Verdict {
   const verdict = judgeAppClaims(p, p.exp, nowS);
   // An exp past the range of a Date (1e308 makes expiresAt Infinity, sent as
   // null): the contract does not say whether to refuse it or to answer some
-  // bound, so invalid_claims is accepted too, wherever lib/tokens.ts checks it.
+  // bound, so invalid_claims is accepted too, wherever lib/auth/tokens.ts checks it.
   if (p.exp * 1000 <= MAX_DATE_MS) return verdict;
   return verdict.ok
     ? { ...verdict, orRejected: ["invalid_claims"] }
     : fail(...verdict.reasons, "invalid_claims");
 }
 
-/** The checks of lib/tokens.ts after jose's. */
+/** The checks of lib/auth/tokens.ts after jose's. */
 function judgeAppClaims(p: Record<string, unknown>, exp: number, nowS: number): Verdict {
   if (typeof p.sub !== "string" || p.sub.length === 0) return fail("invalid_claims");
   if (exp <= nowS) return fail("token_expired");
@@ -1420,7 +1420,7 @@ Deno.test("/admin/ws answers per CONTRACT 4.3, not 1011, a token whose jti or si
 // Counterexample (seed 0x10c0a7, its first run): three or more users online at
 // once whose names are 5000-8000 random code points (about 28 KB each as KV
 // stores them). The instance's presence passes 64 KiB, writeInstance
-// (lib/stats.ts) fails "Value too large (max 65536 bytes)", and the stats refresh
+// (lib/stats/instances.ts) fails "Value too large (max 65536 bytes)", and the stats refresh
 // (lib/stats/deployment.ts) leaves that rejected write unawaited while it reads the
 // stats: the rejection is unhandled and the server process dies. Short names
 // reach the same limit with roughly 1,500 distinct users online on one

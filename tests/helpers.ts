@@ -5,13 +5,13 @@
 import { SignJWT } from "jose";
 import { loadConfig } from "../lib/config.ts";
 import { createLogger } from "../lib/log.ts";
-import { type ServerMessage } from "../lib/protocol.ts";
-import { signAccessToken } from "../lib/tokens.ts";
-import { type Lookout, startLookout } from "../lib/server.ts";
-import type { Limits } from "../lib/limits.ts";
-import { listAttempts } from "../lib/attempt_query.ts";
-import type { Attempt } from "../lib/protocol.ts";
-import type { AttemptInput } from "../lib/attempt_log.ts";
+import { type ServerMessage } from "../shared/protocol.ts";
+import { signAccessToken } from "../lib/auth/tokens.ts";
+import { type Lookout, startLookout } from "../server.ts";
+import type { Limits } from "../lib/realtime/limits.ts";
+import { listAttempts } from "../lib/attempts/query.ts";
+import type { Attempt } from "../shared/protocol.ts";
+import type { AttemptInput } from "../lib/attempts/log.ts";
 import { encodeRequest, readResponse } from "../probe/http_wire.ts";
 import { FrameSocket, websocketKey, Wire } from "../probe/ws_wire.ts";
 

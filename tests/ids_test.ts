@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { decodeTime, isValid } from "ulid";
-import { encodeTime, newId, UlidGenerator } from "../lib/ids.ts";
+import { encodeTime, newId, UlidGenerator } from "../lib/store/ids.ts";
 
 Deno.test("newId() makes valid ULIDs that carry their time", () => {
   const at = Date.UTC(2026, 10, 22, 4, 5, 6, 789);

@@ -5,8 +5,8 @@
  * kv.watch wake-ups from each other's commits (only the poll).
  */
 import assert from "node:assert/strict";
-import type { ServerMessage } from "../lib/protocol.ts";
-import { signAccessToken, tokenKey } from "../lib/tokens.ts";
+import type { ServerMessage } from "../shared/protocol.ts";
+import { signAccessToken, tokenKey } from "../lib/auth/tokens.ts";
 import {
   eventually,
   failAuth,

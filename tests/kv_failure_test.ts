@@ -1,6 +1,6 @@
 /** KV unavailable: Lookout fails closed (503, 1011) and recovers when KV returns. */
 import assert from "node:assert/strict";
-import { putUser } from "../lib/users.ts";
+import { putUser } from "../lib/auth/users.ts";
 import {
   login,
   randomPassword,

@@ -4,7 +4,7 @@
  * Each runs against a real server with small limits.
  */
 import assert from "node:assert/strict";
-import { putUser } from "../lib/users.ts";
+import { putUser } from "../lib/auth/users.ts";
 import { encodeRequest } from "../probe/http_wire.ts";
 import {
   concat,

@@ -8,11 +8,11 @@ import {
   encodeFixed,
   encodeOrdered,
 } from "../lib/metrics/encoding.ts";
-import { metricTotalKey } from "../lib/kv_keys.ts";
+import { metricTotalKey } from "../lib/store/keys.ts";
 import { Rollup } from "../lib/metrics/rollup.ts";
 import { commitRollup } from "../lib/metrics/writer.ts";
 import { sweepExpiredBuckets } from "../lib/metrics/retention.ts";
-import { metricBucketKey, metricSeriesKey } from "../lib/kv_keys.ts";
+import { metricBucketKey, metricSeriesKey } from "../lib/store/keys.ts";
 
 Deno.test("encodeOrdered() keeps the numbers' order as unsigned u64 order, and decodes back", () => {
   fc.assert(fc.property(fc.double({ noNaN: true }), fc.double({ noNaN: true }), (a, b) => {

@@ -3,7 +3,7 @@
  * and no answered attempt lost when it is killed with SIGKILL under load.
  */
 import assert from "node:assert/strict";
-import { signAccessToken, tokenKey } from "../lib/tokens.ts";
+import { signAccessToken, tokenKey } from "../lib/auth/tokens.ts";
 import {
   claims,
   eventually,
@@ -13,7 +13,7 @@ import {
   startProcess,
   TestClient,
 } from "./helpers.ts";
-import type { Attempt } from "../lib/protocol.ts";
+import type { Attempt } from "../shared/protocol.ts";
 
 async function storedAttempts(path: string): Promise<Attempt[]> {
   const kv = await Deno.openKv(path);

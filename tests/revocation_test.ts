@@ -6,9 +6,14 @@
 import assert from "node:assert/strict";
 import { decodeJwt } from "jose";
 import { DatabaseSync } from "node:sqlite";
-import { afterUserRevocation, revokeSession, revokeToken, revokeUser } from "../lib/revocation.ts";
-import { revokedTokenKey } from "../lib/kv_keys.ts";
-import { putUser } from "../lib/users.ts";
+import {
+  afterUserRevocation,
+  revokeSession,
+  revokeToken,
+  revokeUser,
+} from "../lib/auth/revocation.ts";
+import { revokedTokenKey } from "../lib/store/keys.ts";
+import { putUser } from "../lib/auth/users.ts";
 import {
   login as loginOverHttp,
   randomSecret,
@@ -254,7 +259,7 @@ Deno.test("revocation records expire about when the tokens they cover would", as
     const user = await newUser(kv, "gale");
     const { token, cookie } = await login(server, user.name, user.password);
     const { jti, sid, exp } = payloadOf(token);
-    // Slack the records keep beyond the token's end, for clock skew (lib/revocation.ts).
+    // Slack the records keep beyond the token's end, for clock skew (lib/auth/revocation.ts).
     const slackMs = 60_000;
     const toleranceMs = 5_000;
 

@@ -4,10 +4,10 @@
  */
 import assert from "node:assert/strict";
 import { loadConfig } from "../lib/config.ts";
-import { jwtSecretKey } from "../lib/kv_keys.ts";
+import { jwtSecretKey } from "../lib/store/keys.ts";
 import { createLogger } from "../lib/log.ts";
-import { resolveJwtSecret } from "../lib/secret.ts";
-import { verifyAccessToken } from "../lib/tokens.ts";
+import { resolveJwtSecret } from "../lib/auth/secret.ts";
+import { verifyAccessToken } from "../lib/auth/tokens.ts";
 import { startTestServer, TestClient } from "./helpers.ts";
 
 /** `startTestServer` on the KV file `kvPath`, with JWT_SECRET unset ("" counts as unset). */
@@ -164,7 +164,7 @@ Deno.test("startLookout() creates the folder of a fresh KV_PATH", async () => {
 });
 
 Deno.test("openKv() leaves an https:// connect URL alone instead of making folders for it", async () => {
-  const { openKv } = await import("../lib/kv.ts");
+  const { openKv } = await import("../lib/store/kv.ts");
   const dir = await Deno.makeTempDir();
   const cwd = Deno.cwd();
   Deno.chdir(dir);

@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Stats } from "../lib/protocol.ts";
-import { writeInstance } from "../lib/stats.ts";
+import { Stats } from "../shared/protocol.ts";
+import { writeInstance } from "../lib/stats/instances.ts";
 import {
   eventually,
   failAuth,

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { decodeJwt } from "jose";
-import { getUser, putUser } from "../lib/users.ts";
+import { getUser, putUser } from "../lib/auth/users.ts";
 import { startTestServer, TestClient, type TestServer } from "./helpers.ts";
 
 const repoRoot = new URL("..", import.meta.url).pathname;

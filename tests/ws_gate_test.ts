@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { decodeJwt, SignJWT } from "jose";
-import { ServerMessage } from "../lib/protocol.ts";
+import { ServerMessage } from "../shared/protocol.ts";
 import {
   claims,
   forge,

@@ -1,6 +1,6 @@
 /** `/admin/ws` after authentication: CONTRACT 4.2. */
 import assert from "node:assert/strict";
-import { ServerMessage } from "../lib/protocol.ts";
+import { ServerMessage } from "../shared/protocol.ts";
 import { startTestServer, TestClient } from "./helpers.ts";
 
 Deno.test("/admin/ws answers ping with pong, echoing the id when one is given", async () => {

@@ -5,13 +5,13 @@
  */
 import type { Context, MiddlewareHandler } from "hono";
 import { getConnInfo } from "hono/deno";
-import type { AttemptLog } from "../attempt_log.ts";
-import { clientIp } from "../client_ip.ts";
-import { ApiError } from "../http_errors.ts";
-import type { IpGuard } from "../limits.ts";
-import { requestSession } from "../session_cookie.ts";
-import type { SessionTimeouts } from "../sessions.ts";
-import { type AccessClaims, type TokenKey, verifyAccessToken } from "../tokens.ts";
+import type { AttemptLog } from "../attempts/log.ts";
+import { clientIp } from "../http/client_ip.ts";
+import { ApiError } from "../http/errors.ts";
+import type { IpGuard } from "../realtime/limits.ts";
+import { requestSession } from "../auth/session_cookie.ts";
+import type { SessionTimeouts } from "../auth/sessions.ts";
+import { type AccessClaims, type TokenKey, verifyAccessToken } from "../auth/tokens.ts";
 import type { KeyCache } from "./key_cache.ts";
 import type { KeyScope } from "./store.ts";
 

@@ -3,8 +3,8 @@
  * an index from the hash to the id. The raw key exists only in the answer
  * that created it (CONTRACT 7.1).
  */
-import { newId } from "../ids.ts";
-import { apiKeyByHashKey, apiKeyKey, apiKeyLastUsedKey, apiKeysPrefix } from "../kv_keys.ts";
+import { newId } from "../store/ids.ts";
+import { apiKeyByHashKey, apiKeyKey, apiKeyLastUsedKey, apiKeysPrefix } from "../store/keys.ts";
 
 /** What a key may do: push points, or read them. */
 export const KEY_SCOPES = ["ingest", "read"] as const;
@@ -32,20 +32,8 @@ export interface ApiKeyInfo {
 
 /** Random bytes in a key: 32, as the contract asks at least. */
 const KEY_BYTES = 32;
-/** A key is `lk_` and 43 base64url characters (32 bytes). */
-const KEY_SHAPE = /^lk_[A-Za-z0-9_-]{43,}$/;
 /** Longest key name. */
 export const MAX_KEY_NAME = 64;
-
-/** Whether `value` looks like an API key (not whether it is a known one). */
-export function isApiKeyShaped(value: string): boolean {
-  return KEY_SHAPE.test(value);
-}
-
-function base64url(bytes: Uint8Array): string {
-  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_")
-    .replace(/=+$/, "");
-}
 
 /** SHA-256 of a key, hex: what KV holds in the key's place. */
 export async function hashApiKey(key: string): Promise<string> {
@@ -79,7 +67,11 @@ export async function createApiKey(
       }`,
     );
   }
-  const key = "lk_" + base64url(crypto.getRandomValues(new Uint8Array(KEY_BYTES)));
+  const key = "lk_" +
+    crypto.getRandomValues(new Uint8Array(KEY_BYTES)).toBase64({
+      alphabet: "base64url",
+      omitPadding: true,
+    });
   const record: ApiKeyRecord = {
     id: newId(),
     name,

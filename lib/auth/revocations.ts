@@ -5,18 +5,18 @@
  * event in one commit, then acts here at once; the other instances act when
  * their feed reads the event.
  */
-import { CLOSE_CODES } from "../protocol.ts";
+import { CLOSE_CODES } from "../../shared/protocol.ts";
 import {
   type RevocationEvent,
   RevocationSet,
   revokeSession,
   revokeToken,
   revokeUser,
-} from "../revocation.ts";
+} from "./revocation.ts";
 import type { Feed } from "../realtime/feed.ts";
 import type { Member, Registry } from "../realtime/registry.ts";
 import type { Logger } from "../log.ts";
-import type { AccessClaims } from "../tokens.ts";
+import type { AccessClaims } from "./tokens.ts";
 
 /** See the module doc. */
 export class Revocations {

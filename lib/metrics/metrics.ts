@@ -2,7 +2,7 @@
  * The application metrics of one instance: the series registry, the
  * grouped rollup writer, the per-key push limit and the retention sweep.
  */
-import { WindowCounter } from "../limits.ts";
+import { WindowCounter } from "../realtime/limits.ts";
 import type { Logger } from "../log.ts";
 import { ingestPoints, type RejectedPoint } from "./ingest.ts";
 import { sweepExpiredBuckets } from "./retention.ts";

@@ -2,7 +2,7 @@
  * `GET /metrics`: every series' latest value in the Prometheus text
  * exposition format (version 0.0.4), so Prometheus can scrape Lookout.
  */
-import { metricBucketsPrefix } from "../kv_keys.ts";
+import { metricBucketsPrefix } from "../store/keys.ts";
 import { decodeFixed, decodeOrdered, quantileFromBins } from "./encoding.ts";
 import { binsOf, listSeries } from "./query.ts";
 

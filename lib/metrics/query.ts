@@ -9,7 +9,7 @@ import {
   metricSeriesKey,
   metricSeriesPrefix,
   metricTotalsPrefix,
-} from "../kv_keys.ts";
+} from "../store/keys.ts";
 import { type Bin, decodeFixed, decodeOrdered, quantileFromBins } from "./encoding.ts";
 import type { MetricType } from "./points.ts";
 import { type LastValue, retentionMs, type Step, STEPS } from "./rollup.ts";

@@ -3,7 +3,7 @@
  * `expireIn` (KV sets it only on `set`), so without this they would stay;
  * reads already leave expired buckets out, this only frees the space.
  */
-import { metricBucketsPrefix, metricSeriesPrefix } from "../kv_keys.ts";
+import { metricBucketsPrefix, metricSeriesPrefix } from "../store/keys.ts";
 import { retentionMs, STEP_NAMES, STEPS } from "./rollup.ts";
 import type { SeriesRecord } from "./series.ts";
 

@@ -3,7 +3,7 @@
  * key within a batch is folded into one `sum`, `min`, `max` or checked `last`
  * per key, whatever the number of points, requests and series behind it.
  */
-import { metricBucketKey, metricTotalKey } from "../kv_keys.ts";
+import { metricBucketKey, metricTotalKey } from "../store/keys.ts";
 import { binOf, encodeFixed, encodeOrdered } from "./encoding.ts";
 import type { MetricPoint } from "./points.ts";
 

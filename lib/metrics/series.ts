@@ -11,7 +11,7 @@ import {
   metricSeriesByNameKey,
   metricSeriesCountKey,
   metricSeriesKey,
-} from "../kv_keys.ts";
+} from "../store/keys.ts";
 import type { MetricType } from "./points.ts";
 
 /** A series record. */

@@ -5,11 +5,11 @@
  * moves, which every attempt commit bumps. Nothing is read while no socket
  * here subscribes to `attempts`.
  */
-import { encodeTime } from "../ids.ts";
-import { attemptsPrefix } from "../kv_keys.ts";
+import { encodeTime } from "../store/ids.ts";
+import { attemptsPrefix } from "../store/keys.ts";
 import type { Logger } from "../log.ts";
-import { attemptEvent } from "../protocol_encode.ts";
-import type { Attempt } from "../protocol.ts";
+import { attemptEvent } from "../../shared/protocol_encode.ts";
+import type { Attempt } from "../../shared/protocol.ts";
 import type { Member, Registry } from "./registry.ts";
 
 /** Attempts are listed again for this long: a batch commits a little after its ids' time. */

@@ -8,10 +8,10 @@
  * Within one instance, events go straight to its sockets and never wait for
  * this route.
  */
-import { encodeTime, newId } from "../ids.ts";
-import { feedEventKey, feedEventsPrefix, feedVersionKey } from "../kv_keys.ts";
+import { encodeTime, newId } from "../store/ids.ts";
+import { feedEventKey, feedEventsPrefix, feedVersionKey } from "../store/keys.ts";
 import type { Logger } from "../log.ts";
-import type { RevocationEvent } from "../revocation.ts";
+import type { RevocationEvent } from "../auth/revocation.ts";
 
 /**
  * The kinds of feed event and what each carries. A new kind (a user-level

@@ -3,8 +3,8 @@
  * them. It knows nothing of other instances: what they need to learn goes
  * through KV (lib/realtime/feed.ts), and what they tell us arrives there.
  */
-import type { EventName, PresenceEntry, User } from "../protocol.ts";
-import type { AccessClaims } from "../tokens.ts";
+import type { EventName, PresenceEntry, User } from "../../shared/protocol.ts";
+import type { AccessClaims } from "../auth/tokens.ts";
 
 /** What the registry needs of a connection. */
 export interface Member {

@@ -4,10 +4,16 @@
  * pushes `stats_update` and `presence` to its own sockets when a count
  * changed, at most once per `minIntervalMs`.
  */
-import type { Attempt, Stats } from "../protocol.ts";
-import { type InstanceEntry, pruneStats, readStats, removeInstance, withSelf } from "../stats.ts";
-import { minuteOf, sampleConnections } from "../history.ts";
-import { statsVersionKey } from "../kv_keys.ts";
+import type { Attempt, Stats } from "../../shared/protocol.ts";
+import {
+  type InstanceEntry,
+  pruneStats,
+  readStats,
+  removeInstance,
+  withSelf,
+} from "./instances.ts";
+import { minuteOf, sampleConnections } from "./history.ts";
+import { statsVersionKey } from "../store/keys.ts";
 import type { Logger } from "../log.ts";
 import type { Member, Registry } from "../realtime/registry.ts";
 import { InstanceEntryWriter } from "./instance_entry.ts";

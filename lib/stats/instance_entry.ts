@@ -3,7 +3,7 @@
  * other instances sum) current: written soon after each change of its own,
  * and at every heartbeat so that the others know it is alive.
  */
-import { type InstanceEntry, writeInstance } from "../stats.ts";
+import { type InstanceEntry, writeInstance } from "./instances.ts";
 import type { Logger } from "../log.ts";
 
 /** Shortest gap between two writes of the entry. */

@@ -4,8 +4,8 @@
  * socket sent its first stats on arrival does not get the same counts again
  * from the next push. `at` and `uptimeS` alone are no change (CONTRACT 9).
  */
-import type { Stats } from "../protocol.ts";
-import { presenceUpdate, statsUpdate } from "../protocol_encode.ts";
+import type { Stats } from "../../shared/protocol.ts";
+import { presenceUpdate, statsUpdate } from "../../shared/protocol_encode.ts";
 import type { Member, Registry } from "../realtime/registry.ts";
 
 /** See the module doc. */

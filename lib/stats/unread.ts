@@ -2,7 +2,7 @@
  * Attempts this instance committed that the last stats read does not hold
  * yet, so its own sockets see them before the next read.
  */
-import type { Attempt, Stats } from "../protocol.ts";
+import type { Attempt, Stats } from "../../shared/protocol.ts";
 
 /** Counts of attempts by outcome and failure reason. */
 export interface Counts {

@@ -55,6 +55,14 @@ export class UlidGenerator {
   }
 }
 
+/**
+ * The smallest ULID of epoch ms `at`: every id made in that millisecond sorts
+ * at or after it, so it bounds a KV range by time.
+ */
+export function smallestIdAt(at: number): string {
+  return encodeTime(at) + "0".repeat(16);
+}
+
 const shared = new UlidGenerator();
 
 /** A new ULID (monotonic within this isolate). */

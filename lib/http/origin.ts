@@ -1,11 +1,4 @@
-/**
- * The last value of a forwarded header: the one our own proxy added. Values
- * before it came from further away, the client included, so they are not
- * trusted (as for X-Forwarded-For in client_ip.ts).
- */
-function nearestHop(value: string | null): string | undefined {
-  return value?.split(",").map((s) => s.trim()).filter(Boolean).at(-1);
-}
+import { nearestHop } from "./forwarded.ts";
 
 /** What origin checks need from the configuration. */
 export interface OriginPolicy {

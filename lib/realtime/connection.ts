@@ -1,23 +1,23 @@
-import { newId } from "./ids.ts";
+import { newId } from "../store/ids.ts";
 import {
-  ClientMessage,
   CLOSE_CODES,
   CLOSE_INTERNAL_ERROR,
   type CloseReason,
   type EventName,
   EVENTS,
   type User,
-} from "./protocol.ts";
-import type { AttemptLog } from "./attempt_log.ts";
-import type { Member, Registry } from "./realtime/registry.ts";
-import type { DeploymentStats } from "./stats/deployment.ts";
-import { encode } from "./protocol_encode.ts";
-import type { Logger } from "./log.ts";
+} from "../../shared/protocol.ts";
+import type { AttemptLog } from "../attempts/log.ts";
+import type { Member, Registry } from "./registry.ts";
+import type { DeploymentStats } from "../stats/deployment.ts";
+import { encode } from "../../shared/protocol_encode.ts";
+import type { Logger } from "../log.ts";
 import { type Limits, type PendingSlot, TokenBucket } from "./limits.ts";
 import type { Deadline, Deadlines } from "./deadlines.ts";
+import { readAuthFrame, readFrame, tooLarge } from "./frames.ts";
 
 type DeadlineKind = "auth" | "expiring" | "expired" | "quiet";
-import { type AccessClaims, type TokenKey, verifyAccessToken } from "./tokens.ts";
+import { type AccessClaims, type TokenKey, verifyAccessToken } from "../auth/tokens.ts";
 
 /** What a connection needs from the app. */
 export interface ConnectionDeps {
@@ -44,7 +44,6 @@ export interface ClientInfo {
 
 /** Warn this long before a token expires. */
 export const EXPIRY_WARNING_MS = 60_000;
-const encoder = new TextEncoder();
 
 /**
  * One `/admin/ws` socket from open to close. Messages are handled one at a
@@ -242,16 +241,9 @@ export class Connection implements Member {
   }
 
   async #first(data: unknown, received: number): Promise<void> {
-    let json: unknown = null;
-    try {
-      json = typeof data === "string" ? JSON.parse(data) : null;
-    } catch {
-      // Not JSON: not an auth message.
-    }
-    if (!isAuthMessage(json)) {
-      return await this.#reject("bad_message", performance.now() - received);
-    }
-    await this.#verify((json as { token?: unknown }).token, received);
+    const auth = readAuthFrame(data);
+    if (!auth) return await this.#reject("bad_message", performance.now() - received);
+    await this.#verify(auth.token, received);
   }
 
   /** Verifies a token from an auth message, first or re-authentication. */
@@ -370,23 +362,12 @@ export class Connection implements Member {
   }
 
   async #handle(data: unknown, received: number): Promise<void> {
-    if (typeof data !== "string") {
-      return this.#error("binary messages are not accepted; send JSON text");
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(data);
-    } catch {
-      return this.#error("message is not valid JSON");
-    }
-    if (isAuthMessage(json)) {
-      // A re-auth whatever its token field holds: a missing or empty token
-      // fails (and is recorded) like any other failing token.
-      return await this.#verify((json as { token?: unknown }).token, received);
-    }
-    const parsed = ClientMessage.safeParse(json);
-    if (!parsed.success) return this.#error(describe(json, parsed.error));
-    const msg = parsed.data;
+    const frame = readFrame(data);
+    if (frame.kind === "invalid") return this.#error(frame.error);
+    // A re-auth whatever its token field holds: a missing or empty token
+    // fails (and is recorded) like any other failing token.
+    if (frame.kind === "auth") return await this.#verify(frame.token, received);
+    const msg = frame.message;
     switch (msg.type) {
       case "ping":
         return this.send(encode({ type: "pong", ts: Date.now(), id: msg.id }));
@@ -437,39 +418,4 @@ export class Connection implements Member {
     this.#deadlines[kind]?.cancel();
     this.#deadlines[kind] = undefined;
   }
-}
-
-function isAuthMessage(json: unknown): boolean {
-  return typeof json === "object" && json !== null && !Array.isArray(json) &&
-    (json as Record<string, unknown>).type === "auth";
-}
-
-/** Whether a message is over `max` bytes, encoding it only when that is unclear. */
-function tooLarge(data: unknown, max: number): boolean {
-  if (typeof data === "string") {
-    // UTF-8 takes one to three bytes per UTF-16 unit (four per surrogate pair).
-    if (data.length > max) return true;
-    if (data.length * 3 <= max) return false;
-    return encoder.encode(data).length > max;
-  }
-  if (data instanceof ArrayBuffer) return data.byteLength > max;
-  if (data instanceof Blob) return data.size > max;
-  return false;
-}
-
-function describe(
-  json: unknown,
-  error: { issues: { path: PropertyKey[]; message: string }[] },
-): string {
-  const type = typeof json === "object" && json !== null && !Array.isArray(json)
-    ? (json as Record<string, unknown>).type
-    : undefined;
-  if (typeof json !== "object" || json === null || Array.isArray(json)) {
-    return "message must be a JSON object with a type";
-  }
-  const issue = error.issues[0];
-  if (issue.path.length === 0 || issue.path[0] === "type") {
-    return `unknown message type ${JSON.stringify(type ?? null)}`;
-  }
-  return `${String(type)}: ${issue.path.map(String).join(".")} ${issue.message}`;
 }

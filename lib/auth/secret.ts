@@ -1,6 +1,6 @@
-import { jwtSecretKey } from "./kv_keys.ts";
-import { retryLocked } from "./kv.ts";
-import type { Logger } from "./log.ts";
+import { jwtSecretKey } from "../store/keys.ts";
+import { retryLocked } from "../store/kv.ts";
+import type { Logger } from "../log.ts";
 
 /**
  * Returns the HS256 secret: `JWT_SECRET` when it is set, otherwise one
@@ -15,8 +15,7 @@ export async function resolveJwtSecret(
   if (configured !== undefined) return configured;
   const key = jwtSecretKey();
   const bytes = crypto.getRandomValues(new Uint8Array(32));
-  const secret = btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-")
-    .replace(/\//g, "_").replace(/=+$/, "");
+  const secret = bytes.toBase64({ alphabet: "base64url", omitPadding: true });
   // Read and write again after a busy file, so the loser of a race reads the winner's secret.
   const result = await retryLocked(async () => {
     const stored = await kv.get<string>(key);

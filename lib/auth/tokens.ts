@@ -1,6 +1,6 @@
 import { errors, jwtVerify, SignJWT } from "jose";
-import { newId } from "./ids.ts";
-import { type Role, ROLES, type TokenFailureReason } from "./protocol.ts";
+import { newId } from "../store/ids.ts";
+import { type Role, ROLES, type TokenFailureReason } from "../../shared/protocol.ts";
 
 /** How the server signs and checks access tokens. */
 export interface TokenKey {
@@ -126,18 +126,6 @@ function failure(
     exp: typeof payload?.exp === "number" ? payload.exp : undefined,
     iat: typeof payload?.iat === "number" ? payload.iat : undefined,
   };
-}
-
-/**
- * The credentials of an `Authorization: Bearer` header, everything after the
- * scheme and its space ("" when there is none), for
- * {@linkcode verifyAccessToken} to judge: a space inside is a malformed
- * token, not another scheme. `null` when the header is absent or another
- * scheme (Basic from a proxy's auth_basic), which is not ours.
- */
-export function bearerCredentials(header: string | undefined): string | null {
-  const bearer = /^Bearer(?:[ \t]+(.*))?$/is.exec(header ?? "");
-  return bearer ? bearer[1] ?? "" : null;
 }
 
 /**

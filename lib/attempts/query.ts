@@ -1,18 +1,19 @@
 import { z } from "zod";
-import { encodeTime, isValid } from "ulid";
-import { type Attempt, FAILURE_REASONS } from "./protocol.ts";
-import { TRANSPORTS } from "../shared/attempt_filters.ts";
-import type { StoredAttempt } from "./attempt_log.ts";
+import { isValid } from "ulid";
+import { type Attempt, FAILURE_REASONS } from "../../shared/protocol.ts";
+import { TRANSPORTS } from "../../shared/attempt_filters.ts";
+import type { StoredAttempt } from "./log.ts";
+import { smallestIdAt } from "../store/ids.ts";
 import {
   type AttemptIndexField,
   attemptIndexPrefix,
   attemptKey,
   attemptsPrefix,
-} from "./kv_keys.ts";
+} from "../store/keys.ts";
 
 /**
  * The last epoch ms a ULID's 48-bit time holds (in the year 10889): ids, and
- * so the log's keys, end there, and the encoder refuses anything later.
+ * so the log's keys, end there, and the query refuses anything later.
  */
 export const MAX_TIME_MS = 2 ** 48 - 1;
 
@@ -51,7 +52,6 @@ export interface AttemptPage {
   cursor: string | null;
 }
 
-const ZEROS = "0".repeat(16);
 /** getMany takes at most 10 keys. */
 const GET_MANY = 10;
 
@@ -77,10 +77,10 @@ export async function listAttempts(
     ? "outcome"
     : null;
   const prefix = field ? attemptIndexPrefix(field, query[field]!) : attemptsPrefix();
-  const lower = query.since !== undefined ? encodeTime(query.since, 10) + ZEROS : "";
+  const lower = query.since !== undefined ? smallestIdAt(query.since) : "";
   // `until` is inclusive: the bound is the next millisecond, or none past the last one.
   let upper = query.until !== undefined && query.until < MAX_TIME_MS
-    ? encodeTime(query.until + 1, 10) + ZEROS
+    ? smallestIdAt(query.until + 1)
     : null;
   if (query.cursor && (upper === null || query.cursor < upper)) {
     upper = query.cursor;

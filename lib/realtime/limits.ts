@@ -1,4 +1,4 @@
-import type { Attempt } from "./protocol.ts";
+import type { Attempt } from "../../shared/protocol.ts";
 
 /** Abuse limits. Defaults suit one admin team; tests pass smaller ones. */
 export interface Limits {

@@ -1,6 +1,6 @@
 /**
  * Every server-to-client message of `/admin/ws` is serialized here, typed by
- * the zod schemas of lib/protocol.ts beside it, so a message that does not
+ * the zod schemas of protocol.ts beside it, so a message that does not
  * match the protocol fails `deno check` instead of reaching a client.
  * Pushes are encoded once and the same string is sent to every subscriber.
  */

@@ -2,7 +2,7 @@
  * The attempt explorer's filters and how they map to URLs. Free of zod so
  * the browser bundle stays small; the server validates them in the route.
  */
-import type { ExportFormat, Transport } from "../shared/attempt_filters.ts";
+import type { ExportFormat, Transport } from "./attempt_filters.ts";
 
 /** Time windows the explorer offers, in ms (`all` is no bound). */
 export const WINDOWS = {

@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
-import { isHttps } from "./origin.ts";
+import { isHttps } from "../http/origin.ts";
 import { liveSession, type Session, type SessionTimeouts } from "./sessions.ts";
 
 /** The cookie's name: `__Host-` pins it to this host, path `/` and https. */

@@ -1,4 +1,4 @@
-import { type Config, ConfigError, loadConfig } from "./config.ts";
+import { type Config, ConfigError, loadConfig } from "../config.ts";
 
 /** What a CLI does on a usage error: one line, the usage, exit status 2. */
 export function usageError(usage: string): (message: string) => never {

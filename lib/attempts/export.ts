@@ -1,7 +1,12 @@
 import { z } from "zod";
-import { type AttemptPage, AttemptQuery, listAttempts } from "./attempt_query.ts";
-import type { Attempt } from "./protocol.ts";
-import { EXPORT_FORMATS, EXPORT_MAX_ROWS, type ExportFormat } from "../shared/attempt_filters.ts";
+import { type Issue, issueList } from "../http/errors.ts";
+import { type AttemptPage, AttemptQuery, listAttempts } from "./query.ts";
+import type { Attempt } from "../../shared/protocol.ts";
+import {
+  EXPORT_FORMATS,
+  EXPORT_MAX_ROWS,
+  type ExportFormat,
+} from "../../shared/attempt_filters.ts";
 
 /** Records read per page while exporting: the API's largest page. */
 const PAGE = 500;
@@ -21,12 +26,6 @@ const COLUMNS = [
   "durationMs",
 ] as const satisfies readonly (keyof Attempt)[];
 
-/** A refused parameter of an export, in the API's `issues` shape. */
-export interface QueryIssue {
-  path: string;
-  message: string;
-}
-
 /**
  * Reads the query of `GET /api/v1/attempts/export`: `format` and the filters
  * of `/api/v1/attempts`. `limit` and `cursor` are refused: an export is the
@@ -36,9 +35,9 @@ export function parseExportQuery(
   params: Record<string, string>,
 ):
   | { ok: true; format: ExportFormat; query: AttemptQuery }
-  | { ok: false; issues: QueryIssue[] } {
+  | { ok: false; issues: Issue[] } {
   const { format, ...filters } = params;
-  const issues: QueryIssue[] = [];
+  const issues: Issue[] = [];
   const parsedFormat = z.enum(EXPORT_FORMATS).safeParse(format);
   if (!parsedFormat.success) issues.push({ path: "format", message: "must be csv or json" });
   for (const name of ["limit", "cursor"]) {
@@ -48,11 +47,7 @@ export function parseExportQuery(
     }
   }
   const query = AttemptQuery.safeParse({ ...filters, limit: String(PAGE) });
-  if (!query.success) {
-    for (const i of query.error.issues) {
-      issues.push({ path: i.path.map(String).join("."), message: i.message });
-    }
-  }
+  if (!query.success) issues.push(...issueList(query.error.issues));
   if (!parsedFormat.success || !query.success || issues.length > 0) return { ok: false, issues };
   return { ok: true, format: parsedFormat.data, query: query.data };
 }

@@ -15,14 +15,6 @@ export const MAX_PASSWORD_CHARS = 1024;
 
 const encoder = new TextEncoder();
 
-function toBase64(bytes: Uint8Array): string {
-  return btoa(String.fromCharCode(...bytes));
-}
-
-function fromBase64(text: string): Uint8Array {
-  return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
-}
-
 async function derive(
   password: string,
   salt: Uint8Array,
@@ -55,8 +47,8 @@ export async function hashPassword(password: string): Promise<PasswordHash> {
   return {
     alg: "pbkdf2-sha256",
     iterations: PBKDF2_ITERATIONS,
-    salt: toBase64(salt),
-    hash: toBase64(hash),
+    salt: salt.toBase64(),
+    hash: hash.toBase64(),
   };
 }
 
@@ -74,8 +66,8 @@ export function timingSafeEqual(a: Uint8Array, b: Uint8Array): boolean {
 const DUMMY: PasswordHash = {
   alg: "pbkdf2-sha256",
   iterations: PBKDF2_ITERATIONS,
-  salt: toBase64(new Uint8Array(16)),
-  hash: toBase64(new Uint8Array(32)),
+  salt: new Uint8Array(16).toBase64(),
+  hash: new Uint8Array(32).toBase64(),
 };
 
 /** Checks `password` against `stored` (or a dummy hash when there is none). */
@@ -84,6 +76,6 @@ export async function verifyPassword(
   stored: PasswordHash | null,
 ): Promise<boolean> {
   const target = stored ?? DUMMY;
-  const derived = await derive(password, fromBase64(target.salt), target.iterations);
-  return timingSafeEqual(derived, fromBase64(target.hash)) && stored !== null;
+  const derived = await derive(password, Uint8Array.fromBase64(target.salt), target.iterations);
+  return timingSafeEqual(derived, Uint8Array.fromBase64(target.hash)) && stored !== null;
 }

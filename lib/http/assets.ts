@@ -1,13 +1,9 @@
-/** The built browser assets, as `scripts/build.ts` wrote them. */
-export interface Assets {
-  /** `/static/build/islands-<hash>.js`, or null when not built. */
-  js: string | null;
-  /** `/static/build/app-<hash>.css`, or the unbuilt stylesheet. */
-  css: string;
-}
+import type { Assets } from "../../shared/assets.ts";
+
+export type { Assets };
 
 /** The manifest `scripts/build.ts` writes beside the assets. */
-export const MANIFEST_URL = new URL("../static/build/manifest.json", import.meta.url);
+export const MANIFEST_URL = new URL("../../static/build/manifest.json", import.meta.url);
 
 /** Reads the asset manifest; without one, pages are served without islands. */
 export async function loadAssets(): Promise<Assets> {

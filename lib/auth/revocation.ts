@@ -1,4 +1,4 @@
-import { newId } from "./ids.ts";
+import { newId } from "../store/ids.ts";
 import {
   decodeRevokedKey,
   revokedSessionKey,
@@ -7,8 +7,8 @@ import {
   revokedTokensPrefix,
   revokedUserKey,
   revokedUsersPrefix,
-} from "./kv_keys.ts";
-import { appendEvent } from "./realtime/feed.ts";
+} from "../store/keys.ts";
+import { appendEvent } from "../realtime/feed.ts";
 import type { AccessClaims } from "./tokens.ts";
 
 /** One revocation, as every instance reads it. */
@@ -131,17 +131,6 @@ export async function afterUserRevocation(kv: Deno.Kv, name: string): Promise<vo
   if (at === null) return;
   const wait = Math.ceil(at / 1000) * 1000 - Date.now();
   if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-}
-
-/** Whether a token with these claims is one a revocation `event` covers. */
-export function revocationCovers(
-  event: RevocationEvent,
-  claims: Pick<AccessClaims, "jti" | "sid" | "sub" | "iat">,
-): boolean {
-  return (!!event.jti && claims.jti === event.jti) ||
-    (!!event.sid && claims.sid === event.sid) ||
-    (typeof event.user === "string" && typeof event.issuedBefore === "number" &&
-      claims.sub === event.user && issuedBefore(claims.iat, event.issuedBefore));
 }
 
 /**

@@ -1,8 +1,21 @@
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import type { Logger } from "./log.ts";
-import { StoreUnavailable } from "./kv.ts";
+import type { Logger } from "../log.ts";
+import { StoreUnavailable } from "../store/kv.ts";
+
+/** One refused field, in the API's `details.issues` shape: a dotted path and what is wrong. */
+export interface Issue {
+  path: string;
+  message: string;
+}
+
+/** zod's issues in the API's `details.issues` shape, the one place they are turned into it. */
+export function issueList(
+  issues: readonly { path: readonly PropertyKey[]; message: string }[],
+): Issue[] {
+  return issues.map((i) => ({ path: i.path.map(String).join("."), message: i.message }));
+}
 
 /**
  * An error a request handler throws on purpose. `code` becomes the `error`

@@ -1,4 +1,4 @@
-import type { PresenceEntry, Stats } from "./protocol.ts";
+import type { PresenceEntry, Stats } from "../../shared/protocol.ts";
 import {
   attemptBucketPrefix,
   attemptCountsPrefix,
@@ -7,7 +7,7 @@ import {
   instanceKey,
   instancesPrefix,
   statsVersionKey,
-} from "./kv_keys.ts";
+} from "../store/keys.ts";
 
 /** What one instance publishes about itself. */
 export interface InstanceEntry {

@@ -1,12 +1,12 @@
-import { newId } from "./ids.ts";
-import type { Attempt } from "./protocol.ts";
+import { newId } from "../store/ids.ts";
+import type { Attempt } from "../../shared/protocol.ts";
 import {
   attemptBucketKey,
   attemptCountKey,
   attemptIndexKey,
   attemptKey,
   statsVersionKey,
-} from "./kv_keys.ts";
+} from "../store/keys.ts";
 
 /** What the caller knows about an attempt; id and time are added on record. */
 export type AttemptInput = Omit<Attempt, "id" | "at"> & { at?: number };

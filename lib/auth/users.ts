@@ -1,7 +1,7 @@
-import { z } from "zod";
+import { UserName } from "./user_name.ts";
 import { hashPassword, type PasswordHash } from "./passwords.ts";
-import { type Role, ROLES } from "./protocol.ts";
-import { userKey, usersPrefix } from "./kv_keys.ts";
+import { type Role, ROLES } from "../../shared/protocol.ts";
+import { userKey, usersPrefix } from "../store/keys.ts";
 import { type RevocationEvent, revokeUserOp } from "./revocation.ts";
 
 /** A user as stored. */
@@ -13,11 +13,7 @@ export interface StoredUser {
   updatedAt: number;
 }
 
-/** What a user name may be. */
-export const UserName = z.string().regex(
-  /^[A-Za-z0-9_.@-]{1,64}$/,
-  "must be 1 to 64 letters, digits or _ . @ -",
-);
+export { UserName };
 
 /** Reads a user, or null. */
 export async function getUser(kv: Deno.Kv, name: string): Promise<StoredUser | null> {

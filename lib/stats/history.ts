@@ -4,17 +4,11 @@ import {
   connectionSamplesPrefix,
   decodeAttemptBucketKey,
   decodeConnectionSampleKey,
-} from "./kv_keys.ts";
+} from "../store/keys.ts";
 
-/** One minute of the charts: attempts by outcome, and open connections. */
-export interface MinutePoint {
-  /** Start of the minute, epoch ms. */
-  t: number;
-  success: number;
-  failure: number;
-  /** Open connections last seen in that minute; null when none was sampled. */
-  open: number | null;
-}
+import type { MinutePoint } from "../../shared/history.ts";
+
+export type { MinutePoint };
 
 const MINUTE = 60_000;
 /** Connection samples are kept for a day. */

@@ -1,5 +1,5 @@
-import type { Role } from "./protocol.ts";
-import { sessionKey } from "./kv_keys.ts";
+import type { Role } from "../../shared/protocol.ts";
+import { sessionKey } from "../store/keys.ts";
 import { userRevokedAt } from "./revocation.ts";
 
 /** A login session. Its `id` is public (a hash); the cookie holds the secret. */
@@ -23,15 +23,10 @@ export interface SessionTimeouts {
 const TOUCH_EVERY_MS = 60_000;
 const SECRET = /^[A-Za-z0-9_-]{43}$/;
 
-function base64url(bytes: Uint8Array): string {
-  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_")
-    .replace(/=+$/, "");
-}
-
 /** The public id of a session secret: SHA-256, base64url. KV never sees the secret. */
 export async function sessionIdOf(secret: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(secret));
-  return base64url(new Uint8Array(digest));
+  return new Uint8Array(digest).toBase64({ alphabet: "base64url", omitPadding: true });
 }
 
 /** Starts a session; returns the cookie secret (256 random bits) and the record. */
@@ -40,7 +35,10 @@ export async function createSession(
   user: { name: string; role: Role },
   timeouts: SessionTimeouts,
 ): Promise<{ secret: string; session: Session }> {
-  const secret = base64url(crypto.getRandomValues(new Uint8Array(32)));
+  const secret = crypto.getRandomValues(new Uint8Array(32)).toBase64({
+    alphabet: "base64url",
+    omitPadding: true,
+  });
   const now = Date.now();
   const session: Session = {
     id: await sessionIdOf(secret),

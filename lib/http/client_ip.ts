@@ -1,4 +1,5 @@
 import { isIP } from "node:net";
+import { nearestHop } from "./forwarded.ts";
 
 /**
  * Whether `value` is an IPv4 address in dotted decimal or an IPv6 address,
@@ -20,9 +21,7 @@ export function clientIp(
   trustProxy: boolean,
 ): string {
   if (trustProxy) {
-    const forwarded = headers.get("x-forwarded-for");
-    const hops = forwarded?.split(",").map((s) => s.trim()).filter(Boolean);
-    const nearest = hops?.[hops.length - 1];
+    const nearest = nearestHop(headers.get("x-forwarded-for"));
     if (nearest && isAddress(nearest)) return nearest;
   }
   return remote ?? "unknown";

@@ -1,5 +1,5 @@
-import { loginFailuresKey } from "./kv_keys.ts";
-import type { Limits } from "./limits.ts";
+import { loginFailuresKey } from "../store/keys.ts";
+import type { Limits } from "../realtime/limits.ts";
 
 interface Failures {
   count: number;
