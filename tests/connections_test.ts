@@ -12,6 +12,7 @@ import {
   randomSecret,
   startProcess,
   startTestServer,
+  tempFileKv,
   TestClient,
 } from "./helpers.ts";
 
@@ -356,4 +357,44 @@ Deno.test("a record of an instance that stopped heartbeating is neither listed n
     presence: [],
   });
   assert.deepEqual((await list(server.url, admin)).map((i) => i.id), [id]);
+});
+
+Deno.test("a re-auth renews the listed expiry and role, on another instance too", async () => {
+  const kvFile = await tempFileKv();
+  const secret = randomSecret();
+  try {
+    await using a = await startTestServer({ JWT_SECRET: secret }, { kv: kvFile.kv });
+    await using b = await startTestServer({ JWT_SECRET: secret }, { kv: kvFile.kv });
+    const admin = await a.mint({ sub: "root" });
+    const client = await TestClient.open(b.wsUrl);
+    const { connectionId } = await client.auth(
+      await b.mint({ sub: "tom", role: "viewer", ttlS: 120 }),
+    );
+    const first = await eventually(
+      async () => (await list(a.url, admin)).find((i) => i.id === connectionId),
+      3000,
+      "listed on A",
+    );
+    assert.equal(first?.role, "viewer");
+    const renew = async (role: string, ttlS: number) => {
+      client.send({ type: "auth", token: await b.mint({ sub: "tom", role, ttlS }) });
+      const renewed = await client.next("reauthenticated");
+      return await eventually(
+        async () => {
+          const item = (await list(a.url, admin)).find((i) => i.id === connectionId);
+          return item?.expiresAt === renewed.expiresAt && item.role === role ? item : null;
+        },
+        3000,
+        `the renewed expiry (${role}, ${ttlS} s) on A`,
+      );
+    };
+    // The same role and a later expiry; then another role.
+    await renew("viewer", 600);
+    const seen = await renew("admin", 900);
+    assert.equal(seen?.role, "admin");
+    assert.equal(seen?.instance, b.deps.instanceId);
+    await client.close();
+  } finally {
+    await kvFile.close();
+  }
 });
