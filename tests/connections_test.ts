@@ -398,3 +398,38 @@ Deno.test("a re-auth renews the listed expiry and role, on another instance too"
     await kvFile.close();
   }
 });
+
+Deno.test("/admin/connections: admins get the list and a nav link; viewers a 403 page and no link", async () => {
+  await using server = await startTestServer();
+  const victim = await TestClient.open(server.wsUrl);
+  const { connectionId } = await victim.auth(await server.mint({ sub: "tom" }));
+  const cookies: Record<string, string> = {};
+  for (const [name, role] of [["ada", "admin"], ["val", "viewer"]] as const) {
+    const password = randomPassword();
+    await putUser(server.deps.kv, { name, role, password });
+    cookies[role] = (await login(server.url, name, password)).cookie;
+  }
+  const asAdmin = await fetch(new URL("/admin/connections", server.url), {
+    headers: { Cookie: cookies.admin },
+  });
+  assert.equal(asAdmin.status, 200);
+  const adminHtml = await asAdmin.text();
+  assert.match(adminHtml, new RegExp(`data-connection-id="${connectionId}"`));
+  assert.match(adminHtml, /href="\/admin\/connections"/);
+  const overview = await (await fetch(new URL("/admin", server.url), {
+    headers: { Cookie: cookies.viewer },
+  })).text();
+  assert.doesNotMatch(overview, /href="\/admin\/connections"/, "no link for a viewer");
+  const asViewer = await fetch(new URL("/admin/connections", server.url), {
+    headers: { Cookie: cookies.viewer },
+  });
+  assert.equal(asViewer.status, 403);
+  const viewerHtml = await asViewer.text();
+  assert.match(viewerHtml, /Forbidden/);
+  assert.doesNotMatch(viewerHtml, /data-connection-id/);
+  assert.doesNotMatch(viewerHtml, /href="\/admin\/connections"/);
+  const anonymous = await fetch(new URL("/admin/connections", server.url), { redirect: "manual" });
+  assert.equal(anonymous.status, 302);
+  await anonymous.body?.cancel();
+  await victim.close();
+});
