@@ -38,6 +38,8 @@ import { keyRoutes } from "./routes/keys.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { KeyCache } from "./lib/api_keys/key_cache.ts";
 import { Metrics } from "./lib/metrics/metrics.ts";
+import { ConnectionRecords } from "./lib/realtime/connections.ts";
+import { connectionRoutes } from "./routes/connections.ts";
 
 /** Everything the routes share. */
 export interface AppDeps {
@@ -51,6 +53,8 @@ export interface AppDeps {
   registry: Registry<Connection>;
   stats: DeploymentStats;
   revocations: Revocations;
+  /** The deployment's authenticated sockets: listed and ended from here (CONTRACT 8.1). */
+  connections: ConnectionRecords;
   logger: Logger;
   limits: Limits;
   guard: IpGuard;
@@ -92,6 +96,7 @@ export function createApp(deps: AppDeps): Hono {
   app.route("/", adminRoutes(deps));
   // Before apiRoutes: these take API keys, which its middleware would refuse.
   app.route("/", keyRoutes(deps));
+  app.route("/", connectionRoutes(deps));
   app.route("/", metricsRoutes(deps));
   app.route("/", apiRoutes(deps));
   app.route(
@@ -184,6 +189,7 @@ export async function startLookout(
     }],
   });
   const revocations = new Revocations(kv, registry, { feed, logger });
+  const connections = new ConnectionRecords(kv, registry, { instanceId, feed, logger });
   attempts.onRecorded((recorded, versionstamp) => {
     guard.recorded(recorded);
     fanout.recorded(recorded);
@@ -198,6 +204,7 @@ export async function startLookout(
     registry,
     stats,
     revocations,
+    connections,
     logger,
     limits,
     guard,
@@ -258,6 +265,8 @@ export async function startLookout(
     await server.shutdown();
     // Requests that were in flight have recorded their attempts by now.
     await attempts.flush();
+    // The closed sockets' records go before this instance's entry does.
+    await connections.stop();
     await deps.metrics.stop();
     await feed.stop();
     await fanout.settled();

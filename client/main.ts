@@ -9,6 +9,7 @@ import { startLive } from "./store.ts";
 import AttemptFeed from "../islands/AttemptFeed.tsx";
 import AttemptsExplorer from "../islands/AttemptsExplorer.tsx";
 import Charts from "../islands/Charts.tsx";
+import ConnectionsTable from "../islands/ConnectionsTable.tsx";
 import ConnectionBadge from "../islands/ConnectionBadge.tsx";
 import DebugConsole from "../islands/DebugConsole.tsx";
 import LiveStats from "../islands/LiveStats.tsx";
@@ -18,6 +19,7 @@ const ISLANDS: Record<string, ComponentType<any>> = {
   AttemptFeed,
   AttemptsExplorer,
   Charts,
+  ConnectionsTable,
   ConnectionBadge,
   DebugConsole,
   LiveStats,

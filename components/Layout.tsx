@@ -7,6 +7,8 @@ const NAV = [
   { href: "/admin", label: "Overview" },
   { href: "/admin/attempts", label: "Attempts" },
   { href: "/admin/debug", label: "Socket tester" },
+  // Admins only: a viewer is not shown a page that would answer 403.
+  { href: "/admin/connections", label: "Connections", admin: true },
 ];
 
 /**
@@ -37,7 +39,7 @@ export function Layout(props: {
           <header class="bar">
             <a class="brand" href="/admin">Lookout</a>
             <nav aria-label="Main">
-              {NAV.map((item) => (
+              {NAV.filter((item) => !("admin" in item) || user.role === "admin").map((item) => (
                 <a
                   key={item.href}
                   href={item.href}

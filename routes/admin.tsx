@@ -6,6 +6,7 @@ import { Layout } from "../components/Layout.tsx";
 import AttemptFeed from "../islands/AttemptFeed.tsx";
 import AttemptsExplorer from "../islands/AttemptsExplorer.tsx";
 import Charts from "../islands/Charts.tsx";
+import ConnectionsTable from "../islands/ConnectionsTable.tsx";
 import DebugConsole from "../islands/DebugConsole.tsx";
 import LiveStats from "../islands/LiveStats.tsx";
 import { AttemptQuery, listAttempts } from "../lib/attempts/query.ts";
@@ -21,6 +22,7 @@ import { fromFirstData, readHistory } from "../lib/stats/history.ts";
 import { renderPage } from "../lib/http/html.ts";
 import type { DeploymentStats } from "../lib/stats/deployment.ts";
 import { FAILURE_REASONS } from "../shared/protocol.ts";
+import type { ConnectionRecords } from "../lib/realtime/connections.ts";
 import { TRANSPORTS } from "../shared/attempt_filters.ts";
 import { requestSession } from "../lib/auth/session_cookie.ts";
 import type { Session, SessionTimeouts } from "../lib/auth/sessions.ts";
@@ -32,6 +34,7 @@ export interface AdminDeps {
   assets: Assets;
   config: { trustProxy: boolean };
   sessions: SessionTimeouts;
+  connections: ConnectionRecords;
 }
 
 type Env = { Variables: { session: Session } };
@@ -49,7 +52,10 @@ const Filters = z.object({
   cursor: z.string().regex(/^[0-9A-HJKMNP-TV-Z]{26}$/).optional().catch(undefined),
 });
 
-/** `/admin`, `/admin/attempts`, `/admin/debug`: with a live session, else to `/login`. */
+/**
+ * `/admin`, `/admin/attempts`, `/admin/debug`, `/admin/connections` (admins
+ * only): with a live session, else to `/login`.
+ */
 export function adminRoutes(deps: AdminDeps): Hono<Env> {
   const app = new Hono<Env>();
 
@@ -65,13 +71,27 @@ export function adminRoutes(deps: AdminDeps): Hono<Env> {
     await next();
   }
 
-  const page = (c: Context<Env>, title: string, path: string, body: ComponentChildren) => {
+  const page = (
+    c: Context<Env>,
+    title: string,
+    path: string,
+    body: ComponentChildren,
+    status: 200 | 403 = 200,
+  ) => {
     const s = c.get("session");
-    return c.html(renderPage(
-      <Layout title={title} assets={deps.assets} user={{ name: s.user, role: s.role }} path={path}>
-        <main>{body}</main>
-      </Layout>,
-    ));
+    return c.html(
+      renderPage(
+        <Layout
+          title={title}
+          assets={deps.assets}
+          user={{ name: s.user, role: s.role }}
+          path={path}
+        >
+          <main>{body}</main>
+        </Layout>,
+      ),
+      status,
+    );
   };
 
   app.get("/admin", session, async (c) => {
@@ -108,6 +128,34 @@ export function adminRoutes(deps: AdminDeps): Hono<Env> {
           name="AttemptsExplorer"
           component={AttemptsExplorer}
           props={{ filters, page: result, reasons: ["ok", ...FAILURE_REASONS] }}
+        />
+      </>,
+    );
+  });
+
+  app.get("/admin/connections", session, async (c) => {
+    if (c.get("session").role !== "admin") {
+      return page(
+        c,
+        "Forbidden",
+        "/admin/connections",
+        <>
+          <h1>Forbidden</h1>
+          <p>Only an admin can see and end the live connections.</p>
+        </>,
+        403,
+      );
+    }
+    return page(
+      c,
+      "Connections",
+      "/admin/connections",
+      <>
+        <h1>Connections</h1>
+        <Island
+          name="ConnectionsTable"
+          component={ConnectionsTable}
+          props={{ initial: await deps.connections.list() }}
         />
       </>,
     );

@@ -3,6 +3,7 @@ import { bodyLimit } from "hono/body-limit";
 import { getConnInfo } from "hono/deno";
 import { z } from "zod";
 import { clientIp } from "../lib/http/client_ip.ts";
+import type { AttemptLog } from "../lib/attempts/log.ts";
 import type { Config } from "../lib/config.ts";
 import type { Assets } from "../lib/http/assets.ts";
 import { renderPage } from "../lib/http/html.ts";
@@ -34,7 +35,15 @@ export interface AuthDeps {
   assets: Assets;
   /** Revokes a session everywhere and closes its sockets. */
   revokeSession: (sid: string, until: number) => Promise<void>;
+  /** Every login is an attempt record (transport `login`, CONTRACT 9). */
+  attempts: AttemptLog;
 }
+
+/** The reasons a login is recorded with. */
+type LoginReason = "ok" | "invalid_credentials" | "rate_limited" | "bad_message";
+
+/** When the login request passed the same-site check, for the record's `durationMs`. */
+type LoginEnv = { Variables: { loginStarted: number } };
 
 const LoginBody = z.object({
   username: z.string().min(1, "is required").max(64, "must be at most 64 characters"),
@@ -59,9 +68,9 @@ function html(c: Context, status: 200 | 400 | 401 | 403 | 429, page: string) {
 }
 
 /** `/login`, `/auth/login`, `/auth/token`, `/auth/logout` (CONTRACT 3). */
-export function authRoutes(deps: AuthDeps): Hono {
+export function authRoutes(deps: AuthDeps): Hono<LoginEnv> {
   const { kv, config, limits, logger } = deps;
-  const app = new Hono();
+  const app = new Hono<LoginEnv>();
   const perIp = new WindowCounter(limits.loginPerIp, limits.loginIpWindowMs);
   const lockout = new LoginGuard(kv, limits);
 
@@ -79,12 +88,44 @@ export function authRoutes(deps: AuthDeps): Hono {
 
   app.get("/login", (c) => html(c, 200, renderPage(<LoginPage assets={deps.assets} />)));
 
+  /**
+   * Records this login attempt and resolves once it is durable, before the
+   * answer. `user` is the tried name only when that account exists: the
+   * record may say who was tried, the answer never does.
+   */
+  const recordLogin = async (
+    c: Context<LoginEnv>,
+    reason: LoginReason,
+    user: string | null,
+  ): Promise<void> => {
+    await deps.attempts.record({
+      ip: clientIp(c.req.raw.headers, getConnInfo(c).remote.address, config.trustProxy),
+      user,
+      outcome: reason === "ok" ? "success" : "failure",
+      reason,
+      transport: "login",
+      origin: c.req.header("origin") ?? null,
+      userAgent: c.req.header("user-agent") ?? null,
+      tokenId: null,
+      durationMs: performance.now() - c.get("loginStarted"),
+    });
+  };
+  /** The tried name, when that account exists. */
+  const existing = async (name: string): Promise<string | null> =>
+    (await getUser(kv, name)) ? name : null;
+
   app.post(
     "/auth/login",
     sameSite,
+    async (c, next) => {
+      // After the same-site check: a refused cross-site post is no attempt.
+      c.set("loginStarted", performance.now());
+      await next();
+    },
     bodyLimit({
       maxSize: MAX_LOGIN_BODY,
-      onError: () => {
+      onError: async (c) => {
+        await recordLogin(c, "bad_message", null);
         throw new ApiError(400, "invalid_request", {
           details: {
             issues: [{ path: "", message: `body must be at most ${MAX_LOGIN_BODY} bytes` }],
@@ -97,6 +138,8 @@ export function authRoutes(deps: AuthDeps): Hono {
       const ip = clientIp(c.req.raw.headers, getConnInfo(c).remote.address, config.trustProxy);
       const throttled = perIp.blockedFor(ip);
       if (throttled > 0) {
+        // The body is not read: who was tried is not known.
+        await recordLogin(c, "rate_limited", null);
         return tooMany(
           c,
           form,
@@ -117,6 +160,12 @@ export function authRoutes(deps: AuthDeps): Hono {
       }
       const parsed = LoginBody.safeParse(raw);
       if (!parsed.success) {
+        const tried = (raw as { username?: unknown } | undefined)?.username;
+        await recordLogin(
+          c,
+          "bad_message",
+          typeof tried === "string" && tried.length <= 64 ? await existing(tried) : null,
+        );
         if (form) {
           return html(
             c,
@@ -140,6 +189,7 @@ export function authRoutes(deps: AuthDeps): Hono {
       // guesses get no more checks than the lock allows.
       const reservation = await lockout.reserve(username);
       if (!reservation.admitted) {
+        await recordLogin(c, "rate_limited", await existing(username));
         logger.warn("login refused: account locked", {
           user: username,
           ip,
@@ -161,6 +211,7 @@ export function authRoutes(deps: AuthDeps): Hono {
       // An unknown user is checked against a dummy hash: same time, same answer.
       if (!await verifyPassword(password, user?.password ?? null) || !user) {
         logger.info("login failed", { user: username, ip });
+        await recordLogin(c, "invalid_credentials", user ? user.name : null);
         if (form) {
           return html(
             c,
@@ -177,6 +228,7 @@ export function authRoutes(deps: AuthDeps): Hono {
         throw new ApiError(401, "invalid_credentials");
       }
       await lockout.succeeded(username);
+      await recordLogin(c, "ok", user.name);
       const { secret, session } = await createSession(kv, user, deps.sessions);
       await afterUserRevocation(kv, user.name);
       const issued = await signAccessToken(deps.tokenKey, {

@@ -3,10 +3,7 @@
  * the explorer's form in the browser. Imports nothing.
  */
 
-/**
- * How a credential reached Lookout. `login` and `api_key` are accepted by the
- * filters ahead of the records that will carry them.
- */
+/** How a credential reached Lookout (`login`: POST /auth/login; `api_key`: a metrics key). */
 export const TRANSPORTS = ["message", "header", "upgrade", "login", "api_key"] as const;
 export type Transport = typeof TRANSPORTS[number];
 

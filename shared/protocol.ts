@@ -25,6 +25,8 @@ export const FAILURE_REASONS = [
   "message_too_large",
   "bad_origin",
   "token_in_url",
+  // A wrong user name or password at POST /auth/login (CONTRACT 9); never a socket's.
+  "invalid_credentials",
 ] as const;
 export type FailureReason = typeof FAILURE_REASONS[number];
 
@@ -108,7 +110,7 @@ export const Attempt = z.object({
   user: z.nullable(z.string()),
   outcome: z.enum(["success", "failure"]),
   reason: z.enum(["ok", ...FAILURE_REASONS]),
-  transport: z.enum(["message", "header", "upgrade", "api_key"]),
+  transport: z.enum(["message", "header", "upgrade", "login", "api_key"]),
   origin: z.nullable(z.string()),
   userAgent: z.nullable(z.string()),
   tokenId: z.nullable(z.string()),

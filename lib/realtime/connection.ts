@@ -91,6 +91,11 @@ export class Connection implements Member {
     this.#bucket = new TokenBucket(deps.limits.messagesPerSecond, deps.limits.messageBurst);
   }
 
+  /** Facts about the client, from the upgrade request. */
+  get info(): ClientInfo {
+    return this.#info;
+  }
+
   /** What the socket is subscribed to. */
   get events(): ReadonlySet<EventName> {
     return new Set(EVENTS.filter((_, i) => this.#events & (1 << i)));
@@ -269,6 +274,7 @@ export class Connection implements Member {
       this.#scheduleExpiry(claims.exp * 1000);
       this.send(encode({ type: "reauthenticated", expiresAt: claims.exp * 1000 }));
       if (before.role !== claims.role) this.#deps.registry.userChanged(this, before);
+      else this.#deps.registry.renewed(this);
       return;
     }
     await this.#authenticated(claims);

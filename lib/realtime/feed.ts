@@ -20,6 +20,8 @@ import type { RevocationEvent } from "../auth/revocation.ts";
  */
 export interface FeedKinds {
   revoked: RevocationEvent;
+  /** Close socket `id`, held by `instance`, with 4403 `revoked` (CONTRACT 8.1). */
+  disconnect: { id: string; instance: string };
 }
 
 /** One event of the feed. `origin` is the instance that wrote it, when one did. */
@@ -210,7 +212,8 @@ export class Feed {
         if (event.origin === this.#o.instanceId) continue;
         for (const handler of this.#handlers[event.kind] ?? []) {
           try {
-            handler(event.data);
+            // The kind was matched above: its handlers take its data.
+            (handler as (data: unknown) => void)(event.data);
           } catch (error) {
             this.#o.logger.error("feed event handler failed", { kind: event.kind, error });
           }

@@ -171,9 +171,15 @@ export class IpGuard {
    * `rate_limited` refusal is not counted: it would keep an IP that waits
    * out its limit blocked for as long as it keeps asking.
    */
-  recorded(attempts: readonly Pick<Attempt, "ip" | "outcome" | "reason">[]): void {
+  recorded(
+    attempts: readonly (Pick<Attempt, "ip" | "outcome" | "reason"> & { transport?: string })[],
+  ): void {
     for (const a of attempts) {
-      if (a.outcome === "failure" && a.reason !== "rate_limited") this.failed(a.ip);
+      // Logins have their own per-IP and per-account limits (routes/auth.tsx):
+      // a mistyped password must not also hold the address off the socket.
+      if (a.outcome === "failure" && a.reason !== "rate_limited" && a.transport !== "login") {
+        this.failed(a.ip);
+      }
     }
   }
 

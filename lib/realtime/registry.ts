@@ -20,6 +20,12 @@ export interface Member {
   closeAndWait(code: number, reason: string): Promise<void>;
 }
 
+/**
+ * What happened to one authenticated member: it authenticated, it
+ * re-authenticated (a new expiry, maybe a new role), or it left.
+ */
+export type MemberChange = "authenticated" | "renewed" | "removed";
+
 /** This instance's own counts, as its entry in KV publishes them. */
 export interface LocalCounts {
   open: number;
@@ -45,12 +51,22 @@ export class Registry<M extends Member = Member> {
     presence: new Set(),
   };
   #listeners: (() => void)[] = [];
+  #memberListeners: ((member: Member, change: MemberChange) => void)[] = [];
   /** Since when each event has had subscribers without a break (epoch ms). */
   #since: Record<EventName, number | null> = { stats: null, attempts: null, presence: null };
 
   /** Calls `listener` after every change of the counts or presence. */
   onChange(listener: () => void): void {
     this.#listeners.push(listener);
+  }
+
+  /**
+   * Calls `listener` with each authenticated member that changed (the
+   * connections list). It takes a Member, not an M: an M there would make a
+   * Registry<Connection> no longer a Registry<Member> to TypeScript.
+   */
+  onMember(listener: (member: Member, change: MemberChange) => void): void {
+    this.#memberListeners.push(listener);
   }
 
   /** Every connection of this instance. */
@@ -73,6 +89,7 @@ export class Registry<M extends Member = Member> {
     this.#online(member.user!, +1);
     this.subscriptions(member, events);
     this.#changed();
+    this.#memberChanged(member, "authenticated");
   }
 
   /** A member re-authenticated as `before` → its current `user` (the role may change). */
@@ -81,6 +98,12 @@ export class Registry<M extends Member = Member> {
     this.#online(before, -1);
     this.#online(member.user!, +1);
     this.#changed();
+    this.#memberChanged(member, "renewed");
+  }
+
+  /** A member re-authenticated as the same user and role (a new expiry). */
+  renewed(member: M): void {
+    if (this.#authed.has(member)) this.#memberChanged(member, "renewed");
   }
 
   /** A member's subscriptions are now `events`. */
@@ -97,12 +120,14 @@ export class Registry<M extends Member = Member> {
   remove(member: M): void {
     if (!this.#members.delete(member)) return;
     this.#pending.delete(member);
-    if (this.#authed.delete(member)) this.#online(member.user!, -1);
+    const authed = this.#authed.delete(member);
+    if (authed) this.#online(member.user!, -1);
     for (const [event, set] of Object.entries(this.#subs) as [EventName, Set<M>][]) {
       set.delete(member);
       this.#noteSince(event);
     }
     this.#changed();
+    if (authed) this.#memberChanged(member, "removed");
   }
 
   /** This instance's counts and presence, now. */
@@ -161,6 +186,10 @@ export class Registry<M extends Member = Member> {
     } else if (delta > 0) {
       this.#users.set(user.name, { name: user.name, role: user.role, connections: delta });
     }
+  }
+
+  #memberChanged(member: M, change: MemberChange): void {
+    for (const listener of this.#memberListeners) listener(member, change);
   }
 
   #changed(): void {

@@ -269,3 +269,16 @@ export function metricBucketKey(
 export function metricBucketsPrefix(step: string, id: string): Deno.KvKey {
   return [`metric_buckets_${step}`, id];
 }
+
+/**
+ * One authenticated socket of the deployment, by its connection id; the
+ * value names the instance that holds it (CONTRACT 8.1).
+ */
+export function connectionKey(id: string): Deno.KvKey {
+  return ["connections", id];
+}
+
+/** Every connection record. */
+export function connectionsPrefix(): Deno.KvKey {
+  return ["connections"];
+}
