@@ -2,7 +2,7 @@
 import { useSignal } from "@preact/signals";
 import { useEffect } from "preact/hooks";
 import { dayTime } from "../client/format.ts";
-import type { ConnectionRecord } from "../lib/realtime/connections.ts";
+import type { ConnectionRecord } from "../shared/connection_record.ts";
 
 /** How often the list is read again while the page is open. */
 const POLL_MS = 3000;

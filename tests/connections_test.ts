@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { createApiKey } from "../lib/api_keys/store.ts";
 import { signAccessToken, tokenKey } from "../lib/auth/tokens.ts";
 import { putUser } from "../lib/auth/users.ts";
-import type { ConnectionRecord } from "../lib/realtime/connections.ts";
+import type { ConnectionRecord } from "../shared/connection_record.ts";
 import { connectionKey, instanceKey } from "../lib/store/keys.ts";
 import {
   eventually,

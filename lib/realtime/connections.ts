@@ -14,19 +14,9 @@ import { CLOSE_CODES } from "../../shared/protocol.ts";
 import { INSTANCE_STALE_MS, type InstanceEntry } from "../stats/instances.ts";
 import { appendEvent, type Feed } from "./feed.ts";
 import type { Registry } from "./registry.ts";
+import type { ConnectionRecord } from "../../shared/connection_record.ts";
 
-/** One authenticated socket, as `GET /api/v1/connections` lists it. */
-export interface ConnectionRecord {
-  id: string;
-  user: string;
-  role: string;
-  ip: string;
-  origin: string | null;
-  userAgent: string | null;
-  openedAt: number;
-  expiresAt: number;
-  instance: string;
-}
+export type { ConnectionRecord };
 
 /** How long changes are gathered before one batch is written. */
 const BATCH_MS = 50;
