@@ -26,6 +26,7 @@ import type { Connection } from "./connection.ts";
 import { Revocations } from "./auth/revocations.ts";
 import { AttemptFanout } from "./realtime/attempts.ts";
 import { Feed } from "./realtime/feed.ts";
+import { MetricsFanout } from "./realtime/metrics.ts";
 import { Registry } from "./realtime/registry.ts";
 import { DeploymentStats } from "./stats/deployment.ts";
 import { adminRoutes } from "../routes/admin.tsx";
@@ -184,6 +185,11 @@ export async function startLookout(
     }],
   });
   const revocations = new Revocations(kv, registry, { feed, logger });
+  const metricsFanout = new MetricsFanout(kv, registry, {
+    retentionDays: config.metricsRetentionDays,
+    logger,
+  });
+  feed.on("metrics", (event) => metricsFanout.changed(event.buckets));
   attempts.onRecorded((recorded, versionstamp) => {
     guard.recorded(recorded);
     fanout.recorded(recorded);
@@ -218,6 +224,7 @@ export async function startLookout(
       pushesPerKey: limits.metricsPushesPerKey,
       pushWindowMs: limits.metricsPushWindowMs,
       logger,
+      announce: { origin: instanceId, committed: (buckets) => metricsFanout.changed(buckets) },
     }),
   };
   const app = createApp(deps);
@@ -260,6 +267,7 @@ export async function startLookout(
     await attempts.flush();
     await deps.metrics.stop();
     await feed.stop();
+    await metricsFanout.stop();
     await fanout.settled();
     await stats.stop();
     deps.deadlines.stop();

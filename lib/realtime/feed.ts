@@ -20,6 +20,8 @@ import type { RevocationEvent } from "../revocation.ts";
  */
 export interface FeedKinds {
   revoked: RevocationEvent;
+  /** Committed metric points: the `10s` buckets they changed, as [series id, start]. */
+  metrics: { buckets: [string, number][] };
 }
 
 /** One event of the feed. `origin` is the instance that wrote it, when one did. */
@@ -208,7 +210,9 @@ export class Feed {
         if (this.#seen.has(event.id)) continue;
         this.#seen.set(event.id, now);
         if (event.origin === this.#o.instanceId) continue;
-        for (const handler of this.#handlers[event.kind] ?? []) {
+        // The union of kinds does not narrow through the map: one cast, checked by on().
+        const handlers = (this.#handlers[event.kind] ?? []) as ((data: unknown) => void)[];
+        for (const handler of handlers) {
           try {
             handler(event.data);
           } catch (error) {
