@@ -11,7 +11,9 @@ import AttemptsExplorer from "../islands/AttemptsExplorer.tsx";
 import Charts from "../islands/Charts.tsx";
 import ConnectionBadge from "../islands/ConnectionBadge.tsx";
 import DebugConsole from "../islands/DebugConsole.tsx";
+import KeysManager from "../islands/KeysManager.tsx";
 import LiveStats from "../islands/LiveStats.tsx";
+import MetricsBoard from "../islands/MetricsBoard.tsx";
 
 // deno-lint-ignore no-explicit-any
 const ISLANDS: Record<string, ComponentType<any>> = {
@@ -20,7 +22,9 @@ const ISLANDS: Record<string, ComponentType<any>> = {
   Charts,
   ConnectionBadge,
   DebugConsole,
+  KeysManager,
   LiveStats,
+  MetricsBoard,
 };
 
 for (const el of document.querySelectorAll<HTMLElement>("[data-island]")) {
@@ -29,4 +33,7 @@ for (const el of document.querySelectorAll<HTMLElement>("[data-island]")) {
   const props = JSON.parse(el.dataset.props ?? "{}");
   hydrate(h(island, props), el);
 }
-if (document.body.dataset.live === "true") startLive();
+if (document.body.dataset.live === "true") {
+  // Only the metrics page asks for `metrics`: other pages would be sent updates they drop.
+  startLive(document.querySelector('[data-island="MetricsBoard"]') ? ["metrics"] : []);
+}

@@ -6,6 +6,8 @@ import ConnectionBadge from "../islands/ConnectionBadge.tsx";
 const NAV = [
   { href: "/admin", label: "Overview" },
   { href: "/admin/attempts", label: "Attempts" },
+  { href: "/admin/metrics", label: "Metrics" },
+  { href: "/admin/keys", label: "API keys", adminOnly: true },
   { href: "/admin/debug", label: "Socket tester" },
 ];
 
@@ -37,7 +39,7 @@ export function Layout(props: {
           <header class="bar">
             <a class="brand" href="/admin">Lookout</a>
             <nav aria-label="Main">
-              {NAV.map((item) => (
+              {NAV.filter((item) => !item.adminOnly || user.role === "admin").map((item) => (
                 <a
                   key={item.href}
                   href={item.href}

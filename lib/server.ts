@@ -30,6 +30,7 @@ import { MetricsFanout } from "./realtime/metrics.ts";
 import { Registry } from "./realtime/registry.ts";
 import { DeploymentStats } from "./stats/deployment.ts";
 import { adminRoutes } from "../routes/admin.tsx";
+import { adminMetricsRoutes } from "../routes/admin_metrics.tsx";
 import { apiRoutes } from "../routes/api.ts";
 import { authRoutes } from "../routes/auth.tsx";
 import { healthRoutes } from "../routes/health.ts";
@@ -91,6 +92,7 @@ export function createApp(deps: AppDeps): Hono {
   app.route("/", staticRoutes());
   app.route("/", authRoutes(deps));
   app.route("/", adminRoutes(deps));
+  app.route("/", adminMetricsRoutes(deps));
   // Before apiRoutes: these take API keys, which its middleware would refuse.
   app.route("/", keyRoutes(deps));
   app.route("/", metricsRoutes(deps));
