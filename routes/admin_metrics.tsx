@@ -12,7 +12,12 @@ import { readBoard } from "../lib/metrics/board.ts";
 import { ownOrigin } from "../lib/origin.ts";
 import { requestSession } from "../lib/session_cookie.ts";
 import type { Session, SessionTimeouts } from "../lib/sessions.ts";
-import { type BoardFilters, parseLabelFilter, RANGE_NAMES } from "../shared/metrics_board.ts";
+import {
+  type BoardFilters,
+  parseLabelFilter,
+  RANGE_NAMES,
+  type RangeName,
+} from "../shared/metrics_board.ts";
 
 /** What the metrics and keys pages need. */
 export interface AdminMetricsDeps {
@@ -26,7 +31,7 @@ type Env = { Variables: { session: Session } };
 
 /** The board's filters from the page URL; a bad value falls back, it never fails the page. */
 const Filters = z.object({
-  range: z.enum(RANGE_NAMES as [string, ...string[]]).default("1h").catch("1h"),
+  range: z.enum(RANGE_NAMES as [RangeName, ...RangeName[]]).default("1h").catch("1h"),
   name: z.string().trim().max(128).default("").catch(""),
   labels: z.string().max(1024).default("").catch("").transform(parseLabelFilter),
 });
@@ -70,7 +75,7 @@ export function adminMetricsRoutes(deps: AdminMetricsDeps): Hono<Env> {
   };
 
   app.get("/admin/metrics", session, async (c) => {
-    const filters = Filters.parse(c.req.query()) as BoardFilters;
+    const filters: BoardFilters = Filters.parse(c.req.query());
     const board = await readBoard(deps.kv, filters, {
       retentionDays: deps.config.metricsRetentionDays,
     });

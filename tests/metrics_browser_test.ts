@@ -102,6 +102,10 @@ Deno.test({
             curl?.includes(`curl -X POST ${server.url.origin}/api/v1/metrics`),
             `the curl line names this server: ${curl}`,
           );
+          await page.context().grantPermissions(["clipboard-read", "clipboard-write"]);
+          await page.locator("[data-empty]").getByRole("button", { name: "Copy" }).click();
+          await page.getByRole("button", { name: "Copied" }).waitFor();
+          assert.equal(await page.evaluate(() => navigator.clipboard.readText()), curl);
           await shoot(page, `metrics-empty-${size}`);
         }
 
