@@ -40,6 +40,8 @@ import { KeyCache } from "./lib/api_keys/key_cache.ts";
 import { Metrics } from "./lib/metrics/metrics.ts";
 import { ConnectionRecords } from "./lib/realtime/connections.ts";
 import { connectionRoutes } from "./routes/connections.ts";
+import { MetricsFanout } from "./lib/realtime/metrics.ts";
+import { adminMetricsRoutes } from "./routes/admin_metrics.tsx";
 
 /** Everything the routes share. */
 export interface AppDeps {
@@ -94,6 +96,7 @@ export function createApp(deps: AppDeps): Hono {
   app.route("/", staticRoutes());
   app.route("/", authRoutes(deps));
   app.route("/", adminRoutes(deps));
+  app.route("/", adminMetricsRoutes(deps));
   // Before apiRoutes: these take API keys, which its middleware would refuse.
   app.route("/", keyRoutes(deps));
   app.route("/", connectionRoutes(deps));
@@ -190,6 +193,11 @@ export async function startLookout(
   });
   const revocations = new Revocations(kv, registry, { feed, logger });
   const connections = new ConnectionRecords(kv, registry, { instanceId, feed, logger });
+  const metricsFanout = new MetricsFanout(kv, registry, {
+    retentionDays: config.metricsRetentionDays,
+    logger,
+  });
+  feed.on("metrics", (event) => metricsFanout.changed(event.buckets));
   attempts.onRecorded((recorded, versionstamp) => {
     guard.recorded(recorded);
     fanout.recorded(recorded);
@@ -225,6 +233,7 @@ export async function startLookout(
       pushesPerKey: limits.metricsPushesPerKey,
       pushWindowMs: limits.metricsPushWindowMs,
       logger,
+      announce: { origin: instanceId, committed: (buckets) => metricsFanout.changed(buckets) },
     }),
   };
   const app = createApp(deps);
@@ -269,6 +278,7 @@ export async function startLookout(
     await connections.stop();
     await deps.metrics.stop();
     await feed.stop();
+    await metricsFanout.stop();
     await fanout.settled();
     await stats.stop();
     deps.deadlines.stop();

@@ -12,7 +12,9 @@ import Charts from "../islands/Charts.tsx";
 import ConnectionsTable from "../islands/ConnectionsTable.tsx";
 import ConnectionBadge from "../islands/ConnectionBadge.tsx";
 import DebugConsole from "../islands/DebugConsole.tsx";
+import KeysManager from "../islands/KeysManager.tsx";
 import LiveStats from "../islands/LiveStats.tsx";
+import MetricsBoard from "../islands/MetricsBoard.tsx";
 
 // deno-lint-ignore no-explicit-any
 const ISLANDS: Record<string, ComponentType<any>> = {
@@ -22,7 +24,9 @@ const ISLANDS: Record<string, ComponentType<any>> = {
   ConnectionsTable,
   ConnectionBadge,
   DebugConsole,
+  KeysManager,
   LiveStats,
+  MetricsBoard,
 };
 
 for (const el of document.querySelectorAll<HTMLElement>("[data-island]")) {
@@ -31,4 +35,7 @@ for (const el of document.querySelectorAll<HTMLElement>("[data-island]")) {
   const props = JSON.parse(el.dataset.props ?? "{}");
   hydrate(h(island, props), el);
 }
-if (document.body.dataset.live === "true") startLive();
+if (document.body.dataset.live === "true") {
+  // Only the metrics page asks for `metrics`: other pages would be sent updates they drop.
+  startLive(document.querySelector('[data-island="MetricsBoard"]') ? ["metrics"] : []);
+}

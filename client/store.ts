@@ -6,7 +6,13 @@
  */
 import { signal } from "@preact/signals";
 import * as z from "zod/mini";
-import { Attempt, type PresenceEntry, type Stats } from "../shared/protocol.ts";
+import {
+  Attempt,
+  type EventName,
+  type MetricBucket,
+  type PresenceEntry,
+  type Stats,
+} from "../shared/protocol.ts";
 import { LookoutClient, type StateDetail } from "./lookout_client.ts";
 
 /** Rows kept in the live attempt feed. */
@@ -25,6 +31,13 @@ export const disconnects = signal<NonNullable<StateDetail["close"]>[]>([]);
 export const stats = signal<Stats | null>(null);
 export const feed = signal<Attempt[] | null>(null);
 export const presence = signal<PresenceEntry[] | null>(null);
+/** The latest `metrics_update` (pages that ask for `metrics` only). */
+export const metricsUpdate = signal<{ at: number; points: MetricBucket[] } | null>(null);
+/**
+ * Counts the subscriptions that include `metrics` (one per connect): what
+ * was pushed before one, no `metrics_update` brings, so the page reads it.
+ */
+export const metricsSubscribed = signal(0);
 
 let client: LookoutClient | null = null;
 
@@ -58,10 +71,13 @@ async function catchUp(): Promise<void> {
   }
 }
 
-/** Starts the page's one live connection (once), feeding the signals above. */
-export function startLive(): LookoutClient {
+/**
+ * Starts the page's one live connection (once), feeding the signals above;
+ * `extra` events beside the ones every page shows (`metrics` on the metrics page).
+ */
+export function startLive(extra: EventName[] = []): LookoutClient {
   client ??= new LookoutClient({
-    events: ["stats", "attempts", "presence"],
+    events: ["stats", "attempts", "presence", ...extra],
     onState: (detail) => {
       connection.value = detail;
       // Each close is reported with every state change after it: keep it once.
@@ -81,8 +97,12 @@ export function startLive(): LookoutClient {
         case "attempt":
           feed.value = mergeAttempts([message.data], feed.value ?? []);
           break;
+        case "metrics_update":
+          metricsUpdate.value = message.data;
+          break;
         case "subscribed":
           if (message.events.includes("attempts")) catchUp();
+          if (message.events.includes("metrics")) metricsSubscribed.value++;
           break;
       }
     },

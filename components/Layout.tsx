@@ -6,9 +6,11 @@ import ConnectionBadge from "../islands/ConnectionBadge.tsx";
 const NAV = [
   { href: "/admin", label: "Overview" },
   { href: "/admin/attempts", label: "Attempts" },
-  { href: "/admin/debug", label: "Socket tester" },
+  { href: "/admin/metrics", label: "Metrics" },
   // Admins only: a viewer is not shown a page that would answer 403.
-  { href: "/admin/connections", label: "Connections", admin: true },
+  { href: "/admin/keys", label: "API keys", adminOnly: true },
+  { href: "/admin/debug", label: "Socket tester" },
+  { href: "/admin/connections", label: "Connections", adminOnly: true },
 ];
 
 /**
@@ -39,7 +41,7 @@ export function Layout(props: {
           <header class="bar">
             <a class="brand" href="/admin">Lookout</a>
             <nav aria-label="Main">
-              {NAV.filter((item) => !("admin" in item) || user.role === "admin").map((item) => (
+              {NAV.filter((item) => !item.adminOnly || user.role === "admin").map((item) => (
                 <a
                   key={item.href}
                   href={item.href}

@@ -68,7 +68,7 @@ export const CLOSE_INTERNAL_ERROR = 1011;
 export const ROLES = ["admin", "viewer"] as const;
 export type Role = typeof ROLES[number];
 
-export const EVENTS = ["stats", "attempts", "presence"] as const;
+export const EVENTS = ["stats", "attempts", "presence", "metrics"] as const;
 export type EventName = typeof EVENTS[number];
 
 // Client to server.
@@ -134,6 +134,41 @@ export const Stats = z.object({
 });
 export type Stats = z.infer<typeof Stats>;
 
+/** Where a changed `10s` bucket belongs (CONTRACT 7.4). */
+const BucketOf = {
+  name: z.string(),
+  labels: z.record(z.string(), z.string()),
+  t: z.number(),
+  step: z.literal("10s"),
+};
+const Num = z.nullable(z.number());
+
+/** One changed `10s` bucket of one series, with the fields of CONTRACT 7.3 for its type. */
+export const MetricBucket = z.discriminatedUnion("type", [
+  z.object({ ...BucketOf, type: z.literal("counter"), sum: z.number(), count: Count }),
+  z.object({
+    ...BucketOf,
+    type: z.literal("gauge"),
+    last: Num,
+    min: z.number(),
+    max: z.number(),
+    avg: z.number(),
+    count: Count,
+  }),
+  z.object({
+    ...BucketOf,
+    type: z.literal("histogram"),
+    count: Count,
+    sum: z.number(),
+    min: z.number(),
+    max: z.number(),
+    p50: Num,
+    p90: Num,
+    p99: Num,
+  }),
+]);
+export type MetricBucket = z.infer<typeof MetricBucket>;
+
 // Server to client.
 
 export const ServerMessage = z.discriminatedUnion("type", [
@@ -154,6 +189,10 @@ export const ServerMessage = z.discriminatedUnion("type", [
     data: z.object({ online: z.array(PresenceEntry) }),
   }),
   z.object({ type: z.literal("token_expiring"), expiresAt: z.number() }),
+  z.object({
+    type: z.literal("metrics_update"),
+    data: z.object({ at: z.number(), points: z.array(MetricBucket) }),
+  }),
   z.object({
     type: z.literal("error"),
     code: z.literal("bad_message"),

@@ -4,7 +4,7 @@
  * match the protocol fails `deno check` instead of reaching a client.
  * Pushes are encoded once and the same string is sent to every subscriber.
  */
-import type { Attempt, PresenceEntry, ServerMessage, Stats } from "./protocol.ts";
+import type { Attempt, MetricBucket, PresenceEntry, ServerMessage, Stats } from "./protocol.ts";
 
 /** The text of one server message. */
 export function encode(message: ServerMessage): string {
@@ -24,4 +24,9 @@ export function presenceUpdate(online: PresenceEntry[]): string {
 /** An `attempt` event. */
 export function attemptEvent(attempt: Attempt): string {
   return encode({ type: "attempt", data: attempt });
+}
+
+/** A `metrics_update` message. */
+export function metricsUpdate(at: number, points: MetricBucket[]): string {
+  return encode({ type: "metrics_update", data: { at, points } });
 }

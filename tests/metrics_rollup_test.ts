@@ -12,7 +12,8 @@ import { metricTotalKey } from "../lib/store/keys.ts";
 import { Rollup } from "../lib/metrics/rollup.ts";
 import { commitRollup } from "../lib/metrics/writer.ts";
 import { sweepExpiredBuckets } from "../lib/metrics/retention.ts";
-import { metricBucketKey, metricSeriesKey } from "../lib/store/keys.ts";
+import { feedEventsPrefix, metricBucketKey, metricSeriesKey } from "../lib/store/keys.ts";
+import type { FeedEvent } from "../lib/realtime/feed.ts";
 
 Deno.test("encodeOrdered() keeps the numbers' order as unsigned u64 order, and decodes back", () => {
   fc.assert(fc.property(fc.double({ noNaN: true }), fc.double({ noNaN: true }), (a, b) => {
@@ -130,4 +131,38 @@ Deno.test("sweepExpiredBuckets() deletes buckets past retention and keeps the re
       null,
     true,
   );
+});
+
+Deno.test("commitRollup() with announce names every changed 10s bucket in feed events that land with the data, each far under KV's 64 KiB", async () => {
+  using kv = await Deno.openKv(":memory:");
+  const rollup = new Rollup(90);
+  const at = Date.now();
+  const t = at - (at % 10_000);
+  // 2,000 series with ids as long as seriesId() makes (32 hex): several commit chunks.
+  const id = (i: number) => `${String(i).padStart(4, "0")}${"f".repeat(28)}`;
+  for (let i = 0; i < 2000; i++) {
+    rollup.add(id(i), { name: "c", type: "counter", value: 1, labels: {}, at }, at, i);
+  }
+  const local: [string, number][] = [];
+  await commitRollup(kv, rollup, { origin: "me", committed: (b) => local.push(...b) });
+  const events = [];
+  for await (const e of kv.list<FeedEvent>({ prefix: feedEventsPrefix() })) events.push(e.value);
+  assert.ok(events.length > 1, `${events.length} events`);
+  const announced = events.flatMap((e) => {
+    assert.equal(e.kind, "metrics");
+    assert.equal(e.origin, "me");
+    const bytes = new TextEncoder().encode(JSON.stringify(e)).length;
+    assert.ok(bytes < 40_000, `an event of ${bytes} bytes`);
+    return (e.data as { buckets: [string, number][] }).buckets;
+  });
+  const expected = Array.from({ length: 2000 }, (_, i) => `${id(i)}@${t}`).sort();
+  // A bucket whose keys straddle two chunks is named by both commits, as both changed it.
+  const names = (list: [string, number][]) =>
+    [...new Set(list.map(([s, b]) => `${s}@${b}`))].sort();
+  assert.deepEqual(names(announced), expected);
+  assert.deepEqual(names(local), expected);
+  // Without announce nothing is appended.
+  using other = await Deno.openKv(":memory:");
+  await commitRollup(other, rollup);
+  assert.equal((await Array.fromAsync(other.list({ prefix: feedEventsPrefix() }))).length, 0);
 });

@@ -7,7 +7,7 @@ import type { Logger } from "../log.ts";
 import { ingestPoints, type RejectedPoint } from "./ingest.ts";
 import { sweepExpiredBuckets } from "./retention.ts";
 import { SeriesRegistry } from "./series.ts";
-import { RollupWriter } from "./writer.ts";
+import { type ChangeAnnouncer, RollupWriter } from "./writer.ts";
 
 /** Options of {@linkcode Metrics}. */
 export interface MetricsOptions {
@@ -17,6 +17,8 @@ export interface MetricsOptions {
   pushesPerKey: number;
   pushWindowMs: number;
   logger: Logger;
+  /** Who hears of committed changes, for live `metrics_update` pushes. */
+  announce?: ChangeAnnouncer;
 }
 
 /** How often the retention sweep runs. */
@@ -36,7 +38,10 @@ export class Metrics {
     this.#kv = kv;
     this.retentionDays = options.retentionDays;
     this.#series = new SeriesRegistry(kv, { maxSeries: options.maxSeries });
-    this.#writer = new RollupWriter(kv, { retentionDays: options.retentionDays });
+    this.#writer = new RollupWriter(kv, {
+      retentionDays: options.retentionDays,
+      announce: options.announce,
+    });
     this.#pushes = new WindowCounter(options.pushesPerKey, options.pushWindowMs);
     this.#logger = options.logger;
   }

@@ -3,8 +3,20 @@
  * in flight into the next one: a burst of pushes costs a few commits, not
  * one per push. Each push resolves only once its writes are durable.
  */
+import { appendEvent } from "../realtime/feed.ts";
 import { getAll } from "./series.ts";
 import { isLater, type LastValue, Rollup } from "./rollup.ts";
+
+/** A changed `10s` bucket: series id and bucket start (epoch ms). */
+export type ChangedBucket = [id: string, t: number];
+
+/** Who hears of committed changes (CONTRACT 7.4). */
+export interface ChangeAnnouncer {
+  /** This instance, as the `origin` of the feed event that tells the others. */
+  origin: string;
+  /** Called with this instance's own changes once they are committed. */
+  committed: (buckets: ChangedBucket[]) => void;
+}
 
 /** KV allows 1,000 mutations and 100 checks per commit; stay under both. */
 const MAX_MUTATIONS = 900;
@@ -22,10 +34,12 @@ export class RollupWriter {
   #retentionDays: number;
   #queue: Pending[] = [];
   #running: Promise<void> | null = null;
+  #announce: ChangeAnnouncer | undefined;
 
-  constructor(kv: Deno.Kv, options: { retentionDays: number }) {
+  constructor(kv: Deno.Kv, options: { retentionDays: number; announce?: ChangeAnnouncer }) {
     this.#kv = kv;
     this.#retentionDays = options.retentionDays;
+    this.#announce = options.announce;
   }
 
   /** Resolves once `rollup` is committed (with whatever was queued beside it). */
@@ -49,7 +63,7 @@ export class RollupWriter {
         const merged = new Rollup(this.#retentionDays);
         for (const p of batch) merged.merge(p.rollup);
         try {
-          await commitRollup(this.#kv, merged);
+          await commitRollup(this.#kv, merged, this.#announce);
           for (const p of batch) p.resolve();
         } catch (error) {
           for (const p of batch) p.reject(error);
@@ -68,21 +82,45 @@ type LastEntry = { key: Deno.KvKey; last: LastValue; expireAt: number | null };
  * commute), and each `last` only when it is later than the stored one,
  * under a check of that entry, retried until no other writer got in
  * between. One commit when it fits, else chunks of at most 900 mutations.
+ * With `announce`, each commit also appends a `metrics` feed event naming
+ * its changed `10s` buckets, so the other instances learn of them with the
+ * data (or not at all); at most 450 buckets a chunk keep it far under KV's
+ * 64 KiB a value.
  */
-export async function commitRollup(kv: Deno.Kv, rollup: Rollup): Promise<void> {
+export async function commitRollup(
+  kv: Deno.Kv,
+  rollup: Rollup,
+  announce?: ChangeAnnouncer,
+): Promise<void> {
   const folded = [...rollup.folded.values()];
   const lasts = [...rollup.lasts.values()];
   while (folded.length > 0 || lasts.length > 0) {
     const chunkLasts = lasts.splice(0, MAX_CHECKS);
     const chunkFolded = folded.splice(0, MAX_MUTATIONS - chunkLasts.length);
-    await commitChunk(kv, chunkFolded, chunkLasts);
+    const buckets = announce ? changedBuckets([...chunkFolded, ...chunkLasts]) : [];
+    await commitChunk(kv, chunkFolded, chunkLasts, (op) => {
+      if (buckets.length > 0) appendEvent(op, "metrics", { buckets }, announce!.origin);
+    });
+    if (buckets.length > 0) announce!.committed(buckets);
   }
+}
+
+/** The `10s` buckets among written keys, each once. */
+function changedBuckets(entries: { key: Deno.KvKey }[]): ChangedBucket[] {
+  const seen = new Map<string, ChangedBucket>();
+  for (const { key } of entries) {
+    if (key[0] !== "metric_buckets_10s") continue;
+    const [id, t] = [key[1] as string, key[2] as number];
+    seen.set(`${id}:${t}`, [id, t]);
+  }
+  return [...seen.values()];
 }
 
 async function commitChunk(
   kv: Deno.Kv,
   folded: Rollup["folded"] extends Map<string, infer F> ? F[] : never,
   lasts: LastEntry[],
+  extra: (op: Deno.AtomicOperation) => void,
 ): Promise<void> {
   for (let attempt = 0;; attempt++) {
     const stored = await getAll<LastValue>(kv, lasts.map((l) => l.key));
@@ -99,6 +137,7 @@ async function commitChunk(
         l.expireAt === null ? undefined : { expireIn: Math.max(1000, l.expireAt - now) },
       );
     });
+    extra(op);
     if ((await op.commit()).ok) return;
     // Another writer set a `last` in between: read the lasts again and retry.
     await new Promise((r) => setTimeout(r, Math.random() * Math.min(50, 2 ** attempt)));

@@ -22,6 +22,8 @@ export interface FeedKinds {
   revoked: RevocationEvent;
   /** Close socket `id`, held by `instance`, with 4403 `revoked` (CONTRACT 8.1). */
   disconnect: { id: string; instance: string };
+  /** Committed metric points: the `10s` buckets they changed, as [series id, start]. */
+  metrics: { buckets: [string, number][] };
 }
 
 /** One event of the feed. `origin` is the instance that wrote it, when one did. */
@@ -210,7 +212,9 @@ export class Feed {
         if (this.#seen.has(event.id)) continue;
         this.#seen.set(event.id, now);
         if (event.origin === this.#o.instanceId) continue;
-        for (const handler of this.#handlers[event.kind] ?? []) {
+        // The union of kinds does not narrow through the map: one cast, checked by on().
+        const handlers = (this.#handlers[event.kind] ?? []) as ((data: unknown) => void)[];
+        for (const handler of handlers) {
           try {
             // The kind was matched above: its handlers take its data.
             (handler as (data: unknown) => void)(event.data);

@@ -49,11 +49,17 @@ export class Registry<M extends Member = Member> {
     stats: new Set(),
     attempts: new Set(),
     presence: new Set(),
+    metrics: new Set(),
   };
   #listeners: (() => void)[] = [];
   #memberListeners: ((member: Member, change: MemberChange) => void)[] = [];
   /** Since when each event has had subscribers without a break (epoch ms). */
-  #since: Record<EventName, number | null> = { stats: null, attempts: null, presence: null };
+  #since: Record<EventName, number | null> = {
+    stats: null,
+    attempts: null,
+    presence: null,
+    metrics: null,
+  };
 
   /** Calls `listener` after every change of the counts or presence. */
   onChange(listener: () => void): void {
