@@ -169,11 +169,14 @@ export class IpGuard {
   /**
    * Counts the failures among durable attempts against their IPs. A
    * `rate_limited` refusal is not counted: it would keep an IP that waits
-   * out its limit blocked for as long as it keeps asking.
+   * out its limit blocked for as long as it keeps asking. Nor is
+   * `key_unavailable`: the identity provider being down is no client's fault.
    */
   recorded(attempts: readonly Pick<Attempt, "ip" | "outcome" | "reason">[]): void {
     for (const a of attempts) {
-      if (a.outcome === "failure" && a.reason !== "rate_limited") this.failed(a.ip);
+      if (
+        a.outcome === "failure" && a.reason !== "rate_limited" && a.reason !== "key_unavailable"
+      ) this.failed(a.ip);
     }
   }
 

@@ -192,7 +192,10 @@ export async function startLookout(
   const deps: AppDeps = {
     config,
     kv,
-    tokenKey: await tokenKey(secret, config.jwtIssuer, config.jwtAudience),
+    tokenKey: await tokenKey(secret, config.jwtIssuer, config.jwtAudience, {
+      previous: config.jwtSecretPrevious,
+      issuers: config.jwtIssuers,
+    }),
     attempts,
     instanceId,
     registry,
