@@ -38,7 +38,8 @@ const BY_CODE: Record<number, string> = {
   1011:
     "The server hit an internal error (such as its store being unavailable) and closed the socket.",
   1012: "The server is restarting.",
-  1013: "Try again later: the server is overloaded, or the identity provider's keys cannot be fetched.",
+  1013:
+    "Try again later: the server is overloaded, or the identity provider's keys cannot be fetched.",
   1015: "The TLS handshake failed.",
   4400: BY_REASON.bad_message,
   4401: "Authentication failed: the token is missing, malformed, expired or does not verify.",

@@ -202,7 +202,9 @@ export class StaticKey implements KeySource {
 
   getKey: JWTVerifyGetKey = (header) => {
     const key = this.#keys.get(header.alg ?? "");
-    if (!key) throw new errors.JOSEAlgNotAllowed(`"alg" (Algorithm) Header Parameter value not allowed`);
+    if (!key) {
+      throw new errors.JOSEAlgNotAllowed(`"alg" (Algorithm) Header Parameter value not allowed`);
+    }
     return key;
   };
 }
