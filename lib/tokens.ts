@@ -354,6 +354,8 @@ function failureFromJose(error: unknown): Verification {
     case errors.JOSEAlgNotAllowed.code:
       return failure("alg_not_allowed");
     case errors.JWSSignatureVerificationFailed.code:
+    // No key of the token's issuer has its kid (CONTRACT 8), even after a refetch.
+    case errors.JWKSNoMatchingKey.code:
       return failure("invalid_signature");
     case errors.JWTExpired.code:
       return failure("token_expired", (error as errors.JWTExpired).payload);
