@@ -122,9 +122,9 @@ export function explainTokenIssuer(token: string, reason: string): string | null
       JSON.stringify(iss)
     } (its jwksUrl in JWT_ISSUERS is down, unreachable from the server, or answers too slowly or too much), so it refused for now: check that URL from the server and retry.`;
   }
-  return `The token was refused with invalid_claims; its issuer is ${
+  return `The token's claims are wrong for this server (its iss is ${
     JSON.stringify(iss)
-  }: if that is neither the server's JWT_ISSUER nor an issuer in its JWT_ISSUERS, add it to JWT_ISSUERS, else check aud and the sub, exp and iat claims.`;
+  }): an iss that is neither the server's JWT_ISSUER nor an issuer in its JWT_ISSUERS is refused, so add that issuer to JWT_ISSUERS, else check aud, sub, exp and iat.`;
 }
 
 /** A close in words; with the token's times, or its issuer, when they explain it. */
