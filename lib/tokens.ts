@@ -1,5 +1,5 @@
-import { decodeJwt, errors, jwtVerify, SignJWT } from "jose";
-import type { IssuerConfig } from "./auth/issuers.ts";
+import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, SignJWT } from "jose";
+import { ISSUER_ALGORITHMS, type IssuerConfig } from "./auth/issuers.ts";
 import { KeySource, KeyUnavailableError, RemoteKeys, StaticKey } from "./auth/jwks.ts";
 import { newId } from "./ids.ts";
 import { type Role, ROLES, type TokenFailureReason } from "./protocol.ts";
@@ -187,16 +187,39 @@ export async function verifyAccessToken(
   if (!COMPACT_JWS.test(token)) return failure("malformed_token");
   // Routed by the unverified `iss`: it only picks which keys may verify, and
   // each issuer's keys and algorithms are then checked as usual.
-  let iss: unknown;
+  const { iss, alg } = peek(token);
+  const trusted = iss === undefined ? undefined : key.issuers?.get(iss);
+  if (trusted) return await verifyIssuerToken(trusted, token, options);
+  // Anything else is judged as Lookout's own token, as before issuers
+  // existed, so jose still decides malformed and unsigned tokens; only an
+  // asymmetric token of an unknown issuer is named for its `iss` (CONTRACT 8).
+  const result = await verifyOwnToken(key, token, options);
+  if (
+    !result.ok && result.reason === "alg_not_allowed" && iss !== undefined &&
+    iss !== key.issuer && (ISSUER_ALGORITHMS as readonly string[]).includes(alg ?? "")
+  ) {
+    return failure("invalid_claims");
+  }
+  return result;
+}
+
+/** The unverified `iss` and `alg`, when they decode as strings; never trusted. */
+function peek(token: string): { iss?: string; alg?: string } {
+  let iss: unknown, alg: unknown;
   try {
     iss = decodeJwt(token).iss;
   } catch {
-    return failure("malformed_token");
+    // Not decodable: jose names it below.
   }
-  const trusted = typeof iss === "string" ? key.issuers?.get(iss) : undefined;
-  if (trusted) return await verifyIssuerToken(trusted, token, options);
-  if (typeof iss === "string" && iss !== key.issuer) return failure("invalid_claims");
-  return await verifyOwnToken(key, token, options);
+  try {
+    alg = decodeProtectedHeader(token).alg;
+  } catch {
+    // As above.
+  }
+  return {
+    iss: typeof iss === "string" ? iss : undefined,
+    alg: typeof alg === "string" ? alg : undefined,
+  };
 }
 
 /** Lookout's own HS256 token: the current secret, then the previous one. */
