@@ -64,6 +64,14 @@ Deno.test("key_unavailable: 1013 after the first message, 503 before the upgrade
     rows!.map((r) => [r.transport, r.outcome, r.reason]).sort(),
     [["header", "failure", "key_unavailable"], ["message", "failure", "key_unavailable"]],
   );
+  // The attempt log can be filtered by the new reason.
+  const res2 = await fetch(new URL("/api/v1/attempts?reason=key_unavailable", server.url), {
+    headers: { authorization: `Bearer ${await server.mint()}` },
+  });
+  assert.equal(res2.status, 200);
+  const body = await res2.json();
+  assert.equal(body.items.length, 2);
+  assert.ok(body.items.every((a: { reason: string }) => a.reason === "key_unavailable"));
 });
 
 Deno.test("an identity provider being down does not rate-limit its users' addresses", async () => {
@@ -149,4 +157,22 @@ Deno.test("an identity provider's user can re-authenticate, and another user can
   await client.next("reauthenticated");
   client.send({ type: "auth", token: await signIdp(signing, IDP, { sub: "other" }) });
   assert.deepEqual(await client.closed, { code: 4401, reason: "invalid_claims" });
+});
+
+Deno.test("the HTTP API answers 503 key_unavailable, not 401, for a provider's token without keys", async () => {
+  const signing = await makeKey("ES256", "k");
+  const down = `http://127.0.0.1:${freePort()}/jwks.json`;
+  await using server = await startTestServer({
+    JWT_ISSUERS: JSON.stringify([issuerEntry(IDP, down)]),
+  });
+  const token = await signIdp(signing, IDP);
+  for (const path of ["/api/v1/stats", "/api/v1/metrics"]) {
+    const res = await fetch(new URL(path, server.url), {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    const body = await res.json();
+    assert.equal(res.status, 503, path);
+    assert.equal(body.reason, "key_unavailable", path);
+    assert.equal(res.headers.get("retry-after"), "30");
+  }
 });
