@@ -176,3 +176,21 @@ Deno.test("the HTTP API answers 503 key_unavailable, not 401, for a provider's t
     assert.equal(res.headers.get("retry-after"), "30");
   }
 });
+
+Deno.test("revoking a user closes their provider sockets and refuses their older provider tokens", async () => {
+  const signing = await makeKey("RS256", "k");
+  await using jwks = serveJwks([signing]);
+  await using server = await startTestServer({
+    JWT_ISSUERS: JSON.stringify([issuerEntry(IDP, jwks.url, { userClaim: "email" })]),
+  });
+  const iat = Math.floor(Date.now() / 1000) - 5;
+  const token = await signIdp(signing, IDP, { email: "ida@example.com", iat, jti: undefined });
+  const live = await TestClient.open(server.wsUrl);
+  await live.auth(token);
+  await server.deps.revocations.revokeUser("ida@example.com");
+  assert.deepEqual(await live.closed, { code: 4403, reason: "revoked" });
+  const again = await TestClient.open(server.wsUrl);
+  again.send({ type: "auth", token });
+  assert.equal((await again.next("auth_failed")).reason, "revoked");
+  assert.deepEqual(await again.closed, { code: 4403, reason: "revoked" });
+});
