@@ -144,3 +144,35 @@ Deno.test("JWT_SECRET_PREVIOUS must be 32 bytes, and is never shown", () => {
   const previous = "p".repeat(32);
   assert.equal(loadConfig({ JWT_SECRET_PREVIOUS: previous }).jwtSecretPrevious, previous);
 });
+
+Deno.test("main.ts exits non-zero with one stderr line per bad JWT_ISSUERS entry", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lookout_issuers_" });
+  try {
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", new URL("../main.ts", import.meta.url).pathname],
+      env: {
+        PORT: "0",
+        KV_PATH: `${dir}/kv.sqlite3`,
+        NO_COLOR: "1",
+        JWT_ISSUERS: JSON.stringify([
+          { ...good, jwksUrl: "http://example.com/jwks" },
+          good,
+          { ...good, issuer: "other", algorithms: ["HS256"] },
+        ]),
+      },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(60_000),
+    }).output();
+    const stderr = new TextDecoder().decode(output.stderr);
+    assert.equal(output.signal, null);
+    assert.equal(output.code, 1);
+    assert.deepEqual(stderr.split("\n").filter((l) => l.trim() !== ""), [
+      `Cannot start as JWT_ISSUERS[0].jwksUrl must be https (or http on a loopback host): current value is "http://example.com/jwks"`,
+      `Cannot start as JWT_ISSUERS[2].algorithms must each be one of RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA: current value is ["HS256"]`,
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
