@@ -91,11 +91,17 @@ export async function tokenKey(
   secret: string,
   issuer: string,
   audience: string,
-  options: { previous?: string; issuers?: IssuerConfig[] } = {},
+  options: {
+    previous?: string;
+    issuers?: IssuerConfig[];
+    /** Told when an issuer's JWKS cannot be fetched. */
+    onKeyFetchError?: (issuer: string, error: unknown) => void;
+  } = {},
 ): Promise<TokenKey> {
   const issuers = new Map<string, TrustedIssuer>();
   for (const config of options.issuers ?? []) {
-    issuers.set(config.issuer, { config, keys: await keySource(config) });
+    const onError = (error: unknown) => options.onKeyFetchError?.(config.issuer, error);
+    issuers.set(config.issuer, { config, keys: await keySource(config, onError) });
   }
   return {
     secret: await hmacKey(secret),
@@ -107,8 +113,11 @@ export async function tokenKey(
 }
 
 /** A new key source for one issuer: a JWKS cache of its own, or its PEM key. */
-export async function keySource(config: IssuerConfig): Promise<KeySource> {
-  if (config.jwksUrl) return new RemoteKeys(config.jwksUrl, config.algorithms);
+export async function keySource(
+  config: IssuerConfig,
+  onError?: (error: unknown) => void,
+): Promise<KeySource> {
+  if (config.jwksUrl) return new RemoteKeys(config.jwksUrl, config.algorithms, { onError });
   return await StaticKey.create(config.publicKey!, config.algorithms);
 }
 

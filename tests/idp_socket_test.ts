@@ -64,6 +64,11 @@ Deno.test("key_unavailable: 1013 after the first message, 503 before the upgrade
     rows!.map((r) => [r.transport, r.outcome, r.reason]).sort(),
     [["header", "failure", "key_unavailable"], ["message", "failure", "key_unavailable"]],
   );
+  // The operator is told why, naming the issuer; the token is never logged.
+  const warned = server.logs.filter((l) => l.includes("cannot fetch the JWKS"));
+  assert.ok(warned.length >= 1, server.logs.join("\n"));
+  assert.match(warned[0], /"level":"warn".*"issuer":"https:\/\/idp\.test\/realms\/acme"/);
+  assert.ok(server.logs.every((l) => !l.includes(token.split(".")[2])));
   // The attempt log can be filtered by the new reason.
   const res2 = await fetch(new URL("/api/v1/attempts?reason=key_unavailable", server.url), {
     headers: { authorization: `Bearer ${await server.mint()}` },

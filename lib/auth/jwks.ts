@@ -37,6 +37,8 @@ export interface JwksOptions {
   maxBytes?: number;
   /** The current time in epoch ms (tests). */
   now?: () => number;
+  /** Told of each failed fetch, for the log (the last good keys stay in use). */
+  onError?: (error: unknown) => void;
 }
 
 /** The key lookup jose's `jwtVerify` calls with the token's protected header. */
@@ -54,7 +56,7 @@ const PRIVATE_MEMBERS = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 export function usableKeys(json: unknown, algorithms: readonly string[]): JSONWebKeySet {
   const keys = (json as { keys?: unknown } | null)?.keys;
   if (!Array.isArray(keys)) {
-    throw new Error("the JWKS is not a JSON object with a keys array");
+    throw new Error("Cannot use the JWKS as it is not a JSON object with a keys array");
   }
   const usable: JWK[] = [];
   for (const key of keys) {
@@ -75,7 +77,7 @@ async function readCapped(response: Response, maxBytes: number): Promise<string>
   const declared = Number(response.headers.get("content-length"));
   if (declared > maxBytes) {
     await response.body?.cancel();
-    throw new Error(`the JWKS is larger than ${maxBytes} bytes`);
+    throw new Error(`Cannot read the JWKS as it is larger than ${maxBytes} bytes`);
   }
   const reader = response.body?.getReader();
   if (!reader) return "";
@@ -87,7 +89,7 @@ async function readCapped(response: Response, maxBytes: number): Promise<string>
     size += value.byteLength;
     if (size > maxBytes) {
       await reader.cancel();
-      throw new Error(`the JWKS is larger than ${maxBytes} bytes`);
+      throw new Error(`Cannot read the JWKS as it is larger than ${maxBytes} bytes`);
     }
     chunks.push(value);
   }
@@ -109,6 +111,7 @@ export class RemoteKeys implements KeySource {
   readonly #timeoutMs: number;
   readonly #maxBytes: number;
   readonly #now: () => number;
+  readonly #onError: (error: unknown) => void;
   #local: JWTVerifyGetKey | null = null;
   #fetchedAt = -Infinity;
   #triedAt = -Infinity;
@@ -125,6 +128,7 @@ export class RemoteKeys implements KeySource {
     this.#timeoutMs = options.timeoutMs ?? 5_000;
     this.#maxBytes = options.maxBytes ?? 256 * 1024;
     this.#now = options.now ?? Date.now;
+    this.#onError = options.onError ?? (() => {});
   }
 
   /** Whether a fetch may start now: at most one per cooldown, whatever its outcome. */
@@ -143,6 +147,7 @@ export class RemoteKeys implements KeySource {
       this.#lastError = null;
     }, (error) => {
       this.#lastError = error;
+      this.#onError(error);
     }).finally(() => {
       this.#pending = null;
     });
@@ -158,7 +163,9 @@ export class RemoteKeys implements KeySource {
     });
     if (response.status !== 200) {
       await response.body?.cancel();
-      throw new Error(`the JWKS answered ${response.status}`);
+      throw new Error(
+        `Cannot use the JWKS as it answered ${response.status}: current status is not 200`,
+      );
     }
     const json = JSON.parse(await readCapped(response, this.#maxBytes));
     return createLocalJWKSet(usableKeys(json, this.#algorithms));
