@@ -206,7 +206,16 @@ export async function startLookout(
   const deps: AppDeps = {
     config,
     kv,
-    tokenKey: await tokenKey(secret, config.jwtIssuer, config.jwtAudience),
+    tokenKey: await tokenKey(secret, config.jwtIssuer, config.jwtAudience, {
+      previous: config.jwtSecretPrevious,
+      issuers: config.jwtIssuers,
+      // Tokens still verify with the last good keys; the operator should know.
+      onKeyFetchError: (issuer, error) =>
+        logger.warn("cannot fetch the JWKS of a trusted issuer", {
+          issuer,
+          error: (error as Error)?.message ?? String(error),
+        }),
+    }),
     attempts,
     instanceId,
     registry,

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { UserName } from "./auth/user_name.ts";
+import { type IssuerConfig, parseIssuers } from "./auth/issuers.ts";
 
 /** Validated runtime configuration, read once at start-up. */
 export interface Config {
@@ -9,6 +10,10 @@ export interface Config {
   kvPath: string | undefined;
   /** HS256 secret as text; undefined means "generate once and keep in KV". */
   jwtSecret: string | undefined;
+  /** A retired HS256 secret whose tokens still verify (rotation). */
+  jwtSecretPrevious: string | undefined;
+  /** Identity providers whose tokens are accepted too (CONTRACT 8). */
+  jwtIssuers: IssuerConfig[];
   jwtIssuer: string;
   jwtAudience: string;
   accessTokenTtlS: number;
@@ -46,7 +51,7 @@ function integer(min: number, max: number) {
     .refine((n) => n >= min && n <= max, message);
 }
 
-const SECRET_VARS = new Set(["JWT_SECRET", "ADMIN_PASSWORD"]);
+const SECRET_VARS = new Set(["JWT_SECRET", "JWT_SECRET_PREVIOUS", "ADMIN_PASSWORD"]);
 const encoder = new TextEncoder();
 
 const Env = z.object({
@@ -54,6 +59,10 @@ const Env = z.object({
   HOSTNAME: z.string().trim().min(1, "must not be empty").default("0.0.0.0"),
   KV_PATH: z.string().trim().min(1).default("data/lookout.sqlite3"),
   JWT_SECRET: z.string().refine(
+    (s) => encoder.encode(s).length >= 32,
+    "must be at least 32 bytes of UTF-8",
+  ).optional(),
+  JWT_SECRET_PREVIOUS: z.string().refine(
     (s) => encoder.encode(s).length >= 32,
     "must be at least 32 bytes of UTF-8",
   ).optional(),
@@ -108,7 +117,7 @@ function isOrigin(value: string): boolean {
 /**
  * Reads and validates the configuration from an environment map.
  * Empty values count as unset. Throws {@linkcode ConfigError} with one line
- * naming the first bad variable.
+ * naming the first bad variable (for `JWT_ISSUERS`, one line per bad entry).
  */
 export function loadConfig(env: Record<string, string | undefined>): Config {
   const input: Record<string, string> = {};
@@ -143,11 +152,16 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       }: current value is unset`,
     );
   }
+  const issuers = parseIssuers(input.JWT_ISSUERS, e.JWT_ISSUER);
+  // One line per bad entry, so every mistake shows in one start.
+  if (!issuers.ok) throw new ConfigError(issuers.errors.join("\n"));
   return {
     port: e.PORT,
     hostname: e.HOSTNAME,
     kvPath: onDeploy ? undefined : e.KV_PATH,
     jwtSecret: e.JWT_SECRET,
+    jwtSecretPrevious: e.JWT_SECRET_PREVIOUS,
+    jwtIssuers: issuers.issuers,
     jwtIssuer: e.JWT_ISSUER,
     jwtAudience: e.JWT_AUDIENCE,
     accessTokenTtlS: e.ACCESS_TOKEN_TTL_S,

@@ -103,7 +103,31 @@ export function explainTokenTimes(token: string, reason: string, clocks: Clocks)
   return null;
 }
 
-/** A close in words; for the two time-bound reasons, with the token's times and the clocks. */
+/**
+ * For `invalid_claims` and `key_unavailable`: one sentence naming the token's
+ * issuer (`iss`, read without verifying), so an unknown issuer or an
+ * identity provider whose keys are out of reach is plain. Null otherwise.
+ */
+export function explainTokenIssuer(token: string, reason: string): string | null {
+  if (reason !== "invalid_claims" && reason !== "key_unavailable") return null;
+  let iss: unknown;
+  try {
+    iss = decodeJwt(token).iss;
+  } catch {
+    return null;
+  }
+  if (typeof iss !== "string") return null;
+  if (reason === "key_unavailable") {
+    return `The server could not fetch the keys of the token's issuer ${
+      JSON.stringify(iss)
+    } (its jwksUrl in JWT_ISSUERS is down, unreachable from the server, or answers too slowly or too much), so it refused for now: check that URL from the server and retry.`;
+  }
+  return `The token's claims are wrong for this server (its iss is ${
+    JSON.stringify(iss)
+  }): an iss that is neither the server's JWT_ISSUER nor an issuer in its JWT_ISSUERS is refused, so add that issuer to JWT_ISSUERS, else check aud, sub, exp and iat.`;
+}
+
+/** A close in words; with the token's times, or its issuer, when they explain it. */
 export function explainAuthClose(
   code: number,
   reason: string,
@@ -112,7 +136,8 @@ export function explainAuthClose(
   const times = context.token && context.clocks
     ? explainTokenTimes(context.token, reason, context.clocks)
     : null;
-  return times ?? explainClose(code, reason);
+  const issuer = context.token ? explainTokenIssuer(context.token, reason) : null;
+  return times ?? issuer ?? explainClose(code, reason);
 }
 
 /** The connection ended without a close frame: what a browser reports as 1006. */
@@ -287,6 +312,12 @@ export function explainStatus(res: RefusedUpgrade, ctx: UpgradeContext): string 
         capital(proxy)
       } cannot reach the app behind it (502): check that Lookout is running and that the proxy's upstream address and port are right.`;
     case 503:
+      if (reason === "key_unavailable") {
+        const words = explainAuthClose(1013, reason, { token: ctx.token });
+        return `The server could not check the Bearer token (503 key_unavailable): ${
+          words[0].toLowerCase()
+        }${words.slice(1)}`;
+      }
       return `The service is unavailable (503${said}): Lookout answers so when its store (Deno KV) fails or it is stopping, and a proxy when it has no healthy upstream; check the app's logs and /healthz.`;
     case 504:
       return `${

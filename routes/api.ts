@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import { zValidator } from "@hono/zod-validator";
 import type { AttemptLog } from "../lib/attempts/log.ts";
-import { refuseApiKeys } from "../lib/api_keys/auth.ts";
+import { keyUnavailable, refuseApiKeys } from "../lib/api_keys/auth.ts";
 import type { KeyCache } from "../lib/api_keys/key_cache.ts";
 import { AttemptQuery, listAttempts } from "../lib/attempts/query.ts";
 import { exportAttempts, parseExportQuery } from "../lib/attempts/export.ts";
@@ -42,6 +42,7 @@ export function apiRoutes(deps: ApiDeps): Hono<Env> {
         isRevoked: deps.isRevoked,
       });
       if (result.ok) user = { name: result.claims.sub, role: result.claims.role };
+      else if (result.reason === "key_unavailable") throw keyUnavailable();
     } else {
       const session = await requestSession(c, deps.kv, {
         trustProxy: deps.config.trustProxy,

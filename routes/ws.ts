@@ -71,17 +71,23 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
         }
       };
       const refuse = async (
-        status: 400 | 401 | 403,
+        status: 400 | 401 | 403 | 503,
         reason: FailureReason,
         message: string,
         token: { user: string | null; tokenId: string | null } = { user: null, tokenId: null },
       ): Promise<never> => {
-        const transport = status === 401 ? "header" : "upgrade";
+        const transport = status === 401 || status === 503 ? "header" : "upgrade";
         await record({ ...token, outcome: "failure", reason, transport });
-        throw new ApiError(status, status === 401 ? "unauthorized" : reason, {
-          details: { reason, message },
-          headers: status === 401 ? { "WWW-Authenticate": `Bearer error="invalid_token"` } : {},
-        });
+        const headers: Record<string, string> = status === 401
+          ? { "WWW-Authenticate": `Bearer error="invalid_token"` }
+          : status === 503
+          ? { "Retry-After": "30" }
+          : {};
+        throw new ApiError(
+          status,
+          status === 401 ? "unauthorized" : status === 503 ? "unavailable" : reason,
+          { details: { reason, message }, headers },
+        );
       };
 
       // The pending slot is taken here, synchronously with the check, and
@@ -132,7 +138,14 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
           const result = await verifyAccessToken(tokenKey, bearer, {
             isRevoked: deps.isRevoked,
           });
-          if (!result.ok) {
+          if (!result.ok && result.reason === "key_unavailable") {
+            // The server's trouble, not the token's: 503, retry once the keys can be had.
+            await refuse(
+              503,
+              "key_unavailable",
+              "the keys of the token's issuer cannot be fetched now: retry later",
+            );
+          } else if (!result.ok) {
             await refuse(401, result.reason, `the bearer token failed: ${result.reason}`, result);
           } else {
             preAuth = result.claims;

@@ -17,9 +17,11 @@ const BY_REASON: Record<string, string> = {
   token_not_yet_valid:
     "The token is not valid yet (nbf or iat in the future): the clocks of issuer and server disagree.",
   invalid_claims:
-    "The token's claims are wrong: a missing sub, exp or iat, a wrong iss or aud, or a re-auth for another user.",
+    "The token's claims are wrong: a missing sub, exp or iat, a wrong aud, an iss that is neither JWT_ISSUER nor in JWT_ISSUERS, or a re-auth for another user.",
   revoked: "The session was signed out or the token revoked: sign in again.",
   forbidden: "The token's role is not admin or viewer.",
+  key_unavailable:
+    "The keys of the token's identity provider could not be fetched (its JWKS URL is down or unreachable): try again later.",
   auth_timeout: "No auth message came in time after the socket opened.",
   rate_limited: "Too many messages, or too many failed attempts from this address: wait and retry.",
   slow_consumer: "The client did not read what the server sent, so the server let it go.",
@@ -36,7 +38,8 @@ const BY_CODE: Record<number, string> = {
   1011:
     "The server hit an internal error (such as its store being unavailable) and closed the socket.",
   1012: "The server is restarting.",
-  1013: "The server is overloaded; try again later.",
+  1013:
+    "Try again later: the server is overloaded, or the identity provider's keys cannot be fetched.",
   1015: "The TLS handshake failed.",
   4400: BY_REASON.bad_message,
   4401: "Authentication failed: the token is missing, malformed, expired or does not verify.",

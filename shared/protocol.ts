@@ -19,6 +19,7 @@ export const FAILURE_REASONS = [
   "invalid_claims",
   "revoked",
   "forbidden",
+  "key_unavailable",
   "auth_timeout",
   "rate_limited",
   "slow_consumer",
@@ -40,7 +41,8 @@ export type TokenFailureReason =
   | "token_not_yet_valid"
   | "invalid_claims"
   | "revoked"
-  | "forbidden";
+  | "forbidden"
+  | "key_unavailable";
 
 /** The close code sent with each reason (reasons only answered over HTTP have none). */
 export const CLOSE_CODES = {
@@ -54,6 +56,8 @@ export const CLOSE_CODES = {
   invalid_claims: 4401,
   revoked: 4403,
   forbidden: 4403,
+  // An identity provider's keys cannot be had: the server's trouble, retry later.
+  key_unavailable: 1013,
   auth_timeout: 4408,
   rate_limited: 4429,
   slow_consumer: 4409,

@@ -608,3 +608,51 @@ Deno.test("cli/probe.ts exits 2 on bad usage", async () => {
     assert.match(stderr, /usage: deno task probe URL/);
   }
 });
+
+Deno.test("probe() explains key_unavailable and an unknown iss in one sentence each", async () => {
+  const { freePort } = await import("./helpers.ts");
+  const { issuerEntry, makeKey, signIdp } = await import("./idp_fixtures.ts");
+  const signing = await makeKey("RS256", "k");
+  const idp = "https://idp.test/";
+  await using server = await startTestServer({
+    JWT_ISSUERS: JSON.stringify([
+      issuerEntry(idp, `http://127.0.0.1:${freePort()}/jwks.json`),
+    ]),
+  });
+  const cases: [string, { code: number; reason: string }, RegExp][] = [
+    [
+      await signIdp(signing, idp),
+      { code: 1013, reason: "key_unavailable" },
+      /^The server could not fetch the keys of the token's issuer "https:\/\/idp\.test\/" \(its jwksUrl in JWT_ISSUERS is down/,
+    ],
+    [
+      await signIdp(signing, "https://unknown.test/"),
+      { code: 4401, reason: "invalid_claims" },
+      /^The token's claims are wrong for this server \(its iss is "https:\/\/unknown\.test\/"\): an iss that is neither the server's JWT_ISSUER nor an issuer in its JWT_ISSUERS is refused/,
+    ],
+  ];
+  for (const [token, close, words] of cases) {
+    const report = await probe(server.wsUrl, { token });
+    const auth = stepOf<AuthStep>(report, "auth");
+    assert.deepEqual(auth.close, close);
+    assert.equal(auth.failedReason, close.reason);
+    assert.match(auth.cause!, words, auth.cause);
+    assert.doesNotMatch(auth.cause!, /[\r\n]/);
+    assert.ok(!auth.cause!.includes(token));
+  }
+});
+
+Deno.test("explainStatus() explains 503 key_unavailable for a Bearer header", () => {
+  const header = btoa(JSON.stringify({ alg: "RS256" })).replaceAll("=", "");
+  const payload = btoa(JSON.stringify({ iss: "https://idp.test/" })).replaceAll("=", "");
+  const words = explainStatus({
+    status: 503,
+    headers: new Headers({ "Retry-After": "30" }),
+    json: { error: "unavailable", reason: "key_unavailable" },
+    body: "",
+  }, { path: "/admin/ws", token: `${header}.${payload}.c2ln` });
+  assert.match(
+    words,
+    /^The server could not check the Bearer token \(503 key_unavailable\): the server could not fetch the keys of the token's issuer "https:\/\/idp\.test\/"/,
+  );
+});

@@ -127,6 +127,7 @@ export async function authenticate(deps: KeyAuthDeps, c: Context): Promise<Princ
       return { kind: "user", name: result.claims.sub, role: result.claims.role, via: "token" };
     }
     if (result.reason === "missing_token") return await fail("missing_token", null);
+    if (result.reason === "key_unavailable") throw keyUnavailable();
     throw unauthorized();
   }
   const session = await requestSession(c, deps.kv, {
@@ -181,4 +182,18 @@ function remoteAddress(c: Context): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * 503 for a token of a trusted identity provider whose keys cannot be had
+ * (CONTRACT 8): the server's trouble, not the client's, so no 401.
+ */
+export function keyUnavailable(): ApiError {
+  return new ApiError(503, "unavailable", {
+    details: {
+      reason: "key_unavailable",
+      message: "the keys of the token's issuer cannot be fetched now: retry later",
+    },
+    headers: { "Retry-After": "30" },
+  });
 }

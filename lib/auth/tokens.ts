@@ -1,6 +1,8 @@
-import { errors, jwtVerify, SignJWT } from "jose";
 import { newId } from "../store/ids.ts";
 import { type Role, ROLES, type TokenFailureReason } from "../../shared/protocol.ts";
+import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, SignJWT } from "jose";
+import { ISSUER_ALGORITHMS, type IssuerConfig } from "./issuers.ts";
+import { KeySource, KeyUnavailableError, RemoteKeys, StaticKey } from "./jwks.ts";
 
 /** How the server signs and checks access tokens. */
 export interface TokenKey {
@@ -9,8 +11,18 @@ export interface TokenKey {
    * imported once: given raw bytes, jose would import them on every call.
    */
   secret: CryptoKey;
+  /** A retired secret whose tokens still verify (`JWT_SECRET_PREVIOUS`). */
+  previous?: CryptoKey | null;
   issuer: string;
   audience: string;
+  /** Trusted identity providers by `iss`, each with its own keys (CONTRACT 8). */
+  issuers?: Map<string, TrustedIssuer>;
+}
+
+/** An identity provider's settings and its own key source, never shared. */
+export interface TrustedIssuer {
+  config: IssuerConfig;
+  keys: KeySource;
 }
 
 /** The claims of a verified access token. */
@@ -64,20 +76,49 @@ const encoder = new TextEncoder();
  */
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
-/** Builds the token key from the configured secret text. */
-export async function tokenKey(
-  secret: string,
-  issuer: string,
-  audience: string,
-): Promise<TokenKey> {
-  const key = await crypto.subtle.importKey(
+function hmacKey(secret: string): Promise<CryptoKey> {
+  return crypto.subtle.importKey(
     "raw",
     encoder.encode(secret),
     { name: "HMAC", hash: "SHA-256" },
     false,
     ["sign", "verify"],
   );
-  return { secret: key, issuer, audience };
+}
+
+/** Builds the token key from the configured secret text (and issuers, when any). */
+export async function tokenKey(
+  secret: string,
+  issuer: string,
+  audience: string,
+  options: {
+    previous?: string;
+    issuers?: IssuerConfig[];
+    /** Told when an issuer's JWKS cannot be fetched. */
+    onKeyFetchError?: (issuer: string, error: unknown) => void;
+  } = {},
+): Promise<TokenKey> {
+  const issuers = new Map<string, TrustedIssuer>();
+  for (const config of options.issuers ?? []) {
+    const onError = (error: unknown) => options.onKeyFetchError?.(config.issuer, error);
+    issuers.set(config.issuer, { config, keys: await keySource(config, onError) });
+  }
+  return {
+    secret: await hmacKey(secret),
+    previous: options.previous ? await hmacKey(options.previous) : null,
+    issuer,
+    audience,
+    issuers,
+  };
+}
+
+/** A new key source for one issuer: a JWKS cache of its own, or its PEM key. */
+export async function keySource(
+  config: IssuerConfig,
+  onError?: (error: unknown) => void,
+): Promise<KeySource> {
+  if (config.jwksUrl) return new RemoteKeys(config.jwksUrl, config.algorithms, { onError });
+  return await StaticKey.create(config.publicKey!, config.algorithms);
 }
 
 /** Signs a new access token. The token is returned once and never stored. */
@@ -141,33 +182,69 @@ export async function verifyAccessToken(
     return failure("missing_token");
   }
   if (!COMPACT_JWS.test(token)) return failure("malformed_token");
+  // Routed by the unverified `iss`: it only picks which keys may verify, and
+  // each issuer's keys and algorithms are then checked as usual.
+  const { iss, alg } = peek(token);
+  const trusted = iss === undefined ? undefined : key.issuers?.get(iss);
+  if (trusted) return await verifyIssuerToken(trusted, token, options);
+  // Anything else is judged as Lookout's own token, as before issuers
+  // existed, so jose still decides malformed and unsigned tokens; only an
+  // asymmetric token of an unknown issuer is named for its `iss` (CONTRACT 8).
+  const result = await verifyOwnToken(key, token, options);
+  if (
+    !result.ok && result.reason === "alg_not_allowed" && iss !== undefined &&
+    iss !== key.issuer && (ISSUER_ALGORITHMS as readonly string[]).includes(alg ?? "")
+  ) {
+    return failure("invalid_claims");
+  }
+  return result;
+}
+
+/** The unverified `iss` and `alg`, when they decode as strings; never trusted. */
+function peek(token: string): { iss?: string; alg?: string } {
+  let iss: unknown, alg: unknown;
+  try {
+    iss = decodeJwt(token).iss;
+  } catch {
+    // Not decodable: jose names it below.
+  }
+  try {
+    alg = decodeProtectedHeader(token).alg;
+  } catch {
+    // As above.
+  }
+  return {
+    iss: typeof iss === "string" ? iss : undefined,
+    alg: typeof alg === "string" ? alg : undefined,
+  };
+}
+
+/** Lookout's own HS256 token: the current secret, then the previous one. */
+async function verifyOwnToken(
+  key: TokenKey,
+  token: string,
+  options: VerifyOptions,
+): Promise<Verification> {
   const now = options.now ?? Date.now();
   let payload: Record<string, unknown>;
   try {
-    ({ payload } = await jwtVerify(token, key.secret, {
-      algorithms: ALGORITHMS,
-      issuer: key.issuer,
-      audience: key.audience,
-      requiredClaims: ["sub", "exp", "iat"],
-      clockTolerance: CLOCK_TOLERANCE_S,
-      currentDate: new Date(now),
-    }));
+    payload = await verifyHs256(token, key.secret, key, now);
   } catch (error) {
-    return failureFromJose(error);
+    const badSignature = error instanceof errors.JWSSignatureVerificationFailed;
+    if (!badSignature || !key.previous) return failureFromJose(error);
+    try {
+      payload = await verifyHs256(token, key.previous, key, now);
+    } catch (again) {
+      return failureFromJose(again);
+    }
   }
   const nowS = now / 1000;
   const { sub, exp, iat, role } = payload;
   if (typeof sub !== "string" || sub.length === 0) {
     return failure("invalid_claims", payload);
   }
-  // Past what a Date can hold (8.64e12 s), `exp * 1000` is no usable time.
-  if (typeof exp === "number" && exp > MAX_TIME_S) return failure("invalid_claims", payload);
-  if (typeof exp !== "number" || exp <= nowS) {
-    return failure("token_expired", payload);
-  }
-  if (typeof iat !== "number" || iat > nowS + CLOCK_TOLERANCE_S) {
-    return failure("token_not_yet_valid", payload);
-  }
+  const checked = checkTimes(payload, nowS);
+  if (checked) return checked;
   if (payload.jti !== undefined && typeof payload.jti !== "string") {
     return failure("invalid_claims", payload);
   }
@@ -176,13 +253,118 @@ export async function verifyAccessToken(
     role: role as Role,
     jti: text(payload.jti),
     sid: text(payload.sid),
-    iat,
-    exp,
+    iat: iat as number,
+    exp: exp as number,
   };
   if (options.isRevoked && await options.isRevoked(claims)) {
     return failure("revoked", payload);
   }
   if (!ROLES.includes(role as Role)) return failure("forbidden", payload);
+  return { ok: true, claims };
+}
+
+async function verifyHs256(
+  token: string,
+  secret: CryptoKey,
+  key: TokenKey,
+  now: number,
+): Promise<Record<string, unknown>> {
+  const { payload } = await jwtVerify(token, secret, {
+    algorithms: ALGORITHMS,
+    issuer: key.issuer,
+    audience: key.audience,
+    requiredClaims: ["sub", "exp", "iat"],
+    clockTolerance: CLOCK_TOLERANCE_S,
+    currentDate: new Date(now),
+  });
+  return payload;
+}
+
+/** The `exp`/`iat` checks jose leaves to us; undefined when they pass. */
+function checkTimes(payload: Record<string, unknown>, nowS: number): Verification | undefined {
+  const { exp, iat } = payload;
+  // Past what a Date can hold (8.64e12 s), `exp * 1000` is no usable time.
+  if (typeof exp === "number" && exp > MAX_TIME_S) return failure("invalid_claims", payload);
+  if (typeof exp !== "number" || exp <= nowS) {
+    return failure("token_expired", payload);
+  }
+  if (typeof iat !== "number" || iat > nowS + CLOCK_TOLERANCE_S) {
+    return failure("token_not_yet_valid", payload);
+  }
+  return undefined;
+}
+
+/** The value at a dotted path (`realm_access.roles`), or a claim named with dots. */
+export function claimAt(payload: Record<string, unknown>, path: string): unknown {
+  // Auth0's namespaced claims are URLs with dots: a whole-name match comes first.
+  if (Object.hasOwn(payload, path)) return payload[path];
+  let value: unknown = payload;
+  for (const part of path.split(".")) {
+    if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
+    if (!Object.hasOwn(value, part)) return undefined;
+    value = (value as Record<string, unknown>)[part];
+  }
+  return value;
+}
+
+/** Maps the role claim (a string or an array) to a role; `admin` wins over `viewer`. */
+export function mapRole(value: unknown, roles: IssuerConfig["roles"]): Role | null {
+  const values = typeof value === "string"
+    ? [value]
+    : Array.isArray(value)
+    ? value.filter((v): v is string => typeof v === "string")
+    : [];
+  const admin = roles?.admin ?? ["admin"];
+  const viewer = roles?.viewer ?? ["viewer"];
+  if (values.some((v) => admin.includes(v))) return "admin";
+  if (values.some((v) => viewer.includes(v))) return "viewer";
+  return null;
+}
+
+/** A token from a trusted identity provider: its keys and algorithms only. */
+async function verifyIssuerToken(
+  trusted: TrustedIssuer,
+  token: string,
+  options: VerifyOptions,
+): Promise<Verification> {
+  const { config } = trusted;
+  const now = options.now ?? Date.now();
+  let payload: Record<string, unknown>;
+  try {
+    ({ payload } = await jwtVerify(token, trusted.keys.getKey, {
+      algorithms: config.algorithms,
+      issuer: config.issuer,
+      audience: config.audience,
+      requiredClaims: ["exp", "iat"],
+      clockTolerance: CLOCK_TOLERANCE_S,
+      currentDate: new Date(now),
+    }));
+  } catch (error) {
+    if (error instanceof KeyUnavailableError) return failure("key_unavailable");
+    return failureFromJose(error);
+  }
+  const user = claimAt(payload, config.userClaim);
+  // `user` in a failure is the mapped user name, not always `sub`.
+  const named = { ...payload, sub: typeof user === "string" ? user : undefined };
+  if (typeof user !== "string" || user.length === 0) return failure("invalid_claims", named);
+  const checked = checkTimes(payload, now / 1000);
+  if (checked) return checked.ok ? checked : { ...checked, user };
+  if (payload.jti !== undefined && typeof payload.jti !== "string") {
+    return failure("invalid_claims", named);
+  }
+  const role = mapRole(claimAt(payload, config.roleClaim), config.roles);
+  const claims: AccessClaims = {
+    sub: user,
+    role: role ?? ("" as Role),
+    jti: text(payload.jti),
+    sid: null,
+    iat: payload.iat as number,
+    exp: payload.exp as number,
+  };
+  if (options.isRevoked && await options.isRevoked(claims)) {
+    return failure("revoked", named);
+  }
+  if (role === null) return failure("forbidden", named);
   return { ok: true, claims };
 }
 
@@ -192,6 +374,8 @@ function failureFromJose(error: unknown): Verification {
     case errors.JOSEAlgNotAllowed.code:
       return failure("alg_not_allowed");
     case errors.JWSSignatureVerificationFailed.code:
+    // No key of the token's issuer has its kid (CONTRACT 8), even after a refetch.
+    case errors.JWKSNoMatchingKey.code:
       return failure("invalid_signature");
     case errors.JWTExpired.code:
       return failure("token_expired", (error as errors.JWTExpired).payload);

@@ -169,7 +169,8 @@ export class IpGuard {
   /**
    * Counts the failures among durable attempts against their IPs. A
    * `rate_limited` refusal is not counted: it would keep an IP that waits
-   * out its limit blocked for as long as it keeps asking.
+   * out its limit blocked for as long as it keeps asking. Nor is
+   * `key_unavailable`: the identity provider being down is no client's fault.
    */
   recorded(
     attempts: readonly (Pick<Attempt, "ip" | "outcome" | "reason"> & { transport?: string })[],
@@ -177,7 +178,11 @@ export class IpGuard {
     for (const a of attempts) {
       // Logins have their own per-IP and per-account limits (routes/auth.tsx):
       // a mistyped password must not also hold the address off the socket.
-      if (a.outcome === "failure" && a.reason !== "rate_limited" && a.transport !== "login") {
+      // An identity provider that cannot be reached is not the client's fault.
+      if (
+        a.outcome === "failure" && a.reason !== "rate_limited" && a.reason !== "key_unavailable" &&
+        a.transport !== "login"
+      ) {
         this.failed(a.ip);
       }
     }
