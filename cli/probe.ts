@@ -1,7 +1,8 @@
 /**
- * `deno task probe URL [--token T | --login USER] [--origin O] [--header] [--scenarios]`:
- * connects step by step (DNS, TCP, TLS, the upgrade, auth, the first stats)
- * and names the cause of each failure in one sentence. Exit code: 0 when the
+ * `deno task probe URL [--token T | --login USER] [options]`: connects step by
+ * step (DNS, TCP, TLS, the upgrade, auth, the first stats, then holds the
+ * socket quiet to see a proxy's idle cut) and names the cause of each
+ * failure in one sentence. Exit code: 0 when the
  * path through to stats works (with --scenarios: when every case that ran
  * matched), 1 otherwise, 2 for bad usage.
  */
@@ -19,8 +20,8 @@ import {
 import { redactUrl } from "../probe/explain.ts";
 import { runScenarios, type ScenarioRow } from "../probe/scenarios.ts";
 
-const USAGE =
-  `usage: deno task probe URL [--token T | --login USER] [--origin O] [--header] [--scenarios]
+const USAGE = `usage: deno task probe URL [--token T | --login USER] [--origin O] [--header]
+                        [--scenarios] [--wait-auth] [--hold S | --quick] [--timeout S]
   URL           ws://host:port/admin/ws, wss://..., or http(s)://host (then /admin/ws)
   --token T     an access token to authenticate with (never printed whole)
   --login USER  sign in with POST /auth/login; the password comes from LOOKOUT_PASSWORD or a prompt
@@ -29,7 +30,11 @@ const USAGE =
   --scenarios   run the valid, expired, invalid-signature, missing and revoked token cases;
                 JWT_SECRET (the server's) lets the probe forge the expired token
   --wait-auth   send no auth message and wait for the server to close with 4408 auth_timeout
-  --timeout S   seconds each step may take (default 10)`;
+  --hold S      after the first stats, hold the socket S seconds sending nothing, to see a
+                proxy that cuts quiet sockets (default 75, past nginx's default 60 s)
+  --quick       skip that hold
+  --timeout S   seconds each step may take (default 10)
+  --help, -h    this text`;
 
 function usage(message: string): never {
   console.error(message);
@@ -45,6 +50,7 @@ const LABELS: Record<Step["name"], string> = {
   upgrade: "Upgrade",
   auth: "Auth",
   stats: "Stats",
+  hold: "Hold",
   login: "Login",
 };
 
@@ -80,6 +86,8 @@ try {
       scenarios: { type: "boolean", default: false },
       "wait-auth": { type: "boolean", default: false },
       timeout: { type: "string" },
+      hold: { type: "string" },
+      quick: { type: "boolean", default: false },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -136,6 +144,17 @@ if (!(timeoutS > 0 && timeoutS <= 600)) {
   );
 }
 const timeoutMs = timeoutS * 1000;
+if (args.quick && args.hold !== undefined) {
+  usage("Cannot probe as --quick and --hold exclude each other: pass one");
+}
+const holdS = args.quick ? 0 : args.hold === undefined ? 75 : Number(args.hold);
+if (!(holdS >= 0 && holdS <= 600)) {
+  usage(
+    `Cannot probe as --hold must be seconds from 0 to 600: current value is ${
+      JSON.stringify(args.hold)
+    }`,
+  );
+}
 
 console.log(`Probing ${redactUrl(target.url)}`);
 let token = args.token;
@@ -164,8 +183,16 @@ const report = await probe(target, {
   origin: args.origin,
   header: args.header,
   waitAuth: args["wait-auth"],
+  holdMs: holdS * 1000,
   timeoutMs,
-  onStep: printStep,
+  onStep: (step) => {
+    printStep(step);
+    if (step.name === "stats" && step.result === "ok" && holdS > 0) {
+      console.log(
+        `  … holding the socket ${holdS} s with nothing sent, to see a proxy's idle cut (--quick skips)`,
+      );
+    }
+  },
 });
 
 if (args.scenarios) {
@@ -197,7 +224,9 @@ if (report.ok) {
   console.log(
     args["wait-auth"]
       ? "✓ The server enforces its auth timeout."
-      : "✓ The WebSocket works end to end: upgrade, auth and live stats.",
+      : `✓ The WebSocket works end to end: upgrade, auth and live stats${
+        holdS > 0 ? `, and it stays open ${holdS} s when quiet` : ""
+      }.`,
   );
 } else if (failedStep) {
   console.log(`✗ Failed at ${LABELS[failedStep.name]}.`);

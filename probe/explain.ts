@@ -115,12 +115,22 @@ export function explainAuthClose(
   return times ?? explainClose(code, reason);
 }
 
-/** The connection ended without a close frame: what a browser reports as 1006. */
-export function explainDrop(error: string | null): string {
-  return "The connection dropped with no close frame at all (1006): typically a proxy that does " +
-    "not pass Upgrade and Connection through to the app, or one that cuts idle connections " +
-    "(nginx proxy_read_timeout, 60 s by default), or a network cut" +
-    (error ? ` (${error})` : "") + "; check the proxy's WebSocket settings and timeouts.";
+/**
+ * The connection ended without a close frame, after a 101: what a browser
+ * reports as 1006. `silenceMs` is how long the server had sent nothing (no
+ * frame, not even a ping) when it ended. After a 101 the proxy did pass the
+ * Upgrade headers, so they are never the explanation; a cut after seconds of
+ * silence is a proxy's idle timeout, a cut right after a frame is a restart
+ * or a network cut.
+ */
+export function explainDrop(error: string | null, silenceMs = 0): string {
+  const detail = error ? ` (${error})` : "";
+  if (silenceMs >= 500) {
+    return `The connection was cut after ${
+      duration(silenceMs)
+    } of silence: a proxy idle timeout (nginx proxy_read_timeout). A proxy that cuts idle connections (nginx proxy_read_timeout, 60 s by default) ends a socket on which nothing moved for that long with no close frame (1006)${detail}; Lookout pings a socket after 15 s of silence, so set the proxy's read timeout above 15 s (deploy/nginx.conf has 75 s), and a load balancer's idle timeout likewise.`;
+  }
+  return `The connection dropped with no close frame (1006) while data was still flowing${detail}: the app or a proxy in between restarted or crashed, or the network was cut. The upgrade itself went through (101), so the proxy's Upgrade headers are not the cause; check the app's and the proxy's logs.`;
 }
 
 /** A failed DNS lookup in words. */

@@ -79,7 +79,10 @@ async function until(
           cause: explainAuthClose(event.code, event.reason),
         };
       case "dropped":
-        return { text: "1006 (no close frame)", cause: explainDrop(event.error) };
+        return {
+          text: "1006 (no close frame)",
+          cause: explainDrop(event.error, Date.now() - socket.lastFrameAt),
+        };
       case "timeout":
         return { text: `nothing within ${timeoutMs / 1000} s` };
       case "binary":

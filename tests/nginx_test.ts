@@ -592,3 +592,35 @@ Deno.test({
     assert.equal(ponging, "authenticated after 2.4 s of client pongs");
   },
 });
+
+Deno.test({
+  name:
+    "cli probe names nginx's idle cut (proxy_read_timeout 2s) while holding an authenticated socket",
+  ignore,
+  async fn() {
+    await using server = await startTestServer({ TRUST_PROXY: "true" });
+    await using nginx = await startNginx({
+      upstreamPort: Number(server.url.port),
+      edit: (conf) => swap(conf, "proxy_read_timeout 75s;", "proxy_read_timeout 2s;"),
+    });
+    const token = await server.mint();
+    const { code, stdout } = await runProbeCli([nginx.wsUrl, "--token", token, "--hold", "5"]);
+    assert.equal(code, 1, stdout);
+    assert.match(stdout, /^✓ Auth /m);
+    assert.match(stdout, /^✓ Stats /m);
+    assert.match(stdout, /^✗ Hold +the connection dropped without a close frame \(1006\)/m);
+    assert.match(
+      stdout,
+      /→ The connection was cut after 2 s of silence: a proxy idle timeout \(nginx proxy_read_timeout\)/,
+    );
+    // A 101 came through nginx: the Upgrade headers are not to blame.
+    assert.doesNotMatch(stdout, /does not pass Upgrade and Connection/);
+    assert.match(stdout, /^✗ Failed at Hold\.$/m);
+    assert.doesNotMatch(stdout, /works end to end/);
+
+    // --quick skips the hold: the cut goes unseen, as before.
+    const quick = await runProbeCli([nginx.wsUrl, "--token", token, "--quick"]);
+    assert.equal(quick.code, 0, quick.stdout);
+    assert.doesNotMatch(quick.stdout, /Hold/);
+  },
+});
