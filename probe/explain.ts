@@ -212,7 +212,15 @@ export interface RefusedUpgrade {
   status: number;
   headers: Headers;
   /** The JSON body Lookout answers with (`{"error","reason","message"}`), when it is one. */
-  json: { error?: string; reason?: string; message?: string } | null;
+  json: {
+    error?: string;
+    reason?: string;
+    message?: string;
+    /** With 403 bad_origin: the origins the server would have let in. */
+    expected?: unknown;
+    /** With 403 bad_origin: the headers (or ALLOWED_ORIGINS) they came from. */
+    from?: unknown;
+  } | null;
   body: string;
 }
 
@@ -272,11 +280,7 @@ export function explainStatus(res: RefusedUpgrade, ctx: UpgradeContext): string 
       }): ${proxy} has HTTP authentication on this path; open it for the WebSocket or pass its credentials.`;
     }
     case 403:
-      if (reason === "bad_origin") {
-        return `The server refused Origin ${
-          ctx.origin ?? "(sent by the client)"
-        } (403 bad_origin): add it to ALLOWED_ORIGINS on the server (comma-separated exact origins), or connect from the server's own origin.`;
-      }
+      if (reason === "bad_origin") return explainBadOrigin(res, ctx);
       return `Forbidden (403${reason ? ` ${reason}` : ""}${said}) by ${
         json ? "the app" : proxy
       }: check the access rules on this path.`;
@@ -307,6 +311,49 @@ export function explainStatus(res: RefusedUpgrade, ctx: UpgradeContext): string 
         by ? ` from ${by}` : ""
       }: a WebSocket server answers an upgrade with 101.`;
   }
+}
+
+/**
+ * A 403 bad_origin by what the server said it expected: a proxy that passes
+ * `Host` without the port (nginx `$host`) is named as such, since adding
+ * the browser's origin to ALLOWED_ORIGINS would only hide it.
+ */
+function explainBadOrigin(res: RefusedUpgrade, ctx: UpgradeContext): string {
+  const sent = ctx.origin ?? "(sent by the client)";
+  const expected = Array.isArray(res.json?.expected)
+    ? res.json.expected.filter((o): o is string => typeof o === "string")
+    : [];
+  const from = typeof res.json?.from === "object" && res.json.from !== null
+    ? res.json.from as Record<string, unknown>
+    : null;
+  const headers = from
+    ? Object.entries(from).map(([k, v]) => `${k}: ${typeof v === "string" ? v : "none"}`).join(
+      ", ",
+    )
+    : "";
+  if (from && "ALLOWED_ORIGINS" in from) {
+    return `The server refused Origin ${sent} (403 bad_origin): it allows only ALLOWED_ORIGINS (${
+      expected.join(", ")
+    }); add ${sent} there (comma-separated exact origins) if it is yours.`;
+  }
+  if (expected.length === 1 && from) {
+    const want = new URL(expected[0]);
+    let browser: URL | null = null;
+    try {
+      browser = new URL(ctx.origin ?? "");
+    } catch {
+      // No usable origin was sent: the general words below.
+    }
+    if (browser && browser.hostname === want.hostname && browser.port && !want.port) {
+      return `The server refused Origin ${sent} (403 bad_origin) as it expected ${
+        expected[0]
+      }, built from ${headers}: the proxy passes Host without the port (nginx proxy_set_header Host $host drops it), so the browser's own origin looks foreign; set proxy_set_header Host $http_host and X-Forwarded-Host $http_host as deploy/nginx.conf does, not ALLOWED_ORIGINS.`;
+    }
+    return `The server refused Origin ${sent} (403 bad_origin) as it expected ${
+      expected[0]
+    }, built from ${headers}: open the dashboard at that origin, or fix the proxy's Host, X-Forwarded-Host and X-Forwarded-Proto (with TRUST_PROXY=true) when it is wrong, or add ${sent} to ALLOWED_ORIGINS on the server (comma-separated exact origins).`;
+  }
+  return `The server refused Origin ${sent} (403 bad_origin): add it to ALLOWED_ORIGINS on the server (comma-separated exact origins), or connect from the server's own origin.`;
 }
 
 function capital(text: string): string {

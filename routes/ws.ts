@@ -6,7 +6,12 @@ import { clientIp } from "../lib/client_ip.ts";
 import { type ClientInfo, Connection, type ConnectionDeps } from "../lib/connection.ts";
 import { ApiError } from "../lib/http_errors.ts";
 import type { IpGuard } from "../lib/limits.ts";
-import { originAllowed } from "../lib/origin.ts";
+import {
+  describeExpectation,
+  expectedOrigin,
+  originAllowed,
+  type OriginExpectation,
+} from "../lib/origin.ts";
 import type { FailureReason } from "../lib/protocol.ts";
 import { type AccessClaims, verifyAccessToken } from "../lib/tokens.ts";
 
@@ -72,11 +77,12 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
         reason: FailureReason,
         message: string,
         token: { user: string | null; tokenId: string | null } = { user: null, tokenId: null },
+        expectation?: OriginExpectation,
       ): Promise<never> => {
         const transport = status === 401 ? "header" : "upgrade";
         await record({ ...token, outcome: "failure", reason, transport });
         throw new ApiError(status, status === 401 ? "unauthorized" : reason, {
-          details: { reason, message },
+          details: { reason, message, ...expectation },
           headers: status === 401 ? { "WWW-Authenticate": `Bearer error="invalid_token"` } : {},
         });
       };
@@ -102,7 +108,14 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
         });
       }
       if (client.origin !== null && !originAllowed(c.req.raw, client.origin, config)) {
-        await refuse(403, "bad_origin", `origin ${client.origin} may not open /admin/ws`);
+        // The record keeps its fixed shape (CONTRACT 5: origin is the refused
+        // one); what was expected goes to the answer and the log.
+        const expectation = expectedOrigin(c.req.raw, config);
+        const message = `origin ${client.origin} may not open /admin/ws: expected ${
+          describeExpectation(expectation)
+        }`;
+        deps.logger.warn("upgrade refused: bad origin", { ip: client.ip, message });
+        await refuse(403, "bad_origin", message, undefined, expectation);
       }
       const params = new URL(c.req.url).searchParams;
       if (URL_TOKEN_PARAMS.some((p) => params.has(p))) {

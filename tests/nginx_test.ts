@@ -624,3 +624,71 @@ Deno.test({
     assert.doesNotMatch(quick.stdout, /Hold/);
   },
 });
+
+Deno.test({
+  name:
+    "nginx passing Host $host (no port): bad_origin says what was expected, the probe names $host",
+  ignore,
+  async fn() {
+    await using server = await startTestServer({ TRUST_PROXY: "true" });
+    await using nginx = await startNginx({
+      upstreamPort: Number(server.url.port),
+      // The classic break: $host drops the port the browser used.
+      edit: (conf) => {
+        const broken = conf.replaceAll("$http_host;", "$host;");
+        assert.notEqual(broken, conf);
+        return broken;
+      },
+    });
+    const browser = `http://127.0.0.1:${nginx.port}`;
+    const refused = await rawUpgrade(nginx.wsUrl, { Origin: browser });
+    assert.equal(refused.status, 403);
+    const body = JSON.parse(refused.body);
+    assert.equal(body.reason, "bad_origin");
+    assert.deepEqual(body.expected, ["http://127.0.0.1"]);
+    assert.deepEqual(body.from, {
+      Host: "127.0.0.1",
+      "X-Forwarded-Host": "127.0.0.1",
+      "X-Forwarded-Proto": "http",
+    });
+    // The record keeps its fixed shape: the refused origin, as sent.
+    const [attempt] = await server.attempts(1);
+    assert.equal(attempt.reason, "bad_origin");
+    assert.equal(attempt.origin, browser);
+
+    const token = await server.mint();
+    const { code, stdout } = await runProbeCli([
+      nginx.wsUrl,
+      "--token",
+      token,
+      "--origin",
+      browser,
+      "--quick",
+    ]);
+    assert.equal(code, 1, stdout);
+    assert.match(stdout, /^✗ Upgrade +HTTP\/1\.1 403 /m);
+    assert.ok(
+      stdout.includes(
+        `→ The server refused Origin ${browser} (403 bad_origin) as it expected http://127.0.0.1, built from Host: 127.0.0.1, X-Forwarded-Host: 127.0.0.1, X-Forwarded-Proto: http: the proxy passes Host without the port (nginx proxy_set_header Host $host drops it)`,
+      ),
+      stdout,
+    );
+    assert.doesNotMatch(stdout, /add it to ALLOWED_ORIGINS/);
+
+    // A browser's sign-in through the same proxy gets a page that says so, at /login.
+    const login = await fetch(`${nginx.base}/login`, {
+      method: "POST",
+      headers: { Origin: browser },
+      body: new URLSearchParams({ username: "alice", password: "whatever" }),
+    });
+    assert.equal(login.status, 403);
+    assert.equal(new URL(login.url).pathname, "/login");
+    const page = await login.text();
+    assert.ok(
+      page.includes(
+        `origin ${browser} is not allowed: expected http://127.0.0.1 (from Host: 127.0.0.1, X-Forwarded-Host: 127.0.0.1, X-Forwarded-Proto: http)`,
+      ),
+      page,
+    );
+  },
+});
