@@ -162,12 +162,16 @@ export async function runScenarios(
       r401("token_expired"),
       seen,
       seen.text === r401("invalid_signature")
-        ? "The JWT_SECRET given to the probe is not the server's: the forged token did not verify."
+        ? "The secret given to the probe (JWT_SECRET or --kv) is not the server's: the forged token did not verify."
         : undefined,
     ));
   } else {
     rows.push(
-      skipped("expired token", r401("token_expired"), "set JWT_SECRET to forge an expired token"),
+      skipped(
+        "expired token",
+        r401("token_expired"),
+        "set JWT_SECRET to forge an expired token, or pass --kv PATH (the server's KV file)",
+      ),
     );
   }
 
