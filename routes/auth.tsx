@@ -80,7 +80,11 @@ export function authRoutes(deps: AuthDeps): Hono {
           renderPage(
             <LoginPage
               assets={deps.assets}
-              error={`Sign-in refused as a ${message}. If you opened this page at its usual address, a proxy in front of Lookout changes the Host it passes on (nginx: proxy_set_header Host $http_host, not $host).`}
+              error={`Sign-in refused as a ${message}.${
+                expectation
+                  ? " If you opened this page at its usual address, a proxy in front of Lookout changes the Host it passes on (nginx: proxy_set_header Host $http_host, not $host)."
+                  : ""
+              }`}
             />,
           ),
         );

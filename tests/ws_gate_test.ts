@@ -68,6 +68,12 @@ Deno.test("/admin/ws refuses a foreign Origin with 403 bad_origin before upgradi
     expected: [`http://${host}`],
     from: { Host: host },
   });
+  assert.ok(
+    server.logs.some((l) =>
+      l.includes("upgrade refused: bad origin") && l.includes(`expected http://${host}`)
+    ),
+    "the log line says what was expected",
+  );
   const [attempt] = await server.attempts();
   assert.equal(attempt.reason, "bad_origin");
   assert.equal(attempt.transport, "upgrade");
