@@ -1,7 +1,8 @@
 /**
- * `deno task probe URL [--token T | --login USER] [--origin O] [--header] [--scenarios]`:
- * connects step by step (DNS, TCP, TLS, the upgrade, auth, the first stats)
- * and names the cause of each failure in one sentence. Exit code: 0 when the
+ * `deno task probe URL [--token T | --login USER] [options]`: connects step by
+ * step (DNS, TCP, TLS, the upgrade, auth, the first stats, then holds the
+ * socket quiet to see a proxy's idle cut) and names the cause of each
+ * failure in one sentence. Exit code: 0 when the
  * path through to stats works (with --scenarios: when every case that ran
  * matched), 1 otherwise, 2 for bad usage.
  */
@@ -18,18 +19,25 @@ import {
 } from "../probe/mod.ts";
 import { redactUrl } from "../probe/explain.ts";
 import { runScenarios, type ScenarioRow } from "../probe/scenarios.ts";
+import { jwtSecretKey } from "../lib/store/keys.ts";
 
-const USAGE =
-  `usage: deno task probe URL [--token T | --login USER] [--origin O] [--header] [--scenarios]
+const USAGE = `usage: deno task probe URL [--token T | --login USER] [--origin O] [--header]
+                        [--scenarios [--kv PATH]] [--wait-auth] [--hold S | --quick] [--timeout S]
   URL           ws://host:port/admin/ws, wss://..., or http(s)://host (then /admin/ws)
   --token T     an access token to authenticate with (never printed whole)
   --login USER  sign in with POST /auth/login; the password comes from LOOKOUT_PASSWORD or a prompt
   --origin O    send Origin: O with the upgrade
   --header      send the token as Authorization: Bearer on the upgrade, not in the first message
   --scenarios   run the valid, expired, invalid-signature, missing and revoked token cases;
-                JWT_SECRET (the server's) lets the probe forge the expired token
+                the expired token is forged with the server's secret: JWT_SECRET, or else the
+                one kept in the server's KV file (--kv PATH, KV_PATH, data/lookout.sqlite3)
+  --kv PATH     the server's KV file, to read the secret it generated (JWT_SECRET unset)
   --wait-auth   send no auth message and wait for the server to close with 4408 auth_timeout
-  --timeout S   seconds each step may take (default 10)`;
+  --hold S      after the first stats, hold the socket S seconds sending nothing, to see a
+                proxy that cuts quiet sockets (default 75, past nginx's default 60 s)
+  --quick       skip that hold
+  --timeout S   seconds each step may take (default 10)
+  --help, -h    this text`;
 
 function usage(message: string): never {
   console.error(message);
@@ -45,6 +53,7 @@ const LABELS: Record<Step["name"], string> = {
   upgrade: "Upgrade",
   auth: "Auth",
   stats: "Stats",
+  hold: "Hold",
   login: "Login",
 };
 
@@ -80,6 +89,9 @@ try {
       scenarios: { type: "boolean", default: false },
       "wait-auth": { type: "boolean", default: false },
       timeout: { type: "string" },
+      hold: { type: "string" },
+      kv: { type: "string" },
+      quick: { type: "boolean", default: false },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -108,6 +120,11 @@ if (args.token === "") usage("Cannot probe as --token is empty");
 const hasToken = args.token !== undefined || args.login !== undefined;
 if (args.header && !hasToken) usage("Cannot probe as --header needs --token or --login");
 if (args.scenarios && !hasToken) usage("Cannot probe as --scenarios needs --token or --login");
+if (args.kv !== undefined && !args.scenarios) usage("Cannot probe as --kv needs --scenarios");
+if (args.kv === "") usage("Cannot probe as --kv is empty");
+if (args.kv !== undefined && !await Deno.stat(args.kv).then((i) => i.isFile, () => false)) {
+  usage(`Cannot probe as --kv names no file: current value is ${JSON.stringify(args.kv)}`);
+}
 if (args["wait-auth"] && (hasToken || args.scenarios)) {
   usage("Cannot probe as --wait-auth sends no token: drop --token, --login and --scenarios");
 }
@@ -136,6 +153,17 @@ if (!(timeoutS > 0 && timeoutS <= 600)) {
   );
 }
 const timeoutMs = timeoutS * 1000;
+if (args.quick && args.hold !== undefined) {
+  usage("Cannot probe as --quick and --hold exclude each other: pass one");
+}
+const holdS = args.quick ? 0 : args.hold === undefined ? 75 : Number(args.hold);
+if (!(holdS >= 0 && holdS <= 600)) {
+  usage(
+    `Cannot probe as --hold must be seconds from 0 to 600: current value is ${
+      JSON.stringify(args.hold)
+    }`,
+  );
+}
 
 console.log(`Probing ${redactUrl(target.url)}`);
 let token = args.token;
@@ -153,6 +181,31 @@ if (args.login !== undefined) {
   cookie = login.cookie;
 }
 
+/**
+ * The server's secret for forging the expired token: JWT_SECRET, or the one
+ * the server generated and keeps in its KV file (as `deno task token`
+ * reads it). Read only: the probe never creates a secret.
+ */
+async function scenarioSecret(): Promise<{ secret?: string; note?: string }> {
+  const env = Deno.env.get("JWT_SECRET");
+  if (env) return { secret: env };
+  const path = args.kv ?? Deno.env.get("KV_PATH") ?? "data/lookout.sqlite3";
+  if (!await Deno.stat(path).then((i) => i.isFile, () => false)) return {};
+  const kv = await Deno.openKv(path);
+  try {
+    const stored = await kv.get<string>(jwtSecretKey());
+    if (typeof stored.value === "string") {
+      return {
+        secret: stored.value,
+        note: `the expired token is signed with the secret in ${path}`,
+      };
+    }
+    return { note: `${path} holds no generated secret (the server uses JWT_SECRET)` };
+  } finally {
+    kv.close();
+  }
+}
+
 /** Signs the probe's own session out, so no live session is left behind, and exits. */
 async function exit(code: number): Promise<never> {
   if (cookie) await logoutRequest(target, cookie, { timeoutMs });
@@ -164,8 +217,16 @@ const report = await probe(target, {
   origin: args.origin,
   header: args.header,
   waitAuth: args["wait-auth"],
+  holdMs: holdS * 1000,
   timeoutMs,
-  onStep: printStep,
+  onStep: (step) => {
+    printStep(step);
+    if (step.name === "stats" && step.result === "ok" && holdS > 0) {
+      console.log(
+        `  … holding the socket ${holdS} s with nothing sent, to see a proxy's idle cut (--quick skips)`,
+      );
+    }
+  },
 });
 
 if (args.scenarios) {
@@ -174,9 +235,11 @@ if (args.scenarios) {
     await exit(1);
   }
   console.log("");
+  const { secret, note } = await scenarioSecret();
+  if (note) console.log(`(${note})`);
   const rows = await runScenarios(target, {
     token: token!,
-    secret: Deno.env.get("JWT_SECRET") || undefined,
+    secret,
     login: credentials,
     origin: args.origin,
     timeoutMs,
@@ -197,7 +260,9 @@ if (report.ok) {
   console.log(
     args["wait-auth"]
       ? "✓ The server enforces its auth timeout."
-      : "✓ The WebSocket works end to end: upgrade, auth and live stats.",
+      : `✓ The WebSocket works end to end: upgrade, auth and live stats${
+        holdS > 0 ? `, and it stays open ${holdS} s when quiet` : ""
+      }.`,
   );
 } else if (failedStep) {
   console.log(`✗ Failed at ${LABELS[failedStep.name]}.`);

@@ -1,13 +1,13 @@
 import type { Assets } from "../shared/assets.ts";
 import { Layout } from "./Layout.tsx";
 
-/** The sign-in form. It posts to `/auth/login` and works without JavaScript. */
+/** The sign-in form. It posts to `/login` (so a refusal re-renders at `/login`) and works without JavaScript. */
 export function LoginPage(props: { assets: Assets; error?: string; username?: string }) {
   return (
     <Layout title="Sign in" assets={props.assets}>
       <main class="login">
         <h1>Lookout</h1>
-        <form method="post" action="/auth/login" class="card">
+        <form method="post" action="/login" class="card">
           <h2>Sign in</h2>
           {props.error && <p class="error" role="alert">{props.error}</p>}
           <label>

@@ -67,7 +67,15 @@ export function parseTarget(input: string): Target {
 }
 
 /** The steps, in the order a probe runs them (login comes first when asked for). */
-export type StepName = "dns" | "tcp" | "tls" | "upgrade" | "auth" | "stats" | "login";
+export type StepName =
+  | "dns"
+  | "tcp"
+  | "tls"
+  | "upgrade"
+  | "auth"
+  | "stats"
+  | "hold"
+  | "login";
 
 /** What one step saw. */
 export interface Step {
@@ -92,6 +100,11 @@ export interface ProbeOptions {
   header?: boolean;
   /** Send no auth message and wait for the server to close (it should: 4408 auth_timeout). */
   waitAuth?: boolean;
+  /**
+   * After the first stats, how long to keep the authenticated socket open
+   * sending nothing, to see a proxy's idle cut; 0 (no hold) unless set.
+   */
+  holdMs?: number;
   /** How long a step may take; 10 s unless set. */
   timeoutMs?: number;
   /** How long `waitAuth` waits for the close; 6 min unless set (AUTH_TIMEOUT_MS is at most 5). */

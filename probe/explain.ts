@@ -140,12 +140,22 @@ export function explainAuthClose(
   return times ?? issuer ?? explainClose(code, reason);
 }
 
-/** The connection ended without a close frame: what a browser reports as 1006. */
-export function explainDrop(error: string | null): string {
-  return "The connection dropped with no close frame at all (1006): typically a proxy that does " +
-    "not pass Upgrade and Connection through to the app, or one that cuts idle connections " +
-    "(nginx proxy_read_timeout, 60 s by default), or a network cut" +
-    (error ? ` (${error})` : "") + "; check the proxy's WebSocket settings and timeouts.";
+/**
+ * The connection ended without a close frame, after a 101: what a browser
+ * reports as 1006. `silenceMs` is how long the server had sent nothing (no
+ * frame, not even a ping) when it ended. After a 101 the proxy did pass the
+ * Upgrade headers, so they are never the explanation; a cut after seconds of
+ * silence is a proxy's idle timeout, a cut right after a frame is a restart
+ * or a network cut.
+ */
+export function explainDrop(error: string | null, silenceMs = 0): string {
+  const detail = error ? ` (${error})` : "";
+  if (silenceMs >= 500) {
+    return `The connection was cut after ${
+      duration(silenceMs)
+    } of silence: a proxy idle timeout (nginx proxy_read_timeout). A proxy that cuts idle connections (nginx proxy_read_timeout, 60 s by default) ends a socket on which nothing moved for that long with no close frame (1006)${detail}; Lookout pings a socket after 15 s of silence, so set the proxy's read timeout above 15 s (deploy/nginx.conf has 75 s), and a load balancer's idle timeout likewise.`;
+  }
+  return `The connection dropped with no close frame (1006) while data was still flowing${detail}: the app or a proxy in between restarted or crashed, or the network was cut. The upgrade itself went through (101), so the proxy's Upgrade headers are not the cause; check the app's and the proxy's logs.`;
 }
 
 /** A failed DNS lookup in words. */
@@ -227,7 +237,15 @@ export interface RefusedUpgrade {
   status: number;
   headers: Headers;
   /** The JSON body Lookout answers with (`{"error","reason","message"}`), when it is one. */
-  json: { error?: string; reason?: string; message?: string } | null;
+  json: {
+    error?: string;
+    reason?: string;
+    message?: string;
+    /** With 403 bad_origin: the origins the server would have let in. */
+    expected?: unknown;
+    /** With 403 bad_origin: the headers (or ALLOWED_ORIGINS) they came from. */
+    from?: unknown;
+  } | null;
   body: string;
 }
 
@@ -287,11 +305,7 @@ export function explainStatus(res: RefusedUpgrade, ctx: UpgradeContext): string 
       }): ${proxy} has HTTP authentication on this path; open it for the WebSocket or pass its credentials.`;
     }
     case 403:
-      if (reason === "bad_origin") {
-        return `The server refused Origin ${
-          ctx.origin ?? "(sent by the client)"
-        } (403 bad_origin): add it to ALLOWED_ORIGINS on the server (comma-separated exact origins), or connect from the server's own origin.`;
-      }
+      if (reason === "bad_origin") return explainBadOrigin(res, ctx);
       return `Forbidden (403${reason ? ` ${reason}` : ""}${said}) by ${
         json ? "the app" : proxy
       }: check the access rules on this path.`;
@@ -328,6 +342,49 @@ export function explainStatus(res: RefusedUpgrade, ctx: UpgradeContext): string 
         by ? ` from ${by}` : ""
       }: a WebSocket server answers an upgrade with 101.`;
   }
+}
+
+/**
+ * A 403 bad_origin by what the server said it expected: a proxy that passes
+ * `Host` without the port (nginx `$host`) is named as such, since adding
+ * the browser's origin to ALLOWED_ORIGINS would only hide it.
+ */
+function explainBadOrigin(res: RefusedUpgrade, ctx: UpgradeContext): string {
+  const sent = ctx.origin ?? "(sent by the client)";
+  const expected = Array.isArray(res.json?.expected)
+    ? res.json.expected.filter((o): o is string => typeof o === "string")
+    : [];
+  const from = typeof res.json?.from === "object" && res.json.from !== null
+    ? res.json.from as Record<string, unknown>
+    : null;
+  const headers = from
+    ? Object.entries(from).map(([k, v]) => `${k}: ${typeof v === "string" ? v : "none"}`).join(
+      ", ",
+    )
+    : "";
+  if (from && "ALLOWED_ORIGINS" in from) {
+    return `The server refused Origin ${sent} (403 bad_origin): it allows only ALLOWED_ORIGINS (${
+      expected.join(", ")
+    }); add ${sent} there (comma-separated exact origins) if it is yours.`;
+  }
+  if (expected.length === 1 && from) {
+    const want = new URL(expected[0]);
+    let browser: URL | null = null;
+    try {
+      browser = new URL(ctx.origin ?? "");
+    } catch {
+      // No usable origin was sent: the general words below.
+    }
+    if (browser && browser.hostname === want.hostname && browser.port && !want.port) {
+      return `The server refused Origin ${sent} (403 bad_origin) as it expected ${
+        expected[0]
+      }, built from ${headers}: the proxy passes Host without the port (nginx proxy_set_header Host $host drops it), so the browser's own origin looks foreign; set proxy_set_header Host $http_host and X-Forwarded-Host $http_host as deploy/nginx.conf does, not ALLOWED_ORIGINS.`;
+    }
+    return `The server refused Origin ${sent} (403 bad_origin) as it expected ${
+      expected[0]
+    }, built from ${headers}: open the dashboard at that origin, or fix the proxy's Host, X-Forwarded-Host and X-Forwarded-Proto (with TRUST_PROXY=true) when it is wrong, or add ${sent} to ALLOWED_ORIGINS on the server (comma-separated exact origins).`;
+  }
+  return `The server refused Origin ${sent} (403 bad_origin): add it to ALLOWED_ORIGINS on the server (comma-separated exact origins), or connect from the server's own origin.`;
 }
 
 function capital(text: string): string {

@@ -7,7 +7,7 @@
  */
 import { parseTarget, type ProbeOptions, type Step, step, type Target } from "./core.ts";
 import { connectStep, lookupStep, tlsStep } from "./net.ts";
-import { authStep, statsStep } from "./session.ts";
+import { authStep, holdStep, statsStep } from "./session.ts";
 import { type UpgradeStep, upgradeStep } from "./upgrade.ts";
 import type { FrameSocket } from "./ws_wire.ts";
 
@@ -23,7 +23,15 @@ export {
 } from "./core.ts";
 export { connectStep, type DnsStep, lookupStep, tlsStep } from "./net.ts";
 export { type UpgradeStep, upgradeStep } from "./upgrade.ts";
-export { type AuthStep, authStep, type StatsStep, statsStep, summarizeStats } from "./session.ts";
+export {
+  type AuthStep,
+  authStep,
+  type HoldStep,
+  holdStep,
+  type StatsStep,
+  statsStep,
+  summarizeStats,
+} from "./session.ts";
 export { type LoginStep, loginStep, logoutRequest } from "./login.ts";
 
 /** Everything a probe saw; `ok` when the path through to stats (or the awaited timeout) worked. */
@@ -87,7 +95,10 @@ export async function probe(
     const auth = note(await authStep(socket, { ...options, clocks: up.step.clocks }));
     if (options.waitAuth || auth.result !== "ok") return report(auth.result === "ok");
     const stats = note(await statsStep(socket, options));
-    return report(stats.result === "ok" && steps.every((s) => s.result !== "fail"));
+    if (stats.result === "ok" && (options.holdMs ?? 0) > 0) {
+      note(await holdStep(socket, { ...options, clocks: up.step.clocks }));
+    }
+    return report(steps.at(-1)!.result === "ok" && steps.every((s) => s.result !== "fail"));
   } finally {
     await socket.close();
   }

@@ -79,7 +79,10 @@ async function until(
           cause: explainAuthClose(event.code, event.reason),
         };
       case "dropped":
-        return { text: "1006 (no close frame)", cause: explainDrop(event.error) };
+        return {
+          text: "1006 (no close frame)",
+          cause: explainDrop(event.error, Date.now() - socket.lastFrameAt),
+        };
       case "timeout":
         return { text: `nothing within ${timeoutMs / 1000} s` };
       case "binary":
@@ -159,12 +162,16 @@ export async function runScenarios(
       r401("token_expired"),
       seen,
       seen.text === r401("invalid_signature")
-        ? "The JWT_SECRET given to the probe is not the server's: the forged token did not verify."
+        ? "The secret given to the probe (JWT_SECRET or --kv) is not the server's: the forged token did not verify."
         : undefined,
     ));
   } else {
     rows.push(
-      skipped("expired token", r401("token_expired"), "set JWT_SECRET to forge an expired token"),
+      skipped(
+        "expired token",
+        r401("token_expired"),
+        "set JWT_SECRET to forge an expired token, or pass --kv PATH (the server's KV file)",
+      ),
     );
   }
 

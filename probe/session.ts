@@ -118,7 +118,7 @@ export async function authStep(
         name: "auth",
         result: "fail",
         summary: `the connection dropped without a close frame (1006) after ${duration(elapsed())}`,
-        cause: explainDrop(event.error),
+        cause: explainDrop(event.error, Date.now() - socket.lastFrameAt),
         outcome: "dropped",
         failedReason,
         elapsedMs: elapsed(),
@@ -190,7 +190,10 @@ export async function statsStep(
       );
     }
     if (event.type === "dropped") {
-      return fail("the connection dropped before the first stats", explainDrop(event.error));
+      return fail(
+        "the connection dropped before the first stats",
+        explainDrop(event.error, Date.now() - socket.lastFrameAt),
+      );
     }
     if (event.type === "timeout" || event.type === "binary") {
       return fail(
@@ -198,6 +201,74 @@ export async function statsStep(
         "The server authenticated the socket but sent no stats: check the app's logs (is its store answering?).",
       );
     }
+  }
+}
+
+/** Step 7: what the socket did while the probe held it open and sent nothing. */
+export interface HoldStep extends Step {
+  name: "hold";
+  outcome: "held" | "closed" | "dropped";
+  close?: { code: number; reason: string };
+  /** For a drop: how long the server had sent nothing when the connection ended. */
+  silenceMs?: number;
+  elapsedMs: number;
+}
+
+/**
+ * Step 7: keeps the authenticated socket open for `holdMs` sending nothing
+ * (pings are answered, as any client does), so a proxy that cuts quiet
+ * sockets shows here rather than in a dashboard a minute later. A drop is
+ * named with the silence before it; a close frame is the server's own
+ * policy, told by its code and reason.
+ */
+export async function holdStep(
+  socket: FrameSocket,
+  options: ProbeOptions & { token?: string; clocks?: Clocks } = {},
+): Promise<HoldStep> {
+  const holdMs = options.holdMs ?? 0;
+  const started = performance.now();
+  const elapsed = () => performance.now() - started;
+  const end = Date.now() + holdMs;
+  while (true) {
+    const left = end - Date.now();
+    const event = left > 0 ? await socket.next(left) : { type: "timeout" as const };
+    if (event.type === "text" || event.type === "binary") continue;
+    if (event.type === "timeout") {
+      return step<HoldStep>({
+        name: "hold",
+        result: "ok",
+        summary: `the socket stayed open through ${
+          duration(holdMs)
+        } in which the probe sent nothing (no proxy cut it)`,
+        outcome: "held",
+        elapsedMs: elapsed(),
+      });
+    }
+    if (event.type === "close") {
+      return step<HoldStep>({
+        name: "hold",
+        result: "fail",
+        summary: `the server closed ${event.code}${event.reason ? ` ${event.reason}` : ""} after ${
+          duration(elapsed())
+        } of holding`,
+        cause: explainAuthClose(event.code, event.reason, options),
+        outcome: "closed",
+        close: { code: event.code, reason: event.reason },
+        elapsedMs: elapsed(),
+      });
+    }
+    const silenceMs = Date.now() - socket.lastFrameAt;
+    return step<HoldStep>({
+      name: "hold",
+      result: "fail",
+      summary: `the connection dropped without a close frame (1006) after ${
+        duration(elapsed())
+      } of holding, ${duration(silenceMs)} after the server last sent anything`,
+      cause: explainDrop(event.error, silenceMs),
+      outcome: "dropped",
+      silenceMs,
+      elapsedMs: elapsed(),
+    });
   }
 }
 

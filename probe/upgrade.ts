@@ -132,9 +132,7 @@ export async function upgradeStep(
     ? res.headers.get("sec-websocket-accept") === await acceptFor(key)
     : null;
   const details = shownHeaders(res.headers, acceptOk, clocks);
-  if (res.status !== 101 && res.body) {
-    details.push(`body: ${res.body.length > 300 ? `${res.body.slice(0, 300)}…` : res.body}`);
-  }
+  if (res.status !== 101 && res.body) details.push(...bodyLines(res.body));
   const base = {
     name: "upgrade" as const,
     summary: `${res.statusLine} in ${duration(ms)}`,
@@ -190,6 +188,28 @@ function shownHeaders(headers: Headers, acceptOk: boolean | null, clocks: Clocks
 function canonical(name: string): string {
   return name.replace(/(^|-)([a-z])/g, (_, dash, c) => dash + c.toUpperCase())
     .replace("Websocket", "WebSocket").replace("Www-", "WWW-");
+}
+
+/** Lines of a body shown at most. */
+const BODY_LINES = 8;
+
+/**
+ * A refused upgrade's body as detail lines: one line as it is (cut at 300
+ * characters), several (a proxy's HTML error page) each on its own indented
+ * line, cut at 120 characters and after {@linkcode BODY_LINES} lines, so
+ * the cause below stays in sight.
+ */
+export function bodyLines(body: string): string[] {
+  const cut = (text: string, max: number) => text.length > max ? `${text.slice(0, max)}…` : text;
+  const lines = body.split(/\r?\n/).map((l) => l.trimEnd()).filter((l) => l.trim() !== "");
+  if (lines.length <= 1) return [`body: ${cut(lines[0] ?? body, 300)}`];
+  const shown = lines.slice(0, BODY_LINES).map((l) => `  ${cut(l, 120)}`);
+  const more = lines.length - BODY_LINES;
+  return [
+    `body (${lines.length} lines):`,
+    ...shown,
+    ...(more > 0 ? [`  … ${more} more line${more === 1 ? "" : "s"}`] : []),
+  ];
 }
 
 function parseJson(body: string): UpgradeStep["json"] {

@@ -146,6 +146,8 @@ export class FrameSocket {
   #closeSent = false;
   #ending: WsEvent | null = null;
   #broken: string | null = null;
+  /** When the server last sent a frame of any kind (pings too), epoch ms; the 101 at first. */
+  lastFrameAt = Date.now();
 
   constructor(wire: Wire) {
     this.wire = wire;
@@ -241,6 +243,7 @@ export class FrameSocket {
   }
 
   #frame(fin: boolean, opcode: number, payload: Uint8Array): void {
+    this.lastFrameAt = Date.now();
     switch (opcode) {
       case 0x0:
       case 0x1:

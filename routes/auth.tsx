@@ -11,7 +11,7 @@ import { ApiError, issueList } from "../lib/http/errors.ts";
 import { type Limits, WindowCounter } from "../lib/realtime/limits.ts";
 import { LoginGuard } from "../lib/auth/login_guard.ts";
 import type { Logger } from "../lib/log.ts";
-import { crossSiteReason } from "../lib/http/origin.ts";
+import { crossSiteReason, describeExpectation, expectedOrigin } from "../lib/http/origin.ts";
 import { MAX_PASSWORD_CHARS, verifyPassword } from "../lib/auth/passwords.ts";
 import {
   clearSessionCookie,
@@ -78,10 +78,33 @@ export function authRoutes(deps: AuthDeps): Hono<LoginEnv> {
   const sameSite = async (c: Context, next: () => Promise<void>) => {
     const reason = crossSiteReason(c.req.raw, config);
     if (reason) {
-      logger.warn("cross-site request refused", { path: c.req.path, reason });
-      throw new ApiError(403, "forbidden", {
-        details: { message: `cross-site request: ${reason}` },
-      });
+      // An Origin was refused: say which one was expected and from which
+      // headers, since a proxy that rewrites Host is the usual cause.
+      const origin = c.req.header("origin");
+      const expectation = origin && origin !== "null"
+        ? expectedOrigin(c.req.raw, config)
+        : undefined;
+      const message = `cross-site request: ${reason}${
+        expectation ? `: expected ${describeExpectation(expectation)}` : ""
+      }`;
+      logger.warn("cross-site request refused", { path: c.req.path, reason: message });
+      if (isForm(c) && c.req.path !== "/auth/logout") {
+        return html(
+          c,
+          403,
+          renderPage(
+            <LoginPage
+              assets={deps.assets}
+              error={`Sign-in refused as a ${message}.${
+                expectation
+                  ? " If you opened this page at its usual address, a proxy in front of Lookout changes the Host it passes on (nginx: proxy_set_header Host $http_host, not $host)."
+                  : ""
+              }`}
+            />,
+          ),
+        );
+      }
+      throw new ApiError(403, "forbidden", { details: { message, ...expectation } });
     }
     await next();
   };
@@ -114,8 +137,11 @@ export function authRoutes(deps: AuthDeps): Hono<LoginEnv> {
   const existing = async (name: string): Promise<string | null> =>
     (await getUser(kv, name)) ? name : null;
 
-  app.post(
-    "/auth/login",
+  // The form posts to /login, so a refused sign-in re-renders the page at
+  // the address it was opened at; /auth/login stays for JSON and old forms.
+  app.on(
+    "POST",
+    ["/auth/login", "/login"],
     sameSite,
     async (c, next) => {
       // After the same-site check: a refused cross-site post is no attempt.

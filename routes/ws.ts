@@ -6,7 +6,12 @@ import { clientIp } from "../lib/http/client_ip.ts";
 import { type ClientInfo, Connection, type ConnectionDeps } from "../lib/realtime/connection.ts";
 import { ApiError } from "../lib/http/errors.ts";
 import type { IpGuard, PendingSlot } from "../lib/realtime/limits.ts";
-import { originAllowed } from "../lib/http/origin.ts";
+import {
+  describeExpectation,
+  expectedOrigin,
+  originAllowed,
+  type OriginExpectation,
+} from "../lib/http/origin.ts";
 import { URL_TOKEN_PARAMS } from "../shared/url_token_params.ts";
 import type { FailureReason } from "../shared/protocol.ts";
 import { type AccessClaims, verifyAccessToken } from "../lib/auth/tokens.ts";
@@ -75,6 +80,7 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
         reason: FailureReason,
         message: string,
         token: { user: string | null; tokenId: string | null } = { user: null, tokenId: null },
+        expectation?: OriginExpectation,
       ): Promise<never> => {
         const transport = status === 401 || status === 503 ? "header" : "upgrade";
         await record({ ...token, outcome: "failure", reason, transport });
@@ -86,7 +92,7 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
         throw new ApiError(
           status,
           status === 401 ? "unauthorized" : status === 503 ? "unavailable" : reason,
-          { details: { reason, message }, headers },
+          { details: { reason, message, ...expectation }, headers },
         );
       };
 
@@ -119,7 +125,14 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
       let upgraded = false;
       try {
         if (client.origin !== null && !originAllowed(c.req.raw, client.origin, config)) {
-          await refuse(403, "bad_origin", `origin ${client.origin} may not open /admin/ws`);
+          // The record keeps its fixed shape (CONTRACT 5: origin is the refused
+          // one); what was expected goes to the answer and the log.
+          const expectation = expectedOrigin(c.req.raw, config);
+          const message = `origin ${client.origin} may not open /admin/ws: expected ${
+            describeExpectation(expectation)
+          }`;
+          deps.logger.warn("upgrade refused: bad origin", { ip: client.ip, message });
+          await refuse(403, "bad_origin", message, undefined, expectation);
         }
         const params = new URL(c.req.url).searchParams;
         if (URL_TOKEN_PARAMS.some((p) => params.has(p))) {

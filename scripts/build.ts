@@ -4,14 +4,17 @@
  * content, writes `manifest.json`, and reports the gzipped sizes. The entry,
  * which every dashboard page loads, must stay within the budget; chunks it
  * imports lazily (uPlot, for the overview's charts) are reported beside it.
- * `--if-missing` builds only when no manifest is there (`deno task start`).
+ * `--if-stale` builds only when the build is missing or older than a source
+ * it is made from (`deno task start`, so an edited island is never served
+ * stale); `--if-missing` only when the build is missing. `--out DIR` writes
+ * elsewhere than `static/build/` (the tests build into a temp directory).
  */
 import { parseArgs } from "node:util";
 
 const BUDGET_GZIP_BYTES = 35 * 1024;
 const root = new URL("../", import.meta.url);
-const outDir = new URL("static/build/", root);
-const manifestUrl = new URL("manifest.json", outDir);
+/** What the build is made from: a newer file in any of these makes it stale. */
+const SOURCES = ["islands/", "client/", "components/", "shared/", "static/app.css", "deno.json"];
 
 async function exists(url: URL): Promise<boolean> {
   try {
@@ -32,11 +35,47 @@ async function gzipSize(bytes: Uint8Array): Promise<number> {
   return (await new Response(stream).arrayBuffer()).byteLength;
 }
 
-const { values } = parseArgs({ args: Deno.args, options: { "if-missing": { type: "boolean" } } });
-if (values["if-missing"] && await exists(manifestUrl)) {
+/** The newest source file under `url` (a file or a directory), as [mtime ms, path]. */
+async function newest(url: URL): Promise<[number, string]> {
+  const info = await Deno.stat(url);
+  if (!info.isDirectory) return [info.mtime?.getTime() ?? Infinity, url.pathname];
+  let best: [number, string] = [0, url.pathname];
+  for await (const entry of Deno.readDir(url)) {
+    const child = new URL(entry.name + (entry.isDirectory ? "/" : ""), url);
+    const found = await newest(child);
+    if (found[0] > best[0]) best = found;
+  }
+  return best;
+}
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    "if-missing": { type: "boolean" },
+    "if-stale": { type: "boolean" },
+    out: { type: "string" },
+  },
+});
+const outDir = values.out
+  ? new URL(values.out.endsWith("/") ? values.out : values.out + "/", `file://${Deno.cwd()}/`)
+  : new URL("static/build/", root);
+const manifestUrl = new URL("manifest.json", outDir);
+
+if ((values["if-missing"] || values["if-stale"]) && await exists(manifestUrl)) {
   const manifest = JSON.parse(await Deno.readTextFile(manifestUrl));
   if (await exists(new URL(manifest.js, outDir)) && await exists(new URL(manifest.css, outDir))) {
-    Deno.exit(0);
+    if (!values["if-stale"]) Deno.exit(0);
+    const built = (await Deno.stat(manifestUrl)).mtime?.getTime() ?? 0;
+    let source: [number, string] = [0, ""];
+    for (const path of SOURCES) {
+      const found = await newest(new URL(path, root));
+      if (found[0] > source[0]) source = found;
+    }
+    if (source[0] <= built) {
+      console.log("island assets are up to date");
+      Deno.exit(0);
+    }
+    console.log(`island assets are older than ${source[1]}: rebuilding`);
   }
 }
 

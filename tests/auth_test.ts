@@ -21,7 +21,9 @@ Deno.test("GET /login serves the sign-in form with strict security headers", asy
   assert.equal(res.status, 200);
   const html = await res.text();
   assert.match(html, /^<!doctype html>/);
-  assert.match(html, /<form method="post" action="\/auth\/login"/);
+  // The form posts to /login (which /auth/login's handler serves too), so a
+  // refused sign-in re-renders at the address the page was opened at.
+  assert.match(html, /<form method="post" action="\/login"/);
   assert.doesNotMatch(html, /<script/, "the login page works without JavaScript");
   const csp = res.headers.get("content-security-policy") ?? "";
   assert.match(csp, /script-src 'self'/);
@@ -334,4 +336,57 @@ Deno.test("/api/v1/* takes the session cookie beside a Basic header from a proxy
   });
   assert.equal(res.status, 200);
   await res.body?.cancel();
+});
+
+Deno.test("the login form posts to /login: a wrong password re-renders the page there", async () => {
+  await using server = await startTestServer();
+  const password = await withUser(server);
+  const page = await (await fetch(new URL("/login", server.url))).text();
+  assert.match(page, /<form method="post" action="\/login"/);
+  const wrong = await fetch(new URL("/login", server.url), {
+    method: "POST",
+    body: form({ username: "alice", password: "not-" + password }),
+  });
+  assert.equal(wrong.status, 401);
+  assert.equal(new URL(wrong.url).pathname, "/login", "the address stays /login");
+  assert.match(wrong.headers.get("content-type") ?? "", /text\/html/);
+  assert.match(await wrong.text(), /Wrong user name or password\./);
+  const right = await fetch(new URL("/login", server.url), {
+    method: "POST",
+    body: form({ username: "alice", password }),
+    redirect: "manual",
+  });
+  assert.equal(right.status, 303);
+  assert.equal(right.headers.get("location"), "/admin");
+  assert.ok(right.headers.get("set-cookie"));
+  await right.body?.cancel();
+});
+
+Deno.test("a refused cross-origin login says which origin was expected and from which headers", async () => {
+  await using server = await startTestServer();
+  const password = await withUser(server);
+  const own = `http://127.0.0.1:${server.url.port}`;
+  const viaForm = await fetch(new URL("/login", server.url), {
+    method: "POST",
+    headers: { Origin: "https://evil.example" },
+    body: form({ username: "alice", password }),
+  });
+  assert.equal(viaForm.status, 403);
+  assert.equal(new URL(viaForm.url).pathname, "/login");
+  assert.match(viaForm.headers.get("content-type") ?? "", /text\/html/);
+  const page = await viaForm.text();
+  assert.ok(
+    page.includes(
+      `origin https://evil.example is not allowed: expected ${own} (from Host: 127.0.0.1:${server.url.port})`,
+    ),
+    page,
+  );
+  assert.match(page, /proxy_set_header Host \$http_host, not \$host/);
+
+  const viaJson = await login(server.url, "alice", password, { Origin: "https://evil.example" });
+  assert.equal(viaJson.res.status, 403);
+  const body = viaJson.body;
+  assert.equal(body.error, "forbidden");
+  assert.deepEqual(body.expected, [own]);
+  assert.deepEqual(body.from, { Host: `127.0.0.1:${server.url.port}` });
 });

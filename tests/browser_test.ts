@@ -33,7 +33,7 @@ if (!hasChromium) {
 
 async function ensureBuilt(): Promise<void> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL("../scripts/build.ts", import.meta.url).pathname, "--if-missing"],
+    args: ["run", "-A", new URL("../scripts/build.ts", import.meta.url).pathname, "--if-stale"],
     stdout: "inherit",
     stderr: "inherit",
   }).output();

@@ -477,7 +477,9 @@ export async function runProbeCli(args: string[], env: Record<string, string> = 
     args: [
       "run",
       "--allow-net",
-      "--allow-env=LOOKOUT_PASSWORD,JWT_SECRET",
+      "--allow-env=LOOKOUT_PASSWORD,JWT_SECRET,KV_PATH",
+      "--allow-read",
+      "--allow-write",
       "cli/probe.ts",
       ...args,
     ],

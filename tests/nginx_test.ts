@@ -592,3 +592,103 @@ Deno.test({
     assert.equal(ponging, "authenticated after 2.4 s of client pongs");
   },
 });
+
+Deno.test({
+  name:
+    "cli probe names nginx's idle cut (proxy_read_timeout 2s) while holding an authenticated socket",
+  ignore,
+  async fn() {
+    await using server = await startTestServer({ TRUST_PROXY: "true" });
+    await using nginx = await startNginx({
+      upstreamPort: Number(server.url.port),
+      edit: (conf) => swap(conf, "proxy_read_timeout 75s;", "proxy_read_timeout 2s;"),
+    });
+    const token = await server.mint();
+    const { code, stdout } = await runProbeCli([nginx.wsUrl, "--token", token, "--hold", "5"]);
+    assert.equal(code, 1, stdout);
+    assert.match(stdout, /^✓ Auth /m);
+    assert.match(stdout, /^✓ Stats /m);
+    assert.match(stdout, /^✗ Hold +the connection dropped without a close frame \(1006\)/m);
+    assert.match(
+      stdout,
+      /→ The connection was cut after 2 s of silence: a proxy idle timeout \(nginx proxy_read_timeout\)/,
+    );
+    // A 101 came through nginx: the Upgrade headers are not to blame.
+    assert.doesNotMatch(stdout, /does not pass Upgrade and Connection/);
+    assert.match(stdout, /^✗ Failed at Hold\.$/m);
+    assert.doesNotMatch(stdout, /works end to end/);
+
+    // --quick skips the hold: the cut goes unseen, as before.
+    const quick = await runProbeCli([nginx.wsUrl, "--token", token, "--quick"]);
+    assert.equal(quick.code, 0, quick.stdout);
+    assert.doesNotMatch(quick.stdout, /Hold/);
+  },
+});
+
+Deno.test({
+  name:
+    "nginx passing Host $host (no port): bad_origin says what was expected, the probe names $host",
+  ignore,
+  async fn() {
+    await using server = await startTestServer({ TRUST_PROXY: "true" });
+    await using nginx = await startNginx({
+      upstreamPort: Number(server.url.port),
+      // The classic break: $host drops the port the browser used.
+      edit: (conf) => {
+        const broken = conf.replaceAll("$http_host;", "$host;");
+        assert.notEqual(broken, conf);
+        return broken;
+      },
+    });
+    const browser = `http://127.0.0.1:${nginx.port}`;
+    const refused = await rawUpgrade(nginx.wsUrl, { Origin: browser });
+    assert.equal(refused.status, 403);
+    const body = JSON.parse(refused.body);
+    assert.equal(body.reason, "bad_origin");
+    assert.deepEqual(body.expected, ["http://127.0.0.1"]);
+    assert.deepEqual(body.from, {
+      Host: "127.0.0.1",
+      "X-Forwarded-Host": "127.0.0.1",
+      "X-Forwarded-Proto": "http",
+    });
+    // The record keeps its fixed shape: the refused origin, as sent.
+    const [attempt] = await server.attempts(1);
+    assert.equal(attempt.reason, "bad_origin");
+    assert.equal(attempt.origin, browser);
+
+    const token = await server.mint();
+    const { code, stdout } = await runProbeCli([
+      nginx.wsUrl,
+      "--token",
+      token,
+      "--origin",
+      browser,
+      "--quick",
+    ]);
+    assert.equal(code, 1, stdout);
+    assert.match(stdout, /^✗ Upgrade +HTTP\/1\.1 403 /m);
+    assert.ok(
+      stdout.includes(
+        `→ The server refused Origin ${browser} (403 bad_origin) as it expected http://127.0.0.1, built from Host: 127.0.0.1, X-Forwarded-Host: 127.0.0.1, X-Forwarded-Proto: http: the proxy passes Host without the port (nginx proxy_set_header Host $host drops it)`,
+      ),
+      stdout,
+    );
+    assert.doesNotMatch(stdout, /add it to ALLOWED_ORIGINS/);
+
+    // A browser's sign-in through the same proxy gets a page that says so, at /login.
+    const login = await fetch(`${nginx.base}/login`, {
+      method: "POST",
+      headers: { Origin: browser },
+      body: new URLSearchParams({ username: "alice", password: "whatever" }),
+    });
+    assert.equal(login.status, 403);
+    assert.equal(new URL(login.url).pathname, "/login");
+    const page = await login.text();
+    assert.ok(
+      page.includes(
+        `origin ${browser} is not allowed: expected http://127.0.0.1 (from Host: 127.0.0.1, X-Forwarded-Host: 127.0.0.1, X-Forwarded-Proto: http)`,
+      ),
+      page,
+    );
+  },
+});

@@ -30,9 +30,11 @@ import {
   randomPassword,
   randomSecret,
   runProbeCli,
+  startProcess,
   startTestServer,
   unsecured,
 } from "./helpers.ts";
+import { jwtSecretKey } from "../lib/store/keys.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -248,8 +250,14 @@ Deno.test("probe() with header authenticates by Authorization: Bearer", async ()
 Deno.test("cli/probe.ts exits 0 with a ✓ line per step and no whole token", async () => {
   await using server = await startTestServer();
   const token = await server.mint();
-  const { code, stdout } = await runProbeCli([server.wsUrl, "--token", token]);
+  const { code, stdout } = await runProbeCli([server.wsUrl, "--token", token, "--hold", "2"]);
   assert.equal(code, 0, stdout);
+  // Lookout itself keeps a quiet authenticated socket open through the hold.
+  assert.match(
+    stdout,
+    /^✓ Hold +the socket stayed open through 2 s in which the probe sent nothing/m,
+  );
+  assert.match(stdout, /stays open 2 s when quiet\.$/m);
   for (const label of ["DNS", "TCP", "Upgrade", "Auth", "Stats"]) {
     assert.match(stdout, new RegExp(`^✓ ${label} `, "m"));
   }
@@ -413,8 +421,11 @@ Deno.test("probe() says 1006 when a 101 is followed by a drop with no close fram
   assert.equal(auth.close, undefined);
   assert.match(auth.summary, /without a close frame \(1006\)/);
   assert.match(auth.cause!, /1006/);
-  assert.match(auth.cause!, /proxy that does not pass Upgrade and Connection/);
-  assert.match(auth.cause!, /cuts idle connections/);
+  // After a 101 the proxy passed the Upgrade headers: a drop right after the
+  // handshake is a restart or a cut, never the headers, and not an idle cut.
+  assert.doesNotMatch(auth.cause!, /proxy that does not pass Upgrade and Connection/);
+  assert.match(auth.cause!, /Upgrade headers are not the cause/);
+  assert.match(auth.cause!, /restarted or crashed, or the network was cut/);
 });
 
 Deno.test({
@@ -556,7 +567,7 @@ Deno.test("cli/probe.ts --scenarios --login exits 0 and prints the table", async
   const password = randomPassword();
   await using server = await startTestServer({ ADMIN_USERNAME: "root", ADMIN_PASSWORD: password });
   const { code, stdout } = await runProbeCli(
-    [`http://127.0.0.1:${server.url.port}`, "--login", "root", "--scenarios"],
+    [`http://127.0.0.1:${server.url.port}`, "--login", "root", "--scenarios", "--quick"],
     { LOOKOUT_PASSWORD: password, JWT_SECRET: server.secret },
   );
   assert.equal(code, 0, stdout);
@@ -581,7 +592,13 @@ Deno.test("cli/probe.ts --scenarios exits 1 against a server with another JWT_AU
   await using server = await startTestServer({ JWT_AUDIENCE: "elsewhere" });
   // Signed with the server's key, but for the default audience.
   const token = await forge(claims({ aud: "lookout" }), server.secret);
-  const { code, stdout } = await runProbeCli([server.wsUrl, "--token", token, "--scenarios"], {
+  const { code, stdout } = await runProbeCli([
+    server.wsUrl,
+    "--token",
+    token,
+    "--scenarios",
+    "--quick",
+  ], {
     JWT_SECRET: server.secret,
   });
   assert.equal(code, 1, stdout);
@@ -600,6 +617,10 @@ Deno.test("cli/probe.ts exits 2 on bad usage", async () => {
       ["ws://h/", "--header"],
       ["ws://h/", "--origin", "https://h/path"],
       ["ws://h/", "--bogus"],
+      ["ws://h/", "--hold", "-1"],
+      ["ws://h/", "--hold", "soon"],
+      ["ws://h/", "--hold", "5", "--quick"],
+      ["ws://h/", "--token", "t", "--kv", "data.sqlite3"],
     ]
   ) {
     const { code, stderr } = await runProbeCli(args);
@@ -655,4 +676,115 @@ Deno.test("explainStatus() explains 503 key_unavailable for a Bearer header", ()
     words,
     /^The server could not check the Bearer token \(503 key_unavailable\): the server could not fetch the keys of the token's issuer "https:\/\/idp\.test\/"/,
   );
+});
+
+Deno.test("cli/probe.ts shows a proxy's multi-line HTML answer indented and cut", async () => {
+  const page = [
+    "<html>",
+    "<head><title>502 Bad Gateway</title></head>",
+    "<body>",
+    `<center><h1>502 Bad Gateway</h1>${"x".repeat(200)}</center>`,
+    ...Array.from({ length: 10 }, (_, i) => `<!-- padding ${i} -->`),
+    "</body>",
+    "</html>",
+  ].join("\r\n");
+  await using proxy = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () =>
+      new Response(page, {
+        status: 502,
+        headers: { "Content-Type": "text/html", Server: "nginx" },
+      }),
+  );
+  const { code, stdout } = await runProbeCli([
+    `ws://127.0.0.1:${proxy.addr.port}/admin/ws`,
+    "--token",
+    "t",
+  ]);
+  assert.equal(code, 1, stdout);
+  assert.match(stdout, /^ {13}body \(16 lines\):$/m);
+  assert.match(stdout, /^ {15}<head><title>502 Bad Gateway<\/title><\/head>$/m);
+  assert.match(stdout, new RegExp(`^ {15}<center><h1>502 Bad Gateway</h1>x{88}…$`, "m"));
+  assert.match(stdout, /^ {15}<!-- padding 3 -->$/m);
+  assert.doesNotMatch(stdout, /padding 4/, "cut after 8 lines");
+  assert.match(stdout, /^ {15}… 8 more lines$/m);
+  assert.match(stdout, /→ The proxy \(nginx\) cannot reach the app behind it \(502\)/);
+});
+
+Deno.test("cli/probe.ts --scenarios --kv forges the expired token with the secret the server keeps in KV", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lookout-probe-kv-" });
+  const kvPath = `${dir}/kv.sqlite3`;
+  // No JWT_SECRET anywhere: the server generates its secret and keeps it in KV.
+  const env = { KV_PATH: kvPath, LOOKOUT_WORKERS: "1" };
+  assert.equal(Deno.env.get("JWT_SECRET"), undefined, "the test needs JWT_SECRET unset");
+  const proc = await startProcess(env);
+  try {
+    const minted = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "cli/token.ts", "--sub", "alice", "--role", "admin"],
+      cwd: new URL("..", import.meta.url),
+      env,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.ok(minted.success, new TextDecoder().decode(minted.stderr));
+    const token = new TextDecoder().decode(minted.stdout).trim();
+
+    const without = await runProbeCli([proc.wsUrl, "--token", token, "--scenarios", "--quick"], {
+      JWT_SECRET: "",
+    });
+    assert.match(
+      without.stdout,
+      /^expired token +\| 4401 token_expired +\| skipped: set JWT_SECRET to forge an expired token, or pass --kv PATH/m,
+    );
+
+    const { code, stdout } = await runProbeCli(
+      [proc.wsUrl, "--token", token, "--scenarios", "--quick", "--kv", kvPath],
+      { JWT_SECRET: "" },
+    );
+    assert.equal(code, 0, stdout);
+    assert.ok(stdout.includes(`(the expired token is signed with the secret in ${kvPath})`));
+    assert.match(stdout, /^expired token +\| 4401 token_expired +\| 4401 token_expired +\| ✓$/m);
+    const secret = await (async () => {
+      const kv = await Deno.openKv(kvPath);
+      try {
+        return (await kv.get<string>(jwtSecretKey())).value;
+      } finally {
+        kv.close();
+      }
+    })();
+    assert.ok(secret && !stdout.includes(secret), "the secret is never printed");
+
+    const missing = await runProbeCli(
+      [proc.wsUrl, "--token", token, "--scenarios", "--kv", `${dir}/nope.sqlite3`],
+    );
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /^Cannot probe as --kv names no file/);
+  } finally {
+    proc.child.kill("SIGTERM");
+    await proc.status;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cli/probe.ts --help lists every flag it takes", async () => {
+  const { code, stdout } = await runProbeCli(["--help"]);
+  assert.equal(code, 0);
+  const [usageLine] = stdout.split("\n  URL");
+  for (
+    const flag of [
+      "--token",
+      "--login",
+      "--origin",
+      "--header",
+      "--scenarios",
+      "--kv",
+      "--wait-auth",
+      "--hold",
+      "--quick",
+      "--timeout",
+    ]
+  ) {
+    assert.ok(usageLine.includes(flag), `the usage line lists ${flag}: ${usageLine}`);
+    assert.match(stdout, new RegExp(`^  ${flag} `, "m"), `${flag} is explained`);
+  }
 });

@@ -58,6 +58,22 @@ Deno.test("/admin/ws refuses a foreign Origin with 403 bad_origin before upgradi
   const res = await rawUpgrade(server.wsUrl, { Origin: "https://evil.example" });
   assert.equal(res.status, 403);
   assert.equal(JSON.parse(res.body).reason, "bad_origin");
+  // The answer says what was expected and from which headers.
+  const host = `127.0.0.1:${server.url.port}`;
+  assert.deepEqual(JSON.parse(res.body), {
+    error: "bad_origin",
+    reason: "bad_origin",
+    message:
+      `origin https://evil.example may not open /admin/ws: expected http://${host} (from Host: ${host})`,
+    expected: [`http://${host}`],
+    from: { Host: host },
+  });
+  assert.ok(
+    server.logs.some((l) =>
+      l.includes("upgrade refused: bad origin") && l.includes(`expected http://${host}`)
+    ),
+    "the log line says what was expected",
+  );
   const [attempt] = await server.attempts();
   assert.equal(attempt.reason, "bad_origin");
   assert.equal(attempt.transport, "upgrade");
@@ -79,6 +95,13 @@ Deno.test("/admin/ws allows the request's own origin by default and listed origi
   assert.equal(ok.status, 101);
   const own2 = await rawUpgrade(listed.wsUrl, { Origin: `http://127.0.0.1:${listed.url.port}` });
   assert.equal(own2.status, 403, "only the listed origins are allowed once the list is set");
+  assert.deepEqual(JSON.parse(own2.body).expected, [
+    "https://admin.example.com",
+    "https://ops.example.com",
+  ]);
+  assert.deepEqual(JSON.parse(own2.body).from, {
+    ALLOWED_ORIGINS: "https://admin.example.com,https://ops.example.com",
+  });
 });
 
 for (const param of ["token", "access_token", "authorization"]) {
