@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { DEFAULT_LIMITS } from "./limits.ts";
 
 /** Validated runtime configuration, read once at start-up. */
 export interface Config {
@@ -29,6 +30,8 @@ export interface Config {
   metricsMaxSeries: number;
   /** How long `1h` and `1d` metric rollups are kept. */
   metricsRetentionDays: number;
+  /** Metric pushes one key (or one user's tokens) may make per 10 s, per instance. */
+  metricsPushesPerKeyPer10s: number;
 }
 
 /** Thrown when an environment variable has a bad value; its message is one line. */
@@ -95,6 +98,9 @@ const Env = z.object({
   LOOKOUT_WORKERS: integer(1, 64).optional(),
   METRICS_MAX_SERIES: integer(1, 1_000_000).default(1000),
   METRICS_RETENTION_DAYS: integer(1, 3650).default(90),
+  METRICS_PUSHES_PER_KEY_PER_10S: integer(1, 1_000_000_000).default(
+    DEFAULT_LIMITS.metricsPushesPerKey,
+  ),
 });
 
 function isOrigin(value: string): boolean {
@@ -170,5 +176,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     onDeploy,
     metricsMaxSeries: e.METRICS_MAX_SERIES,
     metricsRetentionDays: e.METRICS_RETENTION_DAYS,
+    metricsPushesPerKeyPer10s: e.METRICS_PUSHES_PER_KEY_PER_10S,
   };
 }

@@ -89,3 +89,21 @@ Deno.test("remembered series ids: label order does not split a series, and look-
     ],
   );
 });
+
+Deno.test("METRICS_PUSHES_PER_KEY_PER_10S sets the per-key push limit: 429 with Retry-After past it", async () => {
+  await using server = await startTestServer({ METRICS_PUSHES_PER_KEY_PER_10S: "2" });
+  const key = (await createKey(server, "ingest")).key;
+  const body = { points: [{ name: "work.limited", type: "counter", value: 1 }] };
+  for (let i = 0; i < 2; i++) assert.equal((await push(server.url, key, body)).status, 200);
+  const limited = await push(server.url, key, body);
+  assert.equal(limited.status, 429);
+  const retry = Number(limited.headers.get("retry-after"));
+  assert.ok(retry >= 1 && retry <= 10, `Retry-After ${retry}`);
+  const write = await fetch(new URL("/api/v2/write", server.url), {
+    method: "POST",
+    headers: { Authorization: `Token ${key}` },
+    body: "work.limited v=1i",
+  });
+  assert.equal(write.status, 429);
+  await write.body?.cancel();
+});
