@@ -5,6 +5,12 @@
  * stored.
  */
 import assert from "node:assert/strict";
+import fc from "fast-check";
+import { metricBucketKey, metricTotalKey } from "../lib/kv_keys.ts";
+import { binOf, encodeFixed, encodeOrdered } from "../lib/metrics/encoding.ts";
+import type { MetricPoint } from "../lib/metrics/points.ts";
+import { isLater, type LastValue, Rollup, STEP_NAMES, STEPS } from "../lib/metrics/rollup.ts";
+import { commitRollup } from "../lib/metrics/writer.ts";
 import { startTestServer } from "./helpers.ts";
 import { createKey, push, seriesOf } from "./metrics_fixtures.ts";
 
@@ -87,6 +93,132 @@ Deno.test("remembered series ids: label order does not split a series, and look-
       [JSON.stringify([["a", "1,b=1:2"]]), 4],
       [JSON.stringify([["a", "1,b=2"]]), 8],
     ],
+  );
+});
+
+Deno.test("Rollup.add() folds points without serializing a KV key per point", () => {
+  const rollup = new Rollup(90);
+  const at = Date.now();
+  const stringify = JSON.stringify;
+  let calls = 0;
+  JSON.stringify = ((...args: Parameters<typeof stringify>) => {
+    calls++;
+    return stringify(...args);
+  }) as typeof stringify;
+  try {
+    for (let i = 0; i < 1000; i++) {
+      const type = (["counter", "gauge", "histogram"] as const)[i % 3];
+      rollup.add(`s${i % 10}`, { name: "n", type, value: i, labels: {}, at: at - i }, at, i);
+    }
+  } finally {
+    JSON.stringify = stringify;
+  }
+  assert.equal(calls, 0);
+});
+
+type Op = "sum" | "min" | "max";
+
+/** What the KV store must hold after `points`, folded key by key the plain way. */
+function expectedStore(
+  points: { id: string; point: MetricPoint; seq: number }[],
+  received: number,
+): Map<string, bigint | LastValue> {
+  const out = new Map<string, bigint | LastValue>();
+  const fold = (key: Deno.KvKey, op: Op, value: bigint) => {
+    const id = JSON.stringify(key);
+    const current = out.get(id) as bigint | undefined;
+    out.set(
+      id,
+      current === undefined
+        ? value
+        : op === "sum"
+        ? BigInt.asUintN(64, current + value)
+        : op === "min"
+        ? (value < current ? value : current)
+        : (value > current ? value : current),
+    );
+  };
+  const last = (key: Deno.KvKey, value: LastValue) => {
+    const id = JSON.stringify(key);
+    const current = out.get(id) as LastValue | undefined;
+    if (current === undefined || isLater(value, current)) out.set(id, value);
+  };
+  for (const { id, point, seq } of points) {
+    const { type, value, at } = point;
+    const l = { at, received, seq, value };
+    fold(metricTotalKey(id, "first_at"), "min", BigInt(at));
+    fold(metricTotalKey(id, "last_at"), "max", BigInt(at));
+    if (type === "counter") fold(metricTotalKey(id, "total"), "sum", encodeFixed(value));
+    if (type === "histogram") fold(metricTotalKey(id, "count"), "sum", 1n);
+    if (type === "gauge") last(metricTotalKey(id, "last"), l);
+    for (const step of STEP_NAMES) {
+      const t = at - (at % STEPS[step]);
+      fold(metricBucketKey(step, id, t, "sum"), "sum", encodeFixed(value));
+      fold(metricBucketKey(step, id, t, "count"), "sum", 1n);
+      if (type === "counter") continue;
+      fold(metricBucketKey(step, id, t, "min"), "min", encodeOrdered(value));
+      fold(metricBucketKey(step, id, t, "max"), "max", encodeOrdered(value));
+      if (type === "gauge") last(metricBucketKey(step, id, t, "last"), l);
+      else {
+        const bin = binOf(value);
+        fold(metricBucketKey(step, id, t, "h", bin.sign, bin.index), "sum", 1n);
+      }
+    }
+  }
+  return out;
+}
+
+Deno.test("commitRollup() of rollups folded and merged stores exactly the plain per-key fold, big sums included", async () => {
+  const now = Date.now();
+  const series = ["c", "g", "h"] as const;
+  const typeOf = { c: "counter", g: "gauge", h: "histogram" } as const;
+  const pointArb = fc.record({
+    s: fc.constantFrom(...series),
+    n: fc.integer({ min: 0, max: 2 }),
+    value: fc.oneof(
+      fc.double({ min: -1e12, max: 1e12, noNaN: true }),
+      fc.constantFrom(1e12, -1e12, 0, -0, 0.0005, 123.456),
+    ),
+    ago: fc.integer({ min: 0, max: 3 * 3_600_000 }),
+  });
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(pointArb, { minLength: 1, maxLength: 60 }),
+      fc.integer({ min: 1, max: 4 }),
+      async (raw, parts) => {
+        using kv = await Deno.openKv(":memory:");
+        // Sums past 2^53 thousandths, which must not lose a digit.
+        const big = Array.from({ length: 12 }, (_, i) => ({
+          s: series[i % 3],
+          n: 0,
+          value: i % 3 === 1 ? -1e12 : 1e12,
+          ago: i,
+        })).concat(Array.from({ length: 12 }, (_, i) => ({ s: "g", n: 0, value: -1e12, ago: i })));
+        const points = [...big, ...raw].map((r, seq) => {
+          const type = typeOf[r.s];
+          const value = type === "counter" ? Math.abs(r.value) : r.value;
+          const point: MetricPoint = { name: r.s, type, value, labels: {}, at: now - r.ago };
+          return { id: `${r.s}${r.n}`, point, seq };
+        });
+        // Several rollups merged, as the writer folds concurrent pushes.
+        const rollups = Array.from({ length: parts }, () => new Rollup(90));
+        points.forEach((p, i) => rollups[i % parts].add(p.id, p.point, now, p.seq));
+        const merged = new Rollup(90);
+        for (const r of rollups) merged.merge(r);
+        await commitRollup(kv, merged);
+        const stored = new Map<string, bigint | LastValue>();
+        for (const prefix of ["metric_totals", ...STEP_NAMES.map((s) => `metric_buckets_${s}`)]) {
+          for await (const e of kv.list<Deno.KvU64 | LastValue>({ prefix: [prefix] })) {
+            stored.set(
+              JSON.stringify(e.key),
+              e.value instanceof Deno.KvU64 ? e.value.value : e.value,
+            );
+          }
+        }
+        assert.deepEqual(stored, expectedStore(points, now));
+      },
+    ),
+    { numRuns: 60 },
   );
 });
 

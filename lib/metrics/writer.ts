@@ -4,7 +4,7 @@
  * one per push. Each push resolves only once its writes are durable.
  */
 import { getAll } from "./series.ts";
-import { isLater, type LastValue, Rollup } from "./rollup.ts";
+import { type FoldedWrite, isLater, type LastValue, type LastWrite, Rollup } from "./rollup.ts";
 
 /** KV allows 1,000 mutations and 100 checks per commit; stay under both. */
 const MAX_MUTATIONS = 900;
@@ -46,8 +46,11 @@ export class RollupWriter {
     try {
       while (this.#queue.length > 0) {
         const batch = this.#queue.splice(0);
-        const merged = new Rollup(this.#retentionDays);
-        for (const p of batch) merged.merge(p.rollup);
+        let merged = batch[0].rollup;
+        if (batch.length > 1) {
+          merged = new Rollup(this.#retentionDays);
+          for (const p of batch) merged.merge(p.rollup);
+        }
         try {
           await commitRollup(this.#kv, merged);
           for (const p of batch) p.resolve();
@@ -61,8 +64,6 @@ export class RollupWriter {
   }
 }
 
-type LastEntry = { key: Deno.KvKey; last: LastValue; expireAt: number | null };
-
 /**
  * Writes a rollup: the folded sums, minimums and maximums as they are (they
  * commute), and each `last` only when it is later than the stored one,
@@ -70,8 +71,7 @@ type LastEntry = { key: Deno.KvKey; last: LastValue; expireAt: number | null };
  * between. One commit when it fits, else chunks of at most 900 mutations.
  */
 export async function commitRollup(kv: Deno.Kv, rollup: Rollup): Promise<void> {
-  const folded = [...rollup.folded.values()];
-  const lasts = [...rollup.lasts.values()];
+  const { folded, lasts } = rollup.writes();
   while (folded.length > 0 || lasts.length > 0) {
     const chunkLasts = lasts.splice(0, MAX_CHECKS);
     const chunkFolded = folded.splice(0, MAX_MUTATIONS - chunkLasts.length);
@@ -81,8 +81,8 @@ export async function commitRollup(kv: Deno.Kv, rollup: Rollup): Promise<void> {
 
 async function commitChunk(
   kv: Deno.Kv,
-  folded: Rollup["folded"] extends Map<string, infer F> ? F[] : never,
-  lasts: LastEntry[],
+  folded: FoldedWrite[],
+  lasts: LastWrite[],
 ): Promise<void> {
   for (let attempt = 0;; attempt++) {
     const stored = await getAll<LastValue>(kv, lasts.map((l) => l.key));
