@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { metricBucketKey, metricTotalKey } from "../lib/kv_keys.ts";
 import { binOf, encodeFixed, encodeOrdered } from "../lib/metrics/encoding.ts";
-import type { MetricPoint } from "../lib/metrics/points.ts";
+import { parseLineProtocol } from "../lib/metrics/line_protocol.ts";
+import { checkPoint, isRejection, labelsProblem, type MetricPoint } from "../lib/metrics/points.ts";
 import { isLater, type LastValue, Rollup, STEP_NAMES, STEPS } from "../lib/metrics/rollup.ts";
 import { commitRollup } from "../lib/metrics/writer.ts";
 import { startTestServer } from "./helpers.ts";
@@ -238,4 +239,62 @@ Deno.test("METRICS_PUSHES_PER_KEY_PER_10S sets the per-key push limit: 429 with 
   });
   assert.equal(write.status, 429);
   await write.body?.cancel();
+});
+
+Deno.test("checkPoint() checks labels without an array per point", () => {
+  const entries = Object.entries;
+  let calls = 0;
+  Object.entries = ((o: object) => {
+    calls++;
+    return entries(o);
+  }) as typeof Object.entries;
+  const now = Date.now();
+  let valid = 0;
+  try {
+    for (let i = 0; i < 1000; i++) {
+      const point = { name: "n", type: "gauge", value: i, labels: { host: `h${i % 7}`, dc: "eu" } };
+      if (!isRejection(checkPoint(point, now))) valid++;
+    }
+  } finally {
+    Object.entries = entries;
+  }
+  assert.equal(valid, 1000);
+  assert.equal(calls, 0);
+  const nine = Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`k${i}`, "v"]));
+  assert.match(labelsProblem(nine)!, /more than 8 labels: current count is 9$/);
+  assert.match(labelsProblem({ ok: "v", "bad-key": "v" })!, /current key is "bad-key"$/);
+  assert.match(labelsProblem({ a: 1 })!, /label a must be a string: current value is 1$/);
+  assert.equal(labelsProblem(Object.assign(Object.create({ inherited: 1 }), { a: "v" })), null);
+});
+
+Deno.test("parseLineProtocol() converts a 19-digit timestamp to a bigint once, and still checks 64-bit ranges", () => {
+  const lines = Array.from(
+    { length: 100 },
+    (_, i) => `m,s=${i} v=${i}i 1764500000${i % 10}00000000`,
+  );
+  const original = globalThis.BigInt;
+  let calls = 0;
+  globalThis.BigInt = Object.assign((value: string | number | bigint | boolean) => {
+    calls++;
+    return original(value);
+  }, original) as typeof BigInt;
+  let parsed: ReturnType<typeof parseLineProtocol>;
+  try {
+    parsed = [...parseLineProtocol(lines.join("\n"))];
+  } finally {
+    globalThis.BigInt = original;
+  }
+  assert.equal(parsed.filter((r) => r.ok).length, 100);
+  assert.ok(calls <= 100, `${calls} bigints for 100 timestamps`);
+  const one = (line: string) => [...parseLineProtocol(line)][0];
+  assert.deepEqual(one("m v=1 9223372036854775807").ok, true);
+  assert.deepEqual(one("m v=1 -9223372036854775808").ok, true);
+  assert.deepEqual(one("m v=1 8999999999999999999").ok, true);
+  assert.deepEqual(one("m v=1 9223372036854775808").ok, false);
+  assert.deepEqual(one("m v=1 -9223372036854775809").ok, false);
+  assert.deepEqual(one("m v=9223372036854775807i").ok, true);
+  assert.deepEqual(one("m v=9223372036854775808i").ok, false);
+  assert.deepEqual(one("m v=18446744073709551615u").ok, true);
+  assert.deepEqual(one("m v=18446744073709551616u").ok, false);
+  assert.deepEqual(one("m v=9999999999999999999u").ok, true);
 });

@@ -51,7 +51,10 @@ export async function ingestPoints(
   const now = options.now ?? Date.now();
   const ids = deps.ids ?? new SeriesIds({ max: MAX_POINTS });
   const rejected: RejectedPoint[] = [];
-  const valid: { index: number; point: MetricPoint; wanted: Wanted }[] = [];
+  // Parallel arrays rather than an object per valid point.
+  const validIndex: number[] = [];
+  const validPoint: MetricPoint[] = [];
+  const validWanted: Wanted[] = [];
   // A series is asked for with each type its points have (the name's type
   // decides); its id and record are made once per push, not once per point.
   const wanted = new Map<string, Wanted>();
@@ -69,7 +72,9 @@ export async function ingestPoints(
       w = { lookup, record: { id: "", name, type, labels } };
       wanted.set(key, w);
     }
-    valid.push({ index, point: checked, wanted: w });
+    validIndex.push(index);
+    validPoint.push(checked);
+    validWanted.push(w);
   }
   for (const w of wanted.values()) {
     w.record.id = await ids.idOf(w.lookup, w.record.name, w.record.labels);
@@ -81,22 +86,24 @@ export async function ingestPoints(
   }
   const rollup = new Rollup(deps.retentionDays);
   let accepted = 0;
-  for (const v of valid) {
-    const s = v.wanted.status;
+  for (let i = 0; i < validIndex.length; i++) {
+    const index = validIndex[i];
+    const point = validPoint[i];
+    const s = validWanted[i].status;
     if (s === "ok") {
-      rollup.add(v.wanted.record.id, v.point, now, v.index);
+      rollup.add(validWanted[i].record.id, point, now, index);
       accepted++;
     } else if (s === "too_many_series") {
       rejected.push({
-        index: v.index,
+        index,
         reason: s,
         message: "Cannot store the point as it would add a series past METRICS_MAX_SERIES",
       });
     } else {
       rejected.push({
-        index: v.index,
+        index,
         reason: "type_conflict",
-        message: `Cannot store the point as ${v.point.name} is not a ${v.point.type}`,
+        message: `Cannot store the point as ${point.name} is not a ${point.type}`,
       });
     }
   }
