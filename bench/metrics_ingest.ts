@@ -492,6 +492,10 @@ function report(results: Results, skipped: Partial<Record<Name, string>>): strin
       "everything else: kernel I/O, other processes (% of a core)",
       (r) => `${(100 * r.otherShare).toFixed(0)}%`,
     ],
+    [
+      `machine idle in the timed phase (% of the ${navigator.hardwareConcurrency} cores)`,
+      (r) => `${(100 * r.idleShare).toFixed(0)}%`,
+    ],
     ["RSS idle (MiB)", (r) => mib(r.rssIdle)],
     ["RSS after the timed phase (MiB)", (r) => mib(r.rssAfter)],
     ["RSS with 1,000 series (MiB)", (r) => mib(r.rssWithSeries)],
