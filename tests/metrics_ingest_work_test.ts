@@ -9,7 +9,14 @@ import fc from "fast-check";
 import { metricBucketKey, metricTotalKey } from "../lib/kv_keys.ts";
 import { binOf, encodeFixed, encodeOrdered } from "../lib/metrics/encoding.ts";
 import { parseLineProtocol } from "../lib/metrics/line_protocol.ts";
-import { checkPoint, isRejection, labelsProblem, type MetricPoint } from "../lib/metrics/points.ts";
+import {
+  checkPoint,
+  isRejection,
+  labelsProblem,
+  type MetricPoint,
+  seriesId,
+} from "../lib/metrics/points.ts";
+import { SeriesIds, seriesLookupKey } from "../lib/metrics/series_ids.ts";
 import { isLater, type LastValue, Rollup, STEP_NAMES, STEPS } from "../lib/metrics/rollup.ts";
 import { commitRollup } from "../lib/metrics/writer.ts";
 import { startTestServer } from "./helpers.ts";
@@ -297,4 +304,25 @@ Deno.test("parseLineProtocol() converts a 19-digit timestamp to a bigint once, a
   assert.deepEqual(one("m v=18446744073709551615u").ok, true);
   assert.deepEqual(one("m v=18446744073709551616u").ok, false);
   assert.deepEqual(one("m v=9999999999999999999u").ok, true);
+});
+
+Deno.test("SeriesIds remembers at most max ids and forgets the least recently used first", async () => {
+  const ids = new SeriesIds({ max: 2 });
+  const a = { name: "a", labels: { k: "1" } };
+  const b = { name: "b", labels: {} };
+  const c = { name: "c", labels: {} };
+  const key = (s: typeof a | typeof b) => seriesLookupKey(s.name, s.labels);
+  assert.equal(ids.known(key(a)), undefined);
+  const idA = await ids.idOf(key(a), a.name, a.labels);
+  assert.equal(idA, await seriesId(a.name, a.labels));
+  await ids.idOf(key(b), b.name, b.labels);
+  assert.equal(ids.known(key(a)), idA); // a is now the most recently used
+  await ids.idOf(key(c), c.name, c.labels);
+  assert.equal(ids.size, 2);
+  assert.equal(ids.known(key(b)), undefined);
+  assert.equal(ids.known(key(a)), idA);
+  assert.throws(
+    () => new SeriesIds({ max: 0 }),
+    /'max' must be a positive integer: current value is 0/,
+  );
 });

@@ -77,7 +77,8 @@ export async function ingestPoints(
     validWanted.push(w);
   }
   for (const w of wanted.values()) {
-    w.record.id = await ids.idOf(w.lookup, w.record.name, w.record.labels);
+    w.record.id = ids.known(w.lookup) ??
+      await ids.idOf(w.lookup, w.record.name, w.record.labels);
   }
   const records = [...wanted.values()].map((w) => w.record);
   const status = await deps.series.ensure(records);

@@ -36,15 +36,24 @@ export class SeriesIds {
     this.#max = options.max;
   }
 
-  /** The id of the series of `key` ({@linkcode seriesLookupKey} of `name` and `labels`). */
-  async idOf(key: string, name: string, labels: Record<string, string>): Promise<string> {
+  /**
+   * The remembered id of the series of `key` ({@linkcode seriesLookupKey}),
+   * without waiting: a push's known series cost no promise each.
+   */
+  known(key: string): string | undefined {
     const known = this.#ids.get(key);
     if (known !== undefined) {
       // Moved to the end of the map's order, so eviction drops the least recently used.
       this.#ids.delete(key);
       this.#ids.set(key, known);
-      return known;
     }
+    return known;
+  }
+
+  /** The id of the series of `key` ({@linkcode seriesLookupKey} of `name` and `labels`). */
+  async idOf(key: string, name: string, labels: Record<string, string>): Promise<string> {
+    const known = this.known(key);
+    if (known !== undefined) return known;
     const id = await seriesId(name, labels);
     this.#ids.set(key, id);
     if (this.#ids.size > this.#max) this.#ids.delete(this.#ids.keys().next().value!);
