@@ -155,7 +155,11 @@ export async function startLookout(
       { hostname: config.hostname },
     );
   }
-  const limits = { ...DEFAULT_LIMITS, ...options.limits };
+  const limits = {
+    ...DEFAULT_LIMITS,
+    metricsPushesPerKey: config.metricsPushesPerKeyPer10s,
+    ...options.limits,
+  };
   const assets = await loadAssets();
   const draining = { value: false };
   if (assets.js === null) {

@@ -160,6 +160,8 @@ export interface StartOptions {
   onStdout?: (chunk: string) => void;
   /** Where the server runs from: this repository unless given (another checkout of Lookout). */
   cwd?: string;
+  /** More environment for Lookout (a limit a benchmark must not measure). */
+  lookoutEnv?: Record<string, string>;
 }
 
 /**
@@ -204,7 +206,7 @@ export async function startServer(
   const child = new Deno.Command(command.cmd, {
     args: command.args,
     cwd: options.cwd ?? REPO_ROOT,
-    env: command.env,
+    env: target === "lookout" ? { ...command.env, ...options.lookoutEnv } : command.env,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

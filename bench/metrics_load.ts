@@ -6,7 +6,7 @@
  * process, the bare KV ceiling runs these same phases in its own process
  * (bench/metrics_bare_kv.ts).
  */
-import { cpuMs, machineBusyMs, settledRss } from "./proc.ts";
+import { cpuMs, machineBusyMs, machineIdleMs, settledRss } from "./proc.ts";
 import { sleep } from "./util.ts";
 
 /** The measurement and field of every point: Lookout's series `ingest.v`, InfluxDB's `ingest`/`v`. */
@@ -124,6 +124,8 @@ export interface TargetResult {
   cpuMsPer1k: number;
   /** CPU used by everything but the target and the senders, as a share of one core. */
   otherShare: number;
+  /** The machine's idle time in the timed phase, as a share of all its cores. */
+  idleShare: number;
   rssIdle: number;
   rssAfter: number;
   rssWithSeries: number;
@@ -234,6 +236,7 @@ export async function measureTarget(
 
   const cpu0 = await cpuMs(target.pid);
   const busy0 = await machineBusyMs();
+  const idle0 = await machineIdleMs();
   const self0 = await cpuMs(Deno.pid);
   const until = performance.now() + shape.seconds * 1000;
   let ingesting = true;
@@ -250,6 +253,7 @@ export async function measureTarget(
   const cpu = (await cpuMs(target.pid)) - cpu0;
   const self = (await cpuMs(Deno.pid)) - self0;
   const busy = (await machineBusyMs()) - busy0;
+  const idle = (await machineIdleMs()) - idle0;
   // The bare ceiling is its own sender: count its CPU once.
   const other = busy - cpu - (target.pid === Deno.pid ? 0 : self);
   if (run.failures.length) {
@@ -285,6 +289,7 @@ export async function measureTarget(
     month1h: queries ? latency(queries.month1h) : null,
     cpuMsPer1k: cpu / (run.points / 1000),
     otherShare: Math.max(0, other) / run.wallMs,
+    idleShare: idle / (busy + idle),
     rssIdle,
     rssAfter,
     rssWithSeries,

@@ -63,6 +63,14 @@ export async function machineBusyMs(): Promise<number> {
   return (user + nice + system + irq + softirq + steal) * 1000 / TICKS_PER_S;
 }
 
+/** CPU time the whole machine spent idle (every core, idle and iowait) in ms, from /proc/stat. */
+export async function machineIdleMs(): Promise<number> {
+  const stat = await Deno.readTextFile("/proc/stat");
+  const [, ...fields] = stat.slice(0, stat.indexOf("\n")).trim().split(/\s+/);
+  const [, , , idle, iowait] = fields.map(Number);
+  return (idle + iowait) * 1000 / TICKS_PER_S;
+}
+
 /**
  * The median by `by` of `n` readings taken `gapMs` apart: one reading of
  * RSS can catch a GC mid-way.

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { UserName } from "./auth/user_name.ts";
 import { type IssuerConfig, parseIssuers } from "./auth/issuers.ts";
+import { DEFAULT_LIMITS } from "./realtime/limits.ts";
 
 /** Validated runtime configuration, read once at start-up. */
 export interface Config {
@@ -35,6 +36,8 @@ export interface Config {
   metricsMaxSeries: number;
   /** How long `1h` and `1d` metric rollups are kept. */
   metricsRetentionDays: number;
+  /** Metric pushes one key (or one user's tokens) may make per 10 s, per instance. */
+  metricsPushesPerKeyPer10s: number;
 }
 
 /** Thrown when an environment variable has a bad value; its message is one line. */
@@ -102,6 +105,9 @@ const Env = z.object({
   LOOKOUT_WORKERS: integer(1, 64).optional(),
   METRICS_MAX_SERIES: integer(1, 1_000_000).default(1000),
   METRICS_RETENTION_DAYS: integer(1, 3650).default(90),
+  METRICS_PUSHES_PER_KEY_PER_10S: integer(1, 1_000_000_000).default(
+    DEFAULT_LIMITS.metricsPushesPerKey,
+  ),
 });
 
 function isOrigin(value: string): boolean {
@@ -182,5 +188,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     onDeploy,
     metricsMaxSeries: e.METRICS_MAX_SERIES,
     metricsRetentionDays: e.METRICS_RETENTION_DAYS,
+    metricsPushesPerKeyPer10s: e.METRICS_PUSHES_PER_KEY_PER_10S,
   };
 }

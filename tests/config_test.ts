@@ -29,6 +29,7 @@ const VARIABLES = [
   "SESSION_MAX_AGE_S",
   "METRICS_MAX_SERIES",
   "METRICS_RETENTION_DAYS",
+  "METRICS_PUSHES_PER_KEY_PER_10S",
   "DENO_DEPLOYMENT_ID",
 ];
 
@@ -85,6 +86,7 @@ Deno.test("loadConfig() defaults match CONTRACT section 1", () => {
     onDeploy: false,
     metricsMaxSeries: 1000,
     metricsRetentionDays: 90,
+    metricsPushesPerKeyPer10s: 300,
   });
 });
 
@@ -119,6 +121,7 @@ Deno.test("loadConfig() reads every variable when it is valid", () => {
     LOOKOUT_WORKERS: "3",
     METRICS_MAX_SERIES: "50",
     METRICS_RETENTION_DAYS: "30",
+    METRICS_PUSHES_PER_KEY_PER_10S: "100000",
   });
   assert.deepEqual(config, {
     port: 8123,
@@ -143,6 +146,7 @@ Deno.test("loadConfig() reads every variable when it is valid", () => {
     onDeploy: false,
     metricsMaxSeries: 50,
     metricsRetentionDays: 30,
+    metricsPushesPerKeyPer10s: 100_000,
   });
 });
 
@@ -164,6 +168,9 @@ const BAD_VALUES: [variable: string, value: string][] = [
   ["METRICS_MAX_SERIES", "many"],
   ["METRICS_RETENTION_DAYS", "0"],
   ["METRICS_RETENTION_DAYS", "3651"],
+  ["METRICS_PUSHES_PER_KEY_PER_10S", "0"],
+  ["METRICS_PUSHES_PER_KEY_PER_10S", "lots"],
+  ["METRICS_PUSHES_PER_KEY_PER_10S", "1.5"],
 ];
 
 for (const [variable, value] of BAD_VALUES) {

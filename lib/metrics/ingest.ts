@@ -4,14 +4,14 @@
  * and committed through the shared {@linkcode RollupWriter}.
  */
 import { Rollup } from "./rollup.ts";
+import { checkPoint, isRejection, type MetricPoint, type RejectReason } from "./points.ts";
 import {
-  checkPoint,
-  isRejection,
-  type MetricPoint,
-  type RejectReason,
-  seriesId,
-} from "./points.ts";
-import { type SeriesRecord, type SeriesRegistry, seriesTypeKey } from "./series.ts";
+  type SeriesRecord,
+  type SeriesRegistry,
+  type SeriesStatus,
+  seriesTypeKey,
+} from "./series.ts";
+import { SeriesIds, seriesLookupKey } from "./series_ids.ts";
 import type { RollupWriter } from "./writer.ts";
 
 /** Most points in one push; more is 413. */
@@ -31,6 +31,15 @@ export interface IngestDeps {
   series: SeriesRegistry;
   writer: RollupWriter;
   retentionDays: number;
+  /** Remembered series ids; without it, each push computes its own. */
+  ids?: SeriesIds;
+}
+
+/** A distinct series and type of a push, and what registration said of it. */
+interface Wanted {
+  lookup: string;
+  record: Omit<SeriesRecord, "createdAt">;
+  status?: SeriesStatus;
 }
 
 /** Stores the valid points of a push and names the others. */
@@ -40,40 +49,62 @@ export async function ingestPoints(
   options: { now?: number } = {},
 ): Promise<{ accepted: number; rejected: RejectedPoint[] }> {
   const now = options.now ?? Date.now();
+  const ids = deps.ids ?? new SeriesIds({ max: MAX_POINTS });
   const rejected: RejectedPoint[] = [];
-  const valid: { index: number; point: MetricPoint; id: string }[] = [];
-  for (const [index, item] of raw.entries()) {
-    const checked = checkPoint(item, now);
-    if (isRejection(checked)) rejected.push({ index, ...checked });
-    else valid.push({ index, point: checked, id: await seriesId(checked.name, checked.labels) });
-  }
-  // A series is asked for with each type its points have; the name's type decides.
-  const wanted = new Map<string, Omit<SeriesRecord, "createdAt">>();
-  for (const v of valid) {
-    const key = seriesTypeKey(v.id, v.point.type);
-    if (!wanted.has(key)) {
-      wanted.set(key, { id: v.id, name: v.point.name, type: v.point.type, labels: v.point.labels });
+  // Parallel arrays rather than an object per valid point.
+  const validIndex: number[] = [];
+  const validPoint: MetricPoint[] = [];
+  const validWanted: Wanted[] = [];
+  // A series is asked for with each type its points have (the name's type
+  // decides); its id and record are made once per push, not once per point.
+  const wanted = new Map<string, Wanted>();
+  for (let index = 0; index < raw.length; index++) {
+    const checked = checkPoint(raw[index], now);
+    if (isRejection(checked)) {
+      rejected.push({ index, ...checked });
+      continue;
     }
+    const lookup = seriesLookupKey(checked.name, checked.labels);
+    const key = checked.type + "|" + lookup;
+    let w = wanted.get(key);
+    if (w === undefined) {
+      const { name, type, labels } = checked;
+      w = { lookup, record: { id: "", name, type, labels } };
+      wanted.set(key, w);
+    }
+    validIndex.push(index);
+    validPoint.push(checked);
+    validWanted.push(w);
   }
-  const status = await deps.series.ensure([...wanted.values()]);
+  for (const w of wanted.values()) {
+    w.record.id = ids.known(w.lookup) ??
+      await ids.idOf(w.lookup, w.record.name, w.record.labels);
+  }
+  const records = [...wanted.values()].map((w) => w.record);
+  const status = await deps.series.ensure(records);
+  for (const w of wanted.values()) {
+    w.status = status.get(seriesTypeKey(w.record.id, w.record.type));
+  }
   const rollup = new Rollup(deps.retentionDays);
   let accepted = 0;
-  for (const v of valid) {
-    const s = status.get(seriesTypeKey(v.id, v.point.type));
+  for (let i = 0; i < validIndex.length; i++) {
+    const index = validIndex[i];
+    const point = validPoint[i];
+    const s = validWanted[i].status;
     if (s === "ok") {
-      rollup.add(v.id, v.point, now, v.index);
+      rollup.add(validWanted[i].record.id, point, now, index);
       accepted++;
     } else if (s === "too_many_series") {
       rejected.push({
-        index: v.index,
+        index,
         reason: s,
         message: "Cannot store the point as it would add a series past METRICS_MAX_SERIES",
       });
     } else {
       rejected.push({
-        index: v.index,
+        index,
         reason: "type_conflict",
-        message: `Cannot store the point as ${v.point.name} is not a ${v.point.type}`,
+        message: `Cannot store the point as ${point.name} is not a ${point.type}`,
       });
     }
   }

@@ -415,7 +415,9 @@ function integer(
   while (i < to - 1 && body.charCodeAt(i) === ZERO) i++;
   // 2^64 has 20 digits: a longer run is out of range without converting it.
   if (to - i > 20) return "range";
-  if (to - i >= 19) {
+  // Below 20 digits only a signed run starting with 9 can pass 2^63 - 1 (a
+  // nanosecond timestamp has 19 digits starting with 1): skip the bigint otherwise.
+  if (to - i === 20 || (to - i === 19 && signed && body.charCodeAt(i) === NINE)) {
     const big = bigInteger(body, from, to);
     if (big < min || big > max) return "range";
   }

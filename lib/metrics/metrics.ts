@@ -1,5 +1,5 @@
 /**
- * The application metrics of one instance: the series registry, the
+ * The application metrics of one instance: the series registry and ids, the
  * grouped rollup writer, the per-key push limit and the retention sweep.
  */
 import { WindowCounter } from "../realtime/limits.ts";
@@ -8,6 +8,7 @@ import { ingestPoints, type RejectedPoint } from "./ingest.ts";
 import { sweepExpiredBuckets } from "./retention.ts";
 import { SeriesRegistry } from "./series.ts";
 import { type ChangeAnnouncer, RollupWriter } from "./writer.ts";
+import { SeriesIds } from "./series_ids.ts";
 
 /** Options of {@linkcode Metrics}. */
 export interface MetricsOptions {
@@ -29,6 +30,7 @@ export class Metrics {
   readonly retentionDays: number;
   #kv: Deno.Kv;
   #series: SeriesRegistry;
+  #ids: SeriesIds;
   #writer: RollupWriter;
   #pushes: WindowCounter;
   #logger: Logger;
@@ -38,6 +40,8 @@ export class Metrics {
     this.#kv = kv;
     this.retentionDays = options.retentionDays;
     this.#series = new SeriesRegistry(kv, { maxSeries: options.maxSeries });
+    // Room for every series the cap allows (twice, for label orders), within reason.
+    this.#ids = new SeriesIds({ max: Math.min(65_536, Math.max(1024, 2 * options.maxSeries)) });
     this.#writer = new RollupWriter(kv, {
       retentionDays: options.retentionDays,
       announce: options.announce,
@@ -58,6 +62,7 @@ export class Metrics {
     return ingestPoints({
       series: this.#series,
       writer: this.#writer,
+      ids: this.#ids,
       retentionDays: this.retentionDays,
     }, points);
   }

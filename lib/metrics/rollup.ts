@@ -2,15 +2,20 @@
  * The KV writes one point makes, gathered in memory first: every write to a
  * key within a batch is folded into one `sum`, `min`, `max` or checked `last`
  * per key, whatever the number of points, requests and series behind it.
+ *
+ * Points are folded into plain numbers per series and per bucket, and KV
+ * keys are built only once per key, in {@linkcode Rollup.writes}: a push of
+ * 500 points over 100 series builds 1,100 keys, not 11,000.
  */
 import { metricBucketKey, metricTotalKey } from "../store/keys.ts";
-import { binOf, encodeFixed, encodeOrdered } from "./encoding.ts";
+import { binOf, encodeOrdered, FIXED_SCALE } from "./encoding.ts";
 import type { MetricPoint } from "./points.ts";
 
 /** Rollup steps and their sizes in ms. */
 export const STEPS = { "10s": 10_000, "1m": 60_000, "1h": 3_600_000, "1d": 86_400_000 } as const;
 export type Step = keyof typeof STEPS;
 export const STEP_NAMES = Object.keys(STEPS) as Step[];
+const STEP_SIZES = STEP_NAMES.map((step) => STEPS[step]);
 
 /** How long each step's buckets are kept, in ms. */
 export function retentionMs(step: Step, retentionDays: number): number {
@@ -35,74 +40,223 @@ export function isLater(a: LastValue, b: LastValue): boolean {
   return a.seq > b.seq;
 }
 
-interface Folded {
+/** One KV `sum`, `min` or `max` of a batch. */
+export interface FoldedWrite {
   key: Deno.KvKey;
   op: "sum" | "min" | "max";
   value: bigint;
   expireAt: number | null;
 }
 
+/** One checked `last` of a batch. */
+export interface LastWrite {
+  key: Deno.KvKey;
+  last: LastValue;
+  expireAt: number | null;
+}
+
+/**
+ * A fixed-point sum in thousandths: whole numbers while they are exact
+ * (under 2^53), a bigint beside them for what goes past.
+ */
+class FixedSum {
+  small = 0;
+  big = 0n;
+
+  add(thousandths: number): void {
+    const next = this.small + thousandths;
+    if (Number.isSafeInteger(next)) this.small = next;
+    else {
+      this.big += BigInt(this.small) + BigInt(thousandths);
+      this.small = 0;
+    }
+  }
+
+  addSum(other: FixedSum): void {
+    this.big += other.big;
+    this.add(other.small);
+  }
+
+  /** As KV stores it: two's complement modulo 2^64. */
+  encoded(): bigint {
+    return BigInt.asUintN(64, this.big + BigInt(this.small));
+  }
+}
+
+/** The folded writes of one bucket of one series at one step. */
+class Bucket {
+  readonly t: number;
+  readonly sum = new FixedSum();
+  count = 0;
+  /** Set by the first gauge or histogram point (a counter's bucket has none). */
+  min: number | null = null;
+  max: number | null = null;
+  last: LastValue | null = null;
+  bins: Map<string, number> | null = null;
+
+  constructor(t: number) {
+    this.t = t;
+  }
+}
+
+/** The folded writes of one series. */
+class SeriesFold {
+  firstAt = Infinity;
+  lastAt = -Infinity;
+  /** Counter total; histogram count; gauge last (each present once a point of that type came). */
+  total: FixedSum | null = null;
+  count = 0;
+  last: LastValue | null = null;
+  /** Per step (in STEP_NAMES' order), the buckets by start time. */
+  readonly buckets: Map<number, Bucket>[] = STEP_NAMES.map(() => new Map());
+  /** Per step, the bucket the last point went to: a push's points mostly share theirs. */
+  readonly recent: (Bucket | undefined)[] = STEP_NAMES.map(() => undefined);
+
+  bucket(stepIndex: number, t: number): Bucket {
+    const recent = this.recent[stepIndex];
+    if (recent !== undefined && recent.t === t) return recent;
+    const buckets = this.buckets[stepIndex];
+    let b = buckets.get(t);
+    if (b === undefined) buckets.set(t, b = new Bucket(t));
+    this.recent[stepIndex] = b;
+    return b;
+  }
+}
+
+function foldMin(current: number | null, value: number): number {
+  return current === null || value < current ? value : current;
+}
+
+function foldMax(current: number | null, value: number): number {
+  return current === null || value > current ? value : current;
+}
+
+function laterOf(current: LastValue | null, last: LastValue): LastValue {
+  return current === null || isLater(last, current) ? last : current;
+}
+
+function binKey(sign: string, index: number): string {
+  return sign + index;
+}
+
 /** The writes of a batch, folded per key. */
 export class Rollup {
-  readonly folded = new Map<string, Folded>();
-  readonly lasts = new Map<string, { key: Deno.KvKey; last: LastValue; expireAt: number | null }>();
   #retentionDays: number;
+  #series = new Map<string, SeriesFold>();
 
   constructor(retentionDays: number) {
     this.#retentionDays = retentionDays;
   }
 
-  #fold(key: Deno.KvKey, op: Folded["op"], value: bigint, expireAt: number | null): void {
-    const id = JSON.stringify(key);
-    const f = this.folded.get(id);
-    if (!f) this.folded.set(id, { key, op, value, expireAt });
-    else if (op === "sum") f.value = BigInt.asUintN(64, f.value + value);
-    else if (op === "min") f.value = value < f.value ? value : f.value;
-    else f.value = value > f.value ? value : f.value;
-  }
-
-  #last(key: Deno.KvKey, last: LastValue, expireAt: number | null): void {
-    const id = JSON.stringify(key);
-    const current = this.lasts.get(id);
-    if (!current || isLater(last, current.last)) this.lasts.set(id, { key, last, expireAt });
+  #fold(id: string): SeriesFold {
+    let s = this.#series.get(id);
+    if (s === undefined) this.#series.set(id, s = new SeriesFold());
+    return s;
   }
 
   /** Adds one accepted point of series `id`. */
   add(id: string, point: MetricPoint, received: number, seq: number): void {
     const { type, value, at } = point;
-    const fixed = encodeFixed(value);
-    const ordered = encodeOrdered(value);
-    const last: LastValue = { at, received, seq, value };
-    this.#fold(metricTotalKey(id, "first_at"), "min", BigInt(at), null);
-    this.#fold(metricTotalKey(id, "last_at"), "max", BigInt(at), null);
-    if (type === "counter") this.#fold(metricTotalKey(id, "total"), "sum", fixed, null);
-    if (type === "histogram") this.#fold(metricTotalKey(id, "count"), "sum", 1n, null);
-    if (type === "gauge") this.#last(metricTotalKey(id, "last"), last, null);
-    for (const step of STEP_NAMES) {
-      const size = STEPS[step];
-      const t = at - (at % size);
-      const expireAt = t + size + retentionMs(step, this.#retentionDays);
-      const key = (...field: (string | number)[]) => metricBucketKey(step, id, t, ...field);
-      this.#fold(key("sum"), "sum", fixed, expireAt);
-      this.#fold(key("count"), "sum", 1n, expireAt);
+    const s = this.#fold(id);
+    const thousandths = Math.round(value * FIXED_SCALE);
+    const last: LastValue | null = type === "gauge" ? { at, received, seq, value } : null;
+    const bin = type === "histogram" ? binOf(value) : null;
+    const binId = bin === null ? "" : binKey(bin.sign, bin.index);
+    if (at < s.firstAt) s.firstAt = at;
+    if (at > s.lastAt) s.lastAt = at;
+    if (type === "counter") (s.total ??= new FixedSum()).add(thousandths);
+    else if (type === "histogram") s.count++;
+    else s.last = laterOf(s.last, last!);
+    for (let i = 0; i < STEP_SIZES.length; i++) {
+      const b = s.bucket(i, at - (at % STEP_SIZES[i]));
+      b.sum.add(thousandths);
+      b.count++;
       if (type === "counter") continue;
-      this.#fold(key("min"), "min", ordered, expireAt);
-      this.#fold(key("max"), "max", ordered, expireAt);
-      if (type === "gauge") this.#last(key("last"), last, expireAt);
+      b.min = foldMin(b.min, value);
+      b.max = foldMax(b.max, value);
+      if (type === "gauge") b.last = laterOf(b.last, last!);
       else {
-        const bin = binOf(value);
-        this.#fold(key("h", bin.sign, bin.index), "sum", 1n, expireAt);
+        b.bins ??= new Map();
+        b.bins.set(binId, (b.bins.get(binId) ?? 0) + 1);
       }
     }
   }
 
   /** Folds another batch's writes into this one. */
   merge(other: Rollup): void {
-    for (const f of other.folded.values()) this.#fold(f.key, f.op, f.value, f.expireAt);
-    for (const l of other.lasts.values()) this.#last(l.key, l.last, l.expireAt);
+    for (const [id, o] of other.#series) {
+      const s = this.#fold(id);
+      s.firstAt = Math.min(s.firstAt, o.firstAt);
+      s.lastAt = Math.max(s.lastAt, o.lastAt);
+      if (o.total !== null) (s.total ??= new FixedSum()).addSum(o.total);
+      s.count += o.count;
+      if (o.last !== null) s.last = laterOf(s.last, o.last);
+      for (let i = 0; i < STEP_SIZES.length; i++) {
+        for (const ob of o.buckets[i].values()) {
+          const b = s.bucket(i, ob.t);
+          b.sum.addSum(ob.sum);
+          b.count += ob.count;
+          if (ob.min !== null) b.min = foldMin(b.min, ob.min);
+          if (ob.max !== null) b.max = foldMax(b.max, ob.max);
+          if (ob.last !== null) b.last = laterOf(b.last, ob.last);
+          if (ob.bins !== null) {
+            b.bins ??= new Map();
+            for (const [k, n] of ob.bins) b.bins.set(k, (b.bins.get(k) ?? 0) + n);
+          }
+        }
+      }
+    }
   }
 
+  /** Every KV write of the batch: one per key. */
+  writes(): { folded: FoldedWrite[]; lasts: LastWrite[] } {
+    const folded: FoldedWrite[] = [];
+    const lasts: LastWrite[] = [];
+    for (const [id, s] of this.#series) {
+      const total = (field: string, op: FoldedWrite["op"], value: bigint) =>
+        folded.push({ key: metricTotalKey(id, field), op, value, expireAt: null });
+      total("first_at", "min", BigInt(s.firstAt));
+      total("last_at", "max", BigInt(s.lastAt));
+      if (s.total !== null) total("total", "sum", s.total.encoded());
+      if (s.count > 0) total("count", "sum", BigInt(s.count));
+      if (s.last !== null) {
+        lasts.push({ key: metricTotalKey(id, "last"), last: s.last, expireAt: null });
+      }
+      STEP_NAMES.forEach((step, i) => {
+        const size = STEP_SIZES[i];
+        for (const b of s.buckets[i].values()) {
+          const expireAt = b.t + size + retentionMs(step, this.#retentionDays);
+          const write = (op: FoldedWrite["op"], value: bigint, ...field: (string | number)[]) =>
+            folded.push({ key: metricBucketKey(step, id, b.t, ...field), op, value, expireAt });
+          write("sum", b.sum.encoded(), "sum");
+          write("sum", BigInt(b.count), "count");
+          if (b.min !== null) write("min", encodeOrdered(b.min), "min");
+          if (b.max !== null) write("max", encodeOrdered(b.max), "max");
+          if (b.last !== null) {
+            lasts.push({ key: metricBucketKey(step, id, b.t, "last"), last: b.last, expireAt });
+          }
+          if (b.bins !== null) {
+            for (const [k, n] of b.bins) {
+              write("sum", BigInt(n), "h", k.slice(0, 1), Number(k.slice(1)));
+            }
+          }
+        }
+      });
+    }
+    return { folded, lasts };
+  }
+
+  /** How many KV writes the batch makes. */
   get size(): number {
-    return this.folded.size + this.lasts.size;
+    let n = 0;
+    for (const s of this.#series.values()) {
+      n += 2 + (s.total !== null ? 1 : 0) + (s.count > 0 ? 1 : 0) + (s.last !== null ? 1 : 0);
+      for (const buckets of s.buckets) {
+        for (const b of buckets.values()) {
+          n += 2 + (b.min !== null ? 2 : 0) + (b.last !== null ? 1 : 0) + (b.bins?.size ?? 0);
+        }
+      }
+    }
+    return n;
   }
 }

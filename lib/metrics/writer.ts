@@ -3,9 +3,19 @@
  * in flight into the next one: a burst of pushes costs a few commits, not
  * one per push. Each push resolves only once its writes are durable.
  */
-import { appendEvent } from "../realtime/feed.ts";
 import { getAll } from "./series.ts";
-import { isLater, type LastValue, Rollup } from "./rollup.ts";
+import { type FoldedWrite, isLater, type LastValue, type LastWrite, Rollup } from "./rollup.ts";
+import { appendEvent } from "../realtime/feed.ts";
+
+/** KV allows 1,000 mutations and 100 checks per commit; stay under both. */
+const MAX_MUTATIONS = 900;
+const MAX_CHECKS = 90;
+
+interface Pending {
+  rollup: Rollup;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
 
 /** A changed `10s` bucket: series id and bucket start (epoch ms). */
 export type ChangedBucket = [id: string, t: number];
@@ -18,22 +28,13 @@ export interface ChangeAnnouncer {
   committed: (buckets: ChangedBucket[]) => void;
 }
 
-/** KV allows 1,000 mutations and 100 checks per commit; stay under both. */
-const MAX_MUTATIONS = 900;
-const MAX_CHECKS = 90;
-
-interface Pending {
-  rollup: Rollup;
-  resolve: () => void;
-  reject: (error: unknown) => void;
-}
-
 /** Groups and commits rollups; see the module doc. */
 export class RollupWriter {
   #kv: Deno.Kv;
   #retentionDays: number;
   #queue: Pending[] = [];
   #running: Promise<void> | null = null;
+
   #announce: ChangeAnnouncer | undefined;
 
   constructor(kv: Deno.Kv, options: { retentionDays: number; announce?: ChangeAnnouncer }) {
@@ -60,8 +61,11 @@ export class RollupWriter {
     try {
       while (this.#queue.length > 0) {
         const batch = this.#queue.splice(0);
-        const merged = new Rollup(this.#retentionDays);
-        for (const p of batch) merged.merge(p.rollup);
+        let merged = batch[0].rollup;
+        if (batch.length > 1) {
+          merged = new Rollup(this.#retentionDays);
+          for (const p of batch) merged.merge(p.rollup);
+        }
         try {
           await commitRollup(this.#kv, merged, this.#announce);
           for (const p of batch) p.resolve();
@@ -74,8 +78,6 @@ export class RollupWriter {
     }
   }
 }
-
-type LastEntry = { key: Deno.KvKey; last: LastValue; expireAt: number | null };
 
 /**
  * Writes a rollup: the folded sums, minimums and maximums as they are (they
@@ -92,8 +94,7 @@ export async function commitRollup(
   rollup: Rollup,
   announce?: ChangeAnnouncer,
 ): Promise<void> {
-  const folded = [...rollup.folded.values()];
-  const lasts = [...rollup.lasts.values()];
+  const { folded, lasts } = rollup.writes();
   while (folded.length > 0 || lasts.length > 0) {
     const chunkLasts = lasts.splice(0, MAX_CHECKS);
     const chunkFolded = folded.splice(0, MAX_MUTATIONS - chunkLasts.length);
@@ -118,8 +119,8 @@ function changedBuckets(entries: { key: Deno.KvKey }[]): ChangedBucket[] {
 
 async function commitChunk(
   kv: Deno.Kv,
-  folded: Rollup["folded"] extends Map<string, infer F> ? F[] : never,
-  lasts: LastEntry[],
+  folded: FoldedWrite[],
+  lasts: LastWrite[],
   extra: (op: Deno.AtomicOperation) => void,
 ): Promise<void> {
   for (let attempt = 0;; attempt++) {
