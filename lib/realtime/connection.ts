@@ -134,11 +134,14 @@ export class Connection implements Member {
         this.#attemptTaken = true;
         this.#quieting = true;
         this.#enqueue(() => this.#reject(over, 0));
-      } else if (this.state === "pending") {
-        this.#pipelined = true;
-        // The attempt is still being decided: it keeps its one record and
-        // its answer, and the limit closes the socket after it (a close,
-        // not a second attempt). Should the attempt fail, its own close wins.
+      } else {
+        if (this.state === "pending") this.#pipelined = true;
+        // What was queued before this message is answered first: a pending
+        // attempt keeps its one record and its answer, and the messages
+        // within the limit their replies. Then the limit closes the socket
+        // (a close, not a second attempt); a failed attempt's own close wins.
+        // (Frames of one burst can arrive on either side of the attempt's
+        // answer, so the state when the limit is crossed decides nothing.)
         this.#enqueue(() => {
           if (this.state === "authenticated") {
             this.#quieting = true;
@@ -146,9 +149,6 @@ export class Connection implements Member {
           }
           return Promise.resolve();
         });
-      } else {
-        this.#quieting = true;
-        this.#closeWhenQuiet(over);
       }
       return;
     }
