@@ -371,7 +371,11 @@ Deno.test("POST /auth/login answers an unknown user and a wrong password with id
   assert.deepEqual(headers(unknown), headers(wrong));
   const [a, b] = [await unknown.text(), await wrong.text()];
   assert.equal(a, b);
-  assert.deepEqual(JSON.parse(a), { error: "invalid_credentials" });
+  assert.deepEqual(JSON.parse(a), {
+    error: "invalid_credentials",
+    message:
+      "The user name or the password is wrong: check both, or have an admin reset the password with deno task user:add NAME",
+  });
 });
 
 function median(values: number[]): number {
