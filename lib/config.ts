@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { UserName } from "./auth/user_name.ts";
+import type { Level } from "./log.ts";
 
 /** Validated runtime configuration, read once at start-up. */
 export interface Config {
@@ -30,6 +31,8 @@ export interface Config {
   metricsMaxSeries: number;
   /** How long `1h` and `1d` metric rollups are kept. */
   metricsRetentionDays: number;
+  /** The lowest level logged (`LOG_LEVEL`). */
+  logLevel: Level;
 }
 
 /** Thrown when an environment variable has a bad value; its message is one line. */
@@ -93,6 +96,11 @@ const Env = z.object({
   LOOKOUT_WORKERS: integer(1, 64).optional(),
   METRICS_MAX_SERIES: integer(1, 1_000_000).default(1000),
   METRICS_RETENTION_DAYS: integer(1, 3650).default(90),
+  LOG_LEVEL: z.string().trim().toLowerCase().pipe(
+    z.enum(["debug", "info", "warning", "warn", "error"], {
+      error: "must be one of debug, info, warning, error",
+    }),
+  ).transform((v): Level => v === "warning" ? "warn" : v).default("info"),
 });
 
 function isOrigin(value: string): boolean {
@@ -168,5 +176,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     onDeploy,
     metricsMaxSeries: e.METRICS_MAX_SERIES,
     metricsRetentionDays: e.METRICS_RETENTION_DAYS,
+    logLevel: e.LOG_LEVEL,
   };
 }

@@ -29,6 +29,7 @@ const VARIABLES = [
   "SESSION_MAX_AGE_S",
   "METRICS_MAX_SERIES",
   "METRICS_RETENTION_DAYS",
+  "LOG_LEVEL",
   "DENO_DEPLOYMENT_ID",
 ];
 
@@ -83,6 +84,7 @@ Deno.test("loadConfig() defaults match CONTRACT section 1", () => {
     onDeploy: false,
     metricsMaxSeries: 1000,
     metricsRetentionDays: 90,
+    logLevel: "info",
   });
 });
 
@@ -117,6 +119,7 @@ Deno.test("loadConfig() reads every variable when it is valid", () => {
     LOOKOUT_WORKERS: "3",
     METRICS_MAX_SERIES: "50",
     METRICS_RETENTION_DAYS: "30",
+    LOG_LEVEL: "Warning",
   });
   assert.deepEqual(config, {
     port: 8123,
@@ -139,6 +142,7 @@ Deno.test("loadConfig() reads every variable when it is valid", () => {
     onDeploy: false,
     metricsMaxSeries: 50,
     metricsRetentionDays: 30,
+    logLevel: "warn",
   });
 });
 
@@ -160,6 +164,8 @@ const BAD_VALUES: [variable: string, value: string][] = [
   ["METRICS_MAX_SERIES", "many"],
   ["METRICS_RETENTION_DAYS", "0"],
   ["METRICS_RETENTION_DAYS", "3651"],
+  ["LOG_LEVEL", "verbose"],
+  ["LOG_LEVEL", "trace"],
 ];
 
 for (const [variable, value] of BAD_VALUES) {
@@ -177,6 +183,17 @@ for (const [variable, value] of BAD_VALUES) {
     },
   );
 }
+
+Deno.test("loadConfig() reads LOG_LEVEL as debug, info, warning (or warn) or error, in any case", () => {
+  assert.equal(loadConfig({ LOG_LEVEL: "debug" }).logLevel, "debug");
+  assert.equal(loadConfig({ LOG_LEVEL: " INFO " }).logLevel, "info");
+  assert.equal(loadConfig({ LOG_LEVEL: "warn" }).logLevel, "warn");
+  assert.equal(loadConfig({ LOG_LEVEL: "error" }).logLevel, "error");
+  assert.equal(
+    configError({ LOG_LEVEL: "verbose" }),
+    'Cannot start as LOG_LEVEL must be one of debug, info, warning, error: current value is "verbose"',
+  );
+});
 
 Deno.test("loadConfig() refuses a JWT_SECRET of 31 bytes without showing it", () => {
   const secret = randomChars(31, 1);
