@@ -165,6 +165,15 @@ Deno.test("refused upgrades are info lines when recorded; a flood from one IP wr
   assert.equal(debug.level, "debug");
 });
 
+/** A temporary folder, removed on dispose. */
+async function tempDir() {
+  const path = await Deno.makeTempDir({ prefix: "lookout_banner_" });
+  return {
+    path,
+    [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }),
+  };
+}
+
 /** Runs `main.ts` with `env`; returns what it wrote when `until` is seen (or it exits). */
 async function runMain(env: Record<string, string>, until: RegExp): Promise<string> {
   const child = new Deno.Command(Deno.execPath(), {
@@ -236,11 +245,13 @@ Deno.test("LOG_LEVEL picks the lowest level main.ts logs; a bad value stops star
 });
 
 Deno.test("main.ts writes its start-up banner on a terminal only", async () => {
+  await using temp = await tempDir();
+  const dir = temp.path;
   const port = freePort();
   const env = { PORT: String(port), LOOKOUT_WORKERS: "2", JWT_SECRET: randomSecret() };
   // Not a terminal (a pipe, as in CI or a container): JSON lines only.
   const piped = await runMain(
-    { ...env, KV_PATH: await Deno.makeTempFile({ suffix: ".sqlite3" }) },
+    { ...env, KV_PATH: `${dir}/piped.sqlite3` },
     /"message":"listening"[\s\S]*"message":"listening"/,
   );
   assert.match(piped, /"message":"listening"/);
@@ -248,7 +259,7 @@ Deno.test("main.ts writes its start-up banner on a terminal only", async () => {
   for (const line of piped.trim().split("\n")) JSON.parse(line);
 
   // A terminal: `script` gives main.ts a pty for stdout and stderr.
-  const kvPath = await Deno.makeTempFile({ suffix: ".sqlite3" });
+  const kvPath = `${dir}/tty.sqlite3`;
   const command = `${Deno.execPath()} run -A ${new URL("../main.ts", import.meta.url).pathname}`;
   const child = new Deno.Command("script", {
     args: ["-qfec", command, "/dev/null"],
