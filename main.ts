@@ -6,6 +6,7 @@ import { type Config, ConfigError, loadConfig } from "./lib/config.ts";
 import { portInUse } from "./lib/http/port.ts";
 import { createLogger, setupLogging } from "./lib/log.ts";
 import { startLookout } from "./server.ts";
+import { displayUrl, startupBanner } from "./lib/banner.ts";
 
 /** How long a stop may take before the process exits regardless. */
 const STOP_DEADLINE_MS = 9_000;
@@ -15,15 +16,15 @@ const STOP_DEADLINE_MS = 9_000;
  * port), each a full instance with its own KV handle; the main thread only
  * supervises. On SIGINT or SIGTERM every instance drains (new upgrades get
  * 503, sockets close 1001, pending attempt records are committed) and the
- * process exits within 10 s.
+ * process exits within 10 s. Resolves with the address served.
  */
-async function run(config: Config): Promise<void> {
+async function run(config: Config): Promise<URL> {
   if (config.workers === 1) {
     const lookout = await startLookout(config);
     onStopSignal(async () => {
       await lookout.close();
     });
-    return;
+    return lookout.url;
   }
   const workers = Array.from(
     { length: config.workers },
@@ -46,6 +47,8 @@ async function run(config: Config): Promise<void> {
       })
     ));
   });
+  // Workers only share a fixed port (config makes PORT=0 one worker).
+  return displayUrl(config.hostname, config.port);
 }
 
 /** On SIGINT or SIGTERM: stop, then exit; exit anyway at the deadline. */
@@ -78,6 +81,9 @@ if (import.meta.main) {
     console.error(`Cannot start as port ${config.port} is already in use by another process`);
     Deno.exit(1);
   }
-  await setupLogging();
-  await run(config);
+  await setupLogging(config.logLevel);
+  const url = await run(config);
+  // For a person at a terminal only; elsewhere (CI, containers, a pipe) the
+  // JSON lines are the interface. On stderr, so `| jq` still reads only JSON.
+  if (Deno.stderr.isTerminal()) console.error(startupBanner(config, url));
 }

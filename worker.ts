@@ -15,7 +15,7 @@ self.onmessage = async (
 ) => {
   const message = event.data;
   if (message.type === "start") {
-    await setupLogging();
+    await setupLogging(message.config.logLevel);
     lookout = await startLookout(message.config, { reusePort: true });
     self.postMessage({ type: "started" });
   } else if (message.type === "stop") {

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { UserName } from "./auth/user_name.ts";
 import { type IssuerConfig, parseIssuers } from "./auth/issuers.ts";
 import { DEFAULT_LIMITS } from "./realtime/limits.ts";
+import type { Level } from "./log.ts";
 
 /** Validated runtime configuration, read once at start-up. */
 export interface Config {
@@ -38,6 +39,8 @@ export interface Config {
   metricsRetentionDays: number;
   /** Metric pushes one key (or one user's tokens) may make per 10 s, per instance. */
   metricsPushesPerKeyPer10s: number;
+  /** The lowest level logged (`LOG_LEVEL`). */
+  logLevel: Level;
 }
 
 /** Thrown when an environment variable has a bad value; its message is one line. */
@@ -108,6 +111,11 @@ const Env = z.object({
   METRICS_PUSHES_PER_KEY_PER_10S: integer(1, 1_000_000_000).default(
     DEFAULT_LIMITS.metricsPushesPerKey,
   ),
+  LOG_LEVEL: z.string().trim().toLowerCase().pipe(
+    z.enum(["debug", "info", "warning", "warn", "error"], {
+      error: "must be one of debug, info, warning, error",
+    }),
+  ).transform((v): Level => v === "warning" ? "warn" : v).default("info"),
 });
 
 function isOrigin(value: string): boolean {
@@ -189,5 +197,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     metricsMaxSeries: e.METRICS_MAX_SERIES,
     metricsRetentionDays: e.METRICS_RETENTION_DAYS,
     metricsPushesPerKeyPer10s: e.METRICS_PUSHES_PER_KEY_PER_10S,
+    logLevel: e.LOG_LEVEL,
   };
 }

@@ -86,7 +86,15 @@ export function createLogger(
 /** LogTape's JSON formatter does not know errors or bigints: give it plain values. */
 function serializable(fields?: Record<string, unknown>): Record<string, unknown> {
   if (!fields) return {};
-  return JSON.parse(JSON.stringify(fields, replacer));
+  // The hot path (a socket line per authentication and per close) has only
+  // plain values: no round trip through JSON for those.
+  for (const key in fields) {
+    const value = fields[key];
+    if (value !== null && (typeof value === "object" || typeof value === "bigint")) {
+      return JSON.parse(JSON.stringify(fields, replacer));
+    }
+  }
+  return fields;
 }
 
 function replacer(_key: string, value: unknown): unknown {

@@ -5,9 +5,9 @@ import { keyUnavailable, refuseApiKeys } from "../lib/api_keys/auth.ts";
 import type { KeyCache } from "../lib/api_keys/key_cache.ts";
 import { AttemptQuery, listAttempts } from "../lib/attempts/query.ts";
 import { exportAttempts, parseExportQuery } from "../lib/attempts/export.ts";
-import { ApiError, issueList } from "../lib/http/errors.ts";
+import { ApiError, issueList, unauthorized } from "../lib/http/errors.ts";
 import type { DeploymentStats } from "../lib/stats/deployment.ts";
-import { requestSession } from "../lib/auth/session_cookie.ts";
+import { hasSessionCookie, requestSession } from "../lib/auth/session_cookie.ts";
 import type { SessionTimeouts } from "../lib/auth/sessions.ts";
 import { type AccessClaims, type TokenKey, verifyAccessToken } from "../lib/auth/tokens.ts";
 import { bearerCredentials } from "../lib/http/bearer.ts";
@@ -35,6 +35,8 @@ export function apiRoutes(deps: ApiDeps): Hono<Env> {
   app.use(async (c, next) => {
     const bearer = bearerCredentials(c.req.header("authorization"));
     let user: { name: string; role: string } | null = null;
+    // Why there is no user, said back in the 401.
+    let reason = "missing_token";
     if (bearer !== null) {
       // A Bearer header decides alone: a bad token is not rescued by a cookie.
       // Other schemes (Basic from a proxy's auth_basic) are not ours.
@@ -43,18 +45,16 @@ export function apiRoutes(deps: ApiDeps): Hono<Env> {
       });
       if (result.ok) user = { name: result.claims.sub, role: result.claims.role };
       else if (result.reason === "key_unavailable") throw keyUnavailable();
+      else reason = result.reason;
     } else {
       const session = await requestSession(c, deps.kv, {
         trustProxy: deps.config.trustProxy,
         timeouts: deps.sessions,
       });
       if (session) user = { name: session.user, role: session.role };
+      else if (hasSessionCookie(c, deps.config.trustProxy)) reason = "session_expired";
     }
-    if (!user) {
-      throw new ApiError(401, "unauthorized", {
-        headers: { "WWW-Authenticate": "Bearer" },
-      });
-    }
+    if (!user) throw unauthorized(reason);
     c.set("user", user);
     c.header("Cache-Control", "no-store");
     await next();

@@ -7,7 +7,7 @@ import type { AttemptLog } from "../lib/attempts/log.ts";
 import type { Config } from "../lib/config.ts";
 import type { Assets } from "../lib/http/assets.ts";
 import { renderPage } from "../lib/http/html.ts";
-import { ApiError, issueList } from "../lib/http/errors.ts";
+import { ApiError, issueList, unauthorized } from "../lib/http/errors.ts";
 import { type Limits, WindowCounter } from "../lib/realtime/limits.ts";
 import { LoginGuard } from "../lib/auth/login_guard.ts";
 import type { Logger } from "../lib/log.ts";
@@ -15,6 +15,7 @@ import { crossSiteReason, describeExpectation, expectedOrigin } from "../lib/htt
 import { MAX_PASSWORD_CHARS, verifyPassword } from "../lib/auth/passwords.ts";
 import {
   clearSessionCookie,
+  hasSessionCookie,
   requestSession,
   setSessionCookie,
 } from "../lib/auth/session_cookie.ts";
@@ -284,7 +285,11 @@ export function authRoutes(deps: AuthDeps): Hono<LoginEnv> {
       trustProxy: config.trustProxy,
       timeouts: deps.sessions,
     });
-    if (!session) throw new ApiError(401, "unauthorized");
+    if (!session) {
+      throw unauthorized(
+        hasSessionCookie(c, config.trustProxy) ? "session_expired" : "missing_token",
+      );
+    }
     await afterUserRevocation(kv, session.user);
     const issued = await signAccessToken(deps.tokenKey, {
       sub: session.user,

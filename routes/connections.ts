@@ -38,7 +38,14 @@ export function connectionRoutes(deps: ConnectionRouteDeps): Hono<PrincipalEnv> 
 
   app.delete("/connections/:id", admin, sameSite, async (c) => {
     const id = c.req.param("id");
-    if (!await deps.connections.disconnect(id)) throw new ApiError(404, "not_found");
+    if (!await deps.connections.disconnect(id)) {
+      throw new ApiError(404, "not_found", {
+        details: {
+          message:
+            `Cannot disconnect as no open socket has the id ${id}: it may have closed already; GET /api/v1/connections lists the open ones`,
+        },
+      });
+    }
     const p = c.get("principal");
     deps.logger.info("connection ended by an admin", {
       connection: id,

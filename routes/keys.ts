@@ -64,7 +64,15 @@ export function keyRoutes(
 
   app.delete("/:id", async (c) => {
     const revoked = await revokeApiKey(deps.kv, c.req.param("id"));
-    if (revoked === null) throw new ApiError(404, "not_found");
+    if (revoked === null) {
+      throw new ApiError(404, "not_found", {
+        details: {
+          message: `Cannot revoke as no key has the id ${
+            c.req.param("id")
+          }: GET /api/v1/keys lists the keys`,
+        },
+      });
+    }
     // This instance refuses the key at once; others within the cache's TTL.
     deps.keys.forget(revoked.hash);
     return c.body(null, 204);

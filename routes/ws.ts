@@ -16,6 +16,7 @@ import { URL_TOKEN_PARAMS } from "../shared/url_token_params.ts";
 import type { FailureReason } from "../shared/protocol.ts";
 import { type AccessClaims, verifyAccessToken } from "../lib/auth/tokens.ts";
 import { bearerCredentials } from "../lib/http/bearer.ts";
+import { clientFields, ms } from "../lib/realtime/socket_log.ts";
 
 /** What the `/admin/ws` route needs. */
 export interface WsDeps extends ConnectionDeps {
@@ -41,7 +42,7 @@ const IDLE_TIMEOUT_S = 30;
  * {@linkcode Connection}.
  */
 export function wsRoutes(deps: WsDeps): Hono<Env> {
-  const { config, attempts, tokenKey, guard } = deps;
+  const { config, attempts, tokenKey, guard, logger } = deps;
   const connectionDeps: ConnectionDeps = deps;
   const app = new Hono<Env>();
 
@@ -49,18 +50,39 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
     "/admin/ws",
     async (c, next) => {
       const started = performance.now();
-      if (deps.draining.value) {
-        throw new ApiError(503, "unavailable", {
-          details: { message: "the server is stopping: reconnect in a moment" },
-          headers: { "Retry-After": "1" },
-        });
-      }
-      checkHandshake(c.req.raw.headers);
       const client: ClientInfo = {
         ip: clientIp(c.req.raw.headers, getConnInfo(c).remote.address, config.trustProxy),
         origin: c.req.header("origin") ?? null,
         userAgent: c.req.header("user-agent") ?? null,
       };
+      /** Logs a refusal; at info only when it is recorded, so the limiter bounds the lines. */
+      const logRefusal = (
+        status: number,
+        reason: string,
+        fields: Record<string, unknown> = {},
+        level: "info" | "debug" = "info",
+      ) =>
+        logger[level]("upgrade refused", {
+          status,
+          reason,
+          instance: deps.instanceId,
+          ...fields,
+          ...clientFields(client),
+          durationMs: ms(performance.now() - started),
+        });
+      try {
+        if (deps.draining.value) {
+          throw new ApiError(503, "unavailable", {
+            details: { message: "the server is stopping: reconnect in a moment" },
+            headers: { "Retry-After": "1" },
+          });
+        }
+        checkHandshake(c.req.raw.headers);
+      } catch (error) {
+        // Never recorded and not limited per IP: at debug, so no flood reaches the log.
+        if (error instanceof ApiError) logRefusal(error.status, error.code, {}, "debug");
+        throw error;
+      }
       /** Records an attempt before answering; without a record there is no answer but 503. */
       const record = async (
         attempt: Omit<AttemptInput, keyof ClientInfo | "durationMs">,
@@ -84,6 +106,7 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
       ): Promise<never> => {
         const transport = status === 401 || status === 503 ? "header" : "upgrade";
         await record({ ...token, outcome: "failure", reason, transport });
+        logRefusal(status, reason, { transport, user: token.user, tokenId: token.tokenId });
         const headers: Record<string, string> = status === 401
           ? { "WWW-Authenticate": `Bearer error="invalid_token"` }
           : status === 503
@@ -109,6 +132,7 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
             reason: "rate_limited",
             transport: "upgrade",
           });
+          logRefusal(429, "rate_limited", { transport: "upgrade" });
         }
         throw new ApiError(429, "rate_limited", {
           details: {
@@ -195,7 +219,9 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
         connection.open(socket, preAuth);
       };
       socket.onmessage = (event) => connection.message(event.data);
-      socket.onclose = socket.onerror = () => connection.closed();
+      socket.onclose = (event) => connection.closed(event.code, event.reason);
+      // An error without a close frame: the peer or the network went away.
+      socket.onerror = () => connection.closed(1006, "");
       return response;
     },
   );

@@ -19,7 +19,7 @@ const BY_REASON: Record<string, string> = {
   invalid_claims:
     "The token's claims are wrong: a missing sub, exp or iat, a wrong aud, an iss that is neither JWT_ISSUER nor in JWT_ISSUERS, or a re-auth for another user.",
   revoked: "The session was signed out or the token revoked: sign in again.",
-  forbidden: "The token's role is not admin or viewer.",
+  forbidden: "The token's role is not admin or viewer: sign in as a user with one of them.",
   key_unavailable:
     "The keys of the token's identity provider could not be fetched (its JWKS URL is down or unreachable): try again later.",
   auth_timeout: "No auth message came in time after the socket opened.",
@@ -48,6 +48,38 @@ const BY_CODE: Record<number, string> = {
   4409: BY_REASON.slow_consumer,
   4429: BY_REASON.rate_limited,
 };
+
+/**
+ * The same reasons as answered by the HTTP API (a 401 from `/api/v1/*` or
+ * `/auth/token`), where the socket's words ("the auth message") do not fit.
+ */
+const BY_API_REASON: Record<string, string> = {
+  missing_token:
+    "No credentials came: send Authorization: Bearer <token> (POST /auth/login or /auth/token gives one), or sign in at /login for the session cookie.",
+  session_expired:
+    "The session cookie is no longer a live session (signed out, idle too long or too old): sign in again at /login.",
+  revoked: "The session was signed out or the token revoked: sign in again for a fresh token.",
+};
+
+/** The same reasons for an API key (`Authorization: Token ...` or `Bearer lk_...`). */
+const BY_KEY_REASON: Record<string, string> = {
+  missing_token:
+    "The Authorization header names no API key: send Authorization: Token <key> with the whole key.",
+  invalid_signature:
+    "The API key is not known: check that the whole key was sent, or create one at /admin/keys or with deno task key:add.",
+  revoked:
+    "The API key was revoked: create a new one at /admin/keys or with deno task key:add, and use that.",
+};
+
+/**
+ * Explains why an HTTP request was refused (an attempt reason of CONTRACT
+ * 4.3, or `session_expired`) and what to do next, in one sentence: the
+ * socket's words where they fit, so both say the same.
+ */
+export function explainRefusal(reason: string, credential: "token" | "key" = "token"): string {
+  return (credential === "key" ? BY_KEY_REASON[reason] : undefined) ?? BY_API_REASON[reason] ??
+    BY_REASON[reason] ?? `Refused as ${reason}.`;
+}
 
 /** Explains a close in one sentence, from its reason when known, else its code. */
 export function explainClose(code: number, reason = ""): string {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { explainRefusal } from "../shared/close_explanations.ts";
 import { listApiKeys } from "../lib/api_keys/store.ts";
 import { apiKeyLastUsedKey } from "../lib/store/keys.ts";
 import { login, randomPassword, startTestServer } from "./helpers.ts";
@@ -49,11 +50,19 @@ Deno.test("/api/v1/keys refuses viewers (403), keys (403), no credentials (401) 
       body: JSON.stringify({ name: "x", scope: "read" }),
     });
     assert.equal(post.status, 403);
-    assert.deepEqual(await post.json(), { error: "forbidden" });
+    assert.deepEqual(await post.json(), {
+      error: "forbidden",
+      message:
+        "Cannot use this route as it is for admins only: sign in as an admin, or use an admin's access token",
+    });
   }
   const none = await fetch(new URL("/api/v1/keys", server.url));
   assert.equal(none.status, 401);
-  assert.deepEqual(await none.json(), { error: "unauthorized" });
+  assert.deepEqual(await none.json(), {
+    error: "unauthorized",
+    reason: "missing_token",
+    message: explainRefusal("missing_token"),
+  });
   for (
     const body of [
       "{",
@@ -98,7 +107,11 @@ Deno.test("an ingest key pushes but cannot read (403); a read key reads but cann
   }
   const refused = await push(server.url, read, point);
   assert.equal(refused.status, 403);
-  assert.deepEqual(refused.body, { error: "forbidden" });
+  assert.deepEqual(refused.body, {
+    error: "forbidden",
+    message:
+      "Cannot push metrics with these credentials: use an API key of scope ingest (deno task key:add NAME --scope ingest) or an admin's access token",
+  });
   assert.equal((await getJson(server.url, "/api/v1/metrics", read)).status, 200);
   assert.equal((await getJson(server.url, "/api/v1/metrics/query?name=orders", read)).status, 200);
   assert.equal((await getJson(server.url, "/metrics", read)).status, 200);
@@ -133,7 +146,11 @@ Deno.test("failed key authentications are attempts with transport api_key: missi
   const admin = await server.mint({ role: "admin" });
   const none = await fetch(new URL("/api/v1/metrics", server.url), { method: "POST", body: "{}" });
   assert.equal(none.status, 401);
-  assert.deepEqual(await none.json(), { error: "unauthorized" });
+  assert.deepEqual(await none.json(), {
+    error: "unauthorized",
+    reason: "missing_token",
+    message: explainRefusal("missing_token"),
+  });
   let [a] = await server.attempts(1);
   assert.deepEqual([a.transport, a.reason, a.user, a.tokenId, a.outcome], [
     "api_key",
@@ -145,7 +162,11 @@ Deno.test("failed key authentications are attempts with transport api_key: missi
 
   const unknown = "lk_" + "A".repeat(43);
   const res = await push(server.url, unknown, point);
-  assert.deepEqual([res.status, res.body], [401, { error: "unauthorized" }]);
+  assert.deepEqual([res.status, res.body], [401, {
+    error: "unauthorized",
+    reason: "invalid_signature",
+    message: explainRefusal("invalid_signature", "key"),
+  }]);
   [a] = await server.attempts(1);
   assert.deepEqual([a.transport, a.reason, a.user, a.tokenId], [
     "api_key",
@@ -160,7 +181,11 @@ Deno.test("failed key authentications are attempts with transport api_key: missi
   });
   assert.equal(del.status, 204);
   const revoked = await push(server.url, created.key, point);
-  assert.deepEqual([revoked.status, revoked.body], [401, { error: "unauthorized" }]);
+  assert.deepEqual([revoked.status, revoked.body], [401, {
+    error: "unauthorized",
+    reason: "revoked",
+    message: explainRefusal("revoked", "key"),
+  }]);
   [a] = await server.attempts(1);
   assert.deepEqual([a.transport, a.reason, a.user, a.tokenId], [
     "api_key",
@@ -170,7 +195,11 @@ Deno.test("failed key authentications are attempts with transport api_key: missi
   ]);
   // The same outside the metrics routes: a revoked or unknown key on /api/v1/stats.
   const stats = await getJson(server.url, "/api/v1/stats", created.key);
-  assert.deepEqual([stats.status, stats.body], [401, { error: "unauthorized" }]);
+  assert.deepEqual([stats.status, stats.body], [401, {
+    error: "unauthorized",
+    reason: "revoked",
+    message: explainRefusal("revoked", "key"),
+  }]);
   [a] = await server.attempts(1);
   assert.deepEqual([a.transport, a.reason, a.tokenId], ["api_key", "revoked", created.id]);
   const tokenScheme = await fetch(new URL("/api/v1/attempts", server.url), {

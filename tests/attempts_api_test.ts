@@ -5,6 +5,7 @@
  */
 import * as z from "zod/mini";
 import assert from "node:assert/strict";
+import { explainRefusal } from "../shared/close_explanations.ts";
 import { AttemptLog } from "../lib/attempts/log.ts";
 import { Attempt, Stats } from "../shared/protocol.ts";
 import {
@@ -109,27 +110,39 @@ Deno.test("GET /api/v1/attempts and /api/v1/stats answer 401 unauthorized withou
   const server = await startTestServer();
   try {
     const now = Math.floor(Date.now() / 1000);
-    const bad = [
-      undefined,
-      "",
-      "garbage",
-      "a.b.c",
-      await forge(claims({ sub: "alice" }), randomSecret()),
-      await forge(claims({ sub: "alice", iat: now - 900, exp: now - 300 }), server.secret),
-      await forge(claims({ sub: "alice", aud: "someone-else" }), server.secret),
+    // Each 401 names the reason, as the socket's close does, and what to do next.
+    const bad: [string | undefined, string][] = [
+      [undefined, "missing_token"],
+      ["", "missing_token"],
+      ["garbage", "malformed_token"],
+      ["a.b.c", "malformed_token"],
+      [await forge(claims({ sub: "alice" }), randomSecret()), "invalid_signature"],
+      [
+        await forge(claims({ sub: "alice", iat: now - 900, exp: now - 300 }), server.secret),
+        "token_expired",
+      ],
+      [await forge(claims({ sub: "alice", aud: "someone-else" }), server.secret), "invalid_claims"],
     ];
     for (const path of ["/api/v1/attempts", "/api/v1/stats"]) {
-      for (const token of bad) {
+      for (const [token, reason] of bad) {
         const answer = await get(server, path, token);
         assert.equal(answer.status, 401, `${path} with ${JSON.stringify(token)}`);
-        assert.deepEqual(answer.body, { error: "unauthorized" });
+        assert.deepEqual(answer.body, {
+          error: "unauthorized",
+          reason,
+          message: explainRefusal(reason),
+        });
       }
       // Not a Bearer scheme at all.
       const res = await fetch(new URL(path, server.url), {
         headers: { authorization: `Basic ${btoa("admin:admin")}` },
       });
       assert.equal(res.status, 401);
-      assert.deepEqual(await res.json(), { error: "unauthorized" });
+      assert.deepEqual(await res.json(), {
+        error: "unauthorized",
+        reason: "missing_token",
+        message: explainRefusal("missing_token"),
+      });
       // And a real token is let in.
       assert.equal((await get(server, path, await server.mint())).status, 200);
     }

@@ -4,6 +4,7 @@
  * JSON equal to the paged API, every page of a large filter, and refusals.
  */
 import assert from "node:assert/strict";
+import { explainRefusal } from "../shared/close_explanations.ts";
 import type { Attempt } from "../shared/protocol.ts";
 import { attemptInput, startTestServer, switchableKv, type TestServer } from "./helpers.ts";
 
@@ -169,7 +170,11 @@ Deno.test("GET /api/v1/attempts/export refuses a bad format, a page parameter an
   assert.equal(bad.res.status, 400);
   const anon = await get(server, "/api/v1/attempts/export?format=csv");
   assert.equal(anon.res.status, 401);
-  assert.deepEqual(JSON.parse(anon.text), { error: "unauthorized" });
+  assert.deepEqual(JSON.parse(anon.text), {
+    error: "unauthorized",
+    reason: "missing_token",
+    message: explainRefusal("missing_token"),
+  });
 });
 
 Deno.test("GET /api/v1/attempts/export answers 503 unavailable, not a cut 200 download, while KV is down", async () => {

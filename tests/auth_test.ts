@@ -1,5 +1,6 @@
 /** Login, sessions, refresh, logout, CSRF and security headers: CONTRACT 3. */
 import assert from "node:assert/strict";
+import { explainRefusal } from "../shared/close_explanations.ts";
 import { decodeJwt } from "jose";
 import { putUser } from "../lib/auth/users.ts";
 import { createSession, liveSession } from "../lib/auth/sessions.ts";
@@ -40,7 +41,11 @@ Deno.test("an unknown path answers 404 not_found with X-Content-Type-Options: no
   for (const path of ["/nope", "/admin/nope/deeper"]) {
     const res = await fetch(new URL(path, server.url));
     assert.equal(res.status, 404, path);
-    assert.deepEqual(await res.json(), { error: "not_found" }, path);
+    assert.deepEqual(await res.json(), {
+      error: "not_found",
+      message:
+        "Nothing is here: check the path (docs/protocol.md lists the routes) or the id in it",
+    }, path);
     assert.equal(res.headers.get("x-content-type-options"), "nosniff", path);
     assert.ok(res.headers.get("x-request-id"), `${path} carries its request id`);
   }
@@ -123,7 +128,11 @@ Deno.test("POST /auth/login answers an unknown user and a wrong password with th
   const wrong = await login(server.url, "alice", randomPassword());
   assert.equal(unknown.res.status, 401);
   assert.equal(wrong.res.status, 401);
-  assert.deepEqual(unknown.body, { error: "invalid_credentials" });
+  assert.deepEqual(unknown.body, {
+    error: "invalid_credentials",
+    message:
+      "The user name or the password is wrong: check both, or have an admin reset the password with deno task user:add NAME",
+  });
   assert.deepEqual(wrong.body, unknown.body);
   assert.equal(wrong.res.headers.get("set-cookie"), null);
 });
@@ -212,13 +221,19 @@ Deno.test("POST /auth/token refreshes from the session cookie and is 401 without
   assert.notEqual(decodeJwt(body.token).jti, decodeJwt(token).jti);
   assert.ok(body.expiresAt > Date.now());
 
-  const anonymous: Record<string, string>[] = [{}, { Cookie: "lookout_session=forged" }, {
-    Cookie: "lookout_session=" + "A".repeat(43),
-  }];
-  for (const headers of anonymous) {
+  const anonymous: [Record<string, string>, string][] = [
+    [{}, "missing_token"],
+    [{ Cookie: "lookout_session=forged" }, "session_expired"],
+    [{ Cookie: "lookout_session=" + "A".repeat(43) }, "session_expired"],
+  ];
+  for (const [headers, reason] of anonymous) {
     const denied = await refresh(headers);
     assert.equal(denied.status, 401);
-    assert.deepEqual(await denied.json(), { error: "unauthorized" });
+    assert.deepEqual(await denied.json(), {
+      error: "unauthorized",
+      reason,
+      message: explainRefusal(reason),
+    });
   }
   const crossSite = await refresh({ Cookie: cookie, Origin: "https://evil.example" });
   assert.equal(crossSite.status, 403);

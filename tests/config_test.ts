@@ -30,6 +30,7 @@ const VARIABLES = [
   "METRICS_MAX_SERIES",
   "METRICS_RETENTION_DAYS",
   "METRICS_PUSHES_PER_KEY_PER_10S",
+  "LOG_LEVEL",
   "DENO_DEPLOYMENT_ID",
 ];
 
@@ -87,6 +88,7 @@ Deno.test("loadConfig() defaults match CONTRACT section 1", () => {
     metricsMaxSeries: 1000,
     metricsRetentionDays: 90,
     metricsPushesPerKeyPer10s: 300,
+    logLevel: "info",
   });
 });
 
@@ -122,6 +124,7 @@ Deno.test("loadConfig() reads every variable when it is valid", () => {
     METRICS_MAX_SERIES: "50",
     METRICS_RETENTION_DAYS: "30",
     METRICS_PUSHES_PER_KEY_PER_10S: "100000",
+    LOG_LEVEL: "Warning",
   });
   assert.deepEqual(config, {
     port: 8123,
@@ -147,6 +150,7 @@ Deno.test("loadConfig() reads every variable when it is valid", () => {
     metricsMaxSeries: 50,
     metricsRetentionDays: 30,
     metricsPushesPerKeyPer10s: 100_000,
+    logLevel: "warn",
   });
 });
 
@@ -171,6 +175,8 @@ const BAD_VALUES: [variable: string, value: string][] = [
   ["METRICS_PUSHES_PER_KEY_PER_10S", "0"],
   ["METRICS_PUSHES_PER_KEY_PER_10S", "lots"],
   ["METRICS_PUSHES_PER_KEY_PER_10S", "1.5"],
+  ["LOG_LEVEL", "verbose"],
+  ["LOG_LEVEL", "trace"],
 ];
 
 for (const [variable, value] of BAD_VALUES) {
@@ -188,6 +194,17 @@ for (const [variable, value] of BAD_VALUES) {
     },
   );
 }
+
+Deno.test("loadConfig() reads LOG_LEVEL as debug, info, warning (or warn) or error, in any case", () => {
+  assert.equal(loadConfig({ LOG_LEVEL: "debug" }).logLevel, "debug");
+  assert.equal(loadConfig({ LOG_LEVEL: " INFO " }).logLevel, "info");
+  assert.equal(loadConfig({ LOG_LEVEL: "warn" }).logLevel, "warn");
+  assert.equal(loadConfig({ LOG_LEVEL: "error" }).logLevel, "error");
+  assert.equal(
+    configError({ LOG_LEVEL: "verbose" }),
+    'Cannot start as LOG_LEVEL must be one of debug, info, warning, error: current value is "verbose"',
+  );
+});
 
 Deno.test("loadConfig() refuses a JWT_SECRET of 31 bytes without showing it", () => {
   const secret = randomChars(31, 1);

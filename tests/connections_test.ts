@@ -104,7 +104,11 @@ Deno.test("viewers, read keys and ingest keys get 403 on every admin-only connec
     for (const auth of [viewer, readKey, ingestKey, viewerCookie]) {
       const res = await call(server.url, method, path, auth, { Origin: server.url.origin });
       assert.equal(res.status, 403, `${method} ${path} with ${auth.slice(0, 16)}`);
-      assert.deepEqual(await res.json(), { error: "forbidden" });
+      assert.deepEqual(await res.json(), {
+        error: "forbidden",
+        message:
+          "Cannot use this route as it is for admins only: sign in as an admin, or use an admin's access token",
+      });
     }
     const anonymous = await fetch(new URL(path, server.url), { method });
     assert.equal(anonymous.status, 401, `${method} ${path} without credentials`);
@@ -128,7 +132,11 @@ Deno.test("DELETE /api/v1/connections/:id closes the socket 4403 revoked; unknow
   assert.equal(bystander.ws.readyState, WebSocket.OPEN, "only that socket");
   const again = await call(server.url, "DELETE", `/api/v1/connections/${connectionId}`, admin);
   assert.equal(again.status, 404);
-  assert.deepEqual(await again.json(), { error: "not_found" });
+  assert.deepEqual(await again.json(), {
+    error: "not_found",
+    message:
+      `Cannot disconnect as no open socket has the id ${connectionId}: it may have closed already; GET /api/v1/connections lists the open ones`,
+  });
   const hostile = [
     "01ARZ3NDEKTSV4RRFFQ69G5FAV", // a well-formed id nobody holds
     "x".repeat(5000),

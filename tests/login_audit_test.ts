@@ -34,7 +34,11 @@ Deno.test("POST /auth/login records ok and invalid_credentials, user only for an
   assert.equal(unknown.res.status, 401);
   // The answers stay identical: the record's user is never returned.
   assert.deepEqual(wrong.body, unknown.body);
-  assert.deepEqual(unknown.body, { error: "invalid_credentials" });
+  assert.deepEqual(unknown.body, {
+    error: "invalid_credentials",
+    message:
+      "The user name or the password is wrong: check both, or have an admin reset the password with deno task user:add NAME",
+  });
 
   const [u, w, o] = await logins(server); // newest first
   assert.equal(o.outcome, "success");

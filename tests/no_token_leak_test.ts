@@ -289,6 +289,16 @@ Deno.test("no token or token signature reaches a log line, a response, a message
       401,
     );
 
+    // A client that closes with a token's signature as its close reason:
+    // the socket's close line must not copy it (issue 13).
+    // (Not through connect(): the client's own close event echoes its reason.)
+    const closer = await TestClient.open(server.wsUrl);
+    clients.push(closer);
+    const closerToken = use(await server.mint({ sub: "hal" }));
+    await closer.auth(closerToken);
+    closer.ws.close(4000, closerToken.split(".")[2]);
+    await closer.closed;
+
     // Other failing requests that carry a token.
     await http("unknown path", "/nope", auth);
     await http("POST to a GET route", "/api/v1/stats", { ...auth, method: "POST", body: apiToken });
@@ -305,6 +315,18 @@ Deno.test("no token or token signature reaches a log line, a response, a message
     // The scan reads real data: attempts are in KV and carry token ids.
     assert.ok(tokens.length >= 25, `only ${tokens.length} tokens used`);
     assert.ok(logs.length > 0, "no log lines to scan");
+    // The socket activity lines (issue 13) are among those scanned.
+    const logged = new Set(server.logs.map((l) => JSON.parse(l).msg));
+    for (
+      const msg of [
+        "socket authenticated",
+        "socket authentication failed",
+        "socket closed",
+        "upgrade refused",
+      ]
+    ) {
+      assert.ok(logged.has(msg), `no "${msg}" line to scan`);
+    }
     assert.ok(seen.length > 40, `only ${seen.length} responses and messages to scan`);
     const stored = kvData.filter((h) => h.where.startsWith("kv value at [attempts / "));
     assert.ok(stored.length >= 20, `only ${stored.length} attempt records in KV`);

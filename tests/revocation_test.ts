@@ -4,6 +4,7 @@
  * sharing the KV file, and the revocation records expire with the tokens.
  */
 import assert from "node:assert/strict";
+import { explainRefusal } from "../shared/close_explanations.ts";
 import { decodeJwt } from "jose";
 import { DatabaseSync } from "node:sqlite";
 import {
@@ -120,7 +121,11 @@ Deno.test("POST /auth/logout closes the session's live socket with 4403 revoked 
     headers: { Authorization: `Bearer ${token}` },
   });
   assert.equal(stats.status, 401);
-  assert.deepEqual(await stats.json(), { error: "unauthorized" });
+  assert.deepEqual(await stats.json(), {
+    error: "unauthorized",
+    reason: "revoked",
+    message: explainRefusal("revoked"),
+  });
 
   const refresh = await post(server, "/auth/token", cookie);
   assert.equal(refresh.status, 401, "the old cookie no longer refreshes");

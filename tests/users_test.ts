@@ -5,7 +5,13 @@
 import assert from "node:assert/strict";
 import { decodeJwt } from "jose";
 import { getUser, putUser } from "../lib/auth/users.ts";
-import { startTestServer, TestClient, type TestServer } from "./helpers.ts";
+import {
+  randomSecret,
+  startProcess,
+  startTestServer,
+  TestClient,
+  type TestServer,
+} from "./helpers.ts";
 
 const repoRoot = new URL("..", import.meta.url).pathname;
 
@@ -365,7 +371,11 @@ Deno.test("POST /auth/login answers an unknown user and a wrong password with id
   assert.deepEqual(headers(unknown), headers(wrong));
   const [a, b] = [await unknown.text(), await wrong.text()];
   assert.equal(a, b);
-  assert.deepEqual(JSON.parse(a), { error: "invalid_credentials" });
+  assert.deepEqual(JSON.parse(a), {
+    error: "invalid_credentials",
+    message:
+      "The user name or the password is wrong: check both, or have an admin reset the password with deno task user:add NAME",
+  });
 });
 
 function median(values: number[]): number {
@@ -420,5 +430,135 @@ Deno.test("POST /auth/login answers a 1 MB password with 400 before any hashing"
     assert.equal(res.status, 400);
     assert.equal(body.error, "invalid_request");
     assert.ok(ms < 200, `${ms} ms`);
+  }
+});
+
+/** Runs `deno task <task> ...args` on the KV file `kvPath`. */
+async function userTask(
+  task: "user:list" | "user:remove",
+  kvPath: string,
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "-q", task, ...args],
+    cwd: repoRoot,
+    env: { KV_PATH: kvPath, NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
+}
+
+Deno.test("deno task user:list prints every user as a table or as JSON, never a password hash", async () => {
+  await using file = await tempKvPath();
+  const empty = await userTask("user:list", file.path, []);
+  assert.equal(empty.code, 0, empty.stderr);
+  assert.match(empty.stdout, /No users yet: create one with deno task user:add/);
+
+  const password = crypto.randomUUID();
+  assert.equal((await userAdd(file.path, ["ada", "--role", "admin"], { password })).code, 0);
+  assert.equal((await userAdd(file.path, ["carol", "--role", "viewer"], { password })).code, 0);
+
+  const table = await userTask("user:list", file.path, []);
+  assert.equal(table.code, 0, table.stderr);
+  const lines = table.stdout.trimEnd().split("\n");
+  assert.equal(lines.length, 3);
+  assert.match(lines[0], /^NAME\s+ROLE\s+CREATED \(UTC\)\s+CHANGED \(UTC\)$/);
+  assert.match(lines[1], /^ada\s+admin\s+\d{4}-\d\d-\d\d \d\d:\d\d\s+\d{4}-\d\d-\d\d \d\d:\d\d$/);
+  assert.match(lines[2], /^carol\s+viewer\s+/);
+
+  const json = await userTask("user:list", file.path, ["--json"]);
+  assert.equal(json.code, 0, json.stderr);
+  const users = JSON.parse(json.stdout);
+  assert.deepEqual(users.map((u: { name: string; role: string }) => [u.name, u.role]), [
+    ["ada", "admin"],
+    ["carol", "viewer"],
+  ]);
+  assert.ok(!Number.isNaN(Date.parse(users[0].createdAt)));
+  assert.doesNotMatch(json.stdout + table.stdout, /password|argon|pbkdf|hash/i);
+
+  const bad = await userTask("user:list", file.path, ["ada"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /Cannot list the users as no NAME is taken/);
+});
+
+Deno.test("deno task user:remove deletes the user and ends their sessions, tokens and sockets in a running server", async () => {
+  await using file = await tempKvPath();
+  const password = crypto.randomUUID();
+  assert.equal((await userAdd(file.path, ["dora", "--role", "admin"], { password })).code, 0);
+  assert.equal((await userAdd(file.path, ["bob", "--role", "admin"], { password })).code, 0);
+  const server = await startProcess({
+    KV_PATH: file.path,
+    JWT_SECRET: randomSecret(),
+    LOOKOUT_WORKERS: "1",
+  });
+  try {
+    const signIn = async (name: string) => {
+      const res = await fetch(new URL("/auth/login", server.url), {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ username: name, password }),
+      });
+      assert.equal(res.status, 200);
+      const { token } = await res.json();
+      return { token, cookie: (res.headers.get("set-cookie") ?? "").split(";")[0] };
+    };
+    const dora = await signIn("dora");
+    const client = await TestClient.open(server.wsUrl);
+    await client.auth(dora.token);
+    const bystander = await TestClient.open(server.wsUrl);
+    await bystander.auth((await signIn("bob")).token);
+
+    const removed = await userTask("user:remove", file.path, ["dora"]);
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.match(removed.stdout, /Removed admin dora: every session and token dora had is revoked/);
+
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const closed = await Promise.race([
+      client.closed,
+      new Promise((r) => timer = setTimeout(() => r("still open after 3 s"), 3000)),
+    ]);
+    clearTimeout(timer);
+    assert.deepEqual(closed, { code: 4403, reason: "revoked" });
+
+    const api = await fetch(new URL("/api/v1/stats", server.url), {
+      headers: { Authorization: `Bearer ${dora.token}` },
+    });
+    await api.body?.cancel();
+    assert.equal(api.status, 401, "the token is dead");
+    const refreshed = await fetch(new URL("/auth/token", server.url), {
+      method: "POST",
+      headers: { Cookie: dora.cookie },
+    });
+    await refreshed.body?.cancel();
+    assert.equal(refreshed.status, 401, "the session is dead");
+    const again = await fetch(new URL("/auth/login", server.url), {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ username: "dora", password }),
+    });
+    await again.body?.cancel();
+    assert.equal(again.status, 401, "the user is gone");
+
+    const list = await userTask("user:list", file.path, ["--json"]);
+    assert.deepEqual(JSON.parse(list.stdout).map((u: { name: string }) => u.name), ["bob"]);
+    assert.equal(bystander.ws.readyState, WebSocket.OPEN, "other users keep their sockets");
+    await bystander.close();
+
+    const unknown = await userTask("user:remove", file.path, ["dora"]);
+    assert.equal(unknown.code, 1);
+    assert.equal(unknown.stdout, "");
+    assert.match(
+      unknown.stderr,
+      /^Cannot remove the user as there is no user "dora": deno task user:list shows who there is\n$/,
+    );
+    const none = await userTask("user:remove", file.path, []);
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /Cannot remove the user as exactly one NAME is needed/);
+  } finally {
+    server.child.kill("SIGTERM");
+    await server.status;
   }
 });

@@ -7,9 +7,9 @@ import type { Context, MiddlewareHandler } from "hono";
 import { getConnInfo } from "hono/deno";
 import type { AttemptLog } from "../attempts/log.ts";
 import { clientIp } from "../http/client_ip.ts";
-import { ApiError } from "../http/errors.ts";
+import { ApiError, unauthorized } from "../http/errors.ts";
 import type { IpGuard } from "../realtime/limits.ts";
-import { requestSession } from "../auth/session_cookie.ts";
+import { hasSessionCookie, requestSession } from "../auth/session_cookie.ts";
 import type { SessionTimeouts } from "../auth/sessions.ts";
 import { type AccessClaims, type TokenKey, verifyAccessToken } from "../auth/tokens.ts";
 import type { KeyCache } from "./key_cache.ts";
@@ -83,6 +83,7 @@ export async function authenticate(deps: KeyAuthDeps, c: Context): Promise<Princ
   const fail = async (
     reason: "missing_token" | "invalid_signature" | "revoked",
     key: { id: string; name: string } | null,
+    credential: "token" | "key" = "key",
   ): Promise<never> => {
     const ip = clientIp(c.req.raw.headers, remoteAddress(c), deps.config.trustProxy);
     const record = (reason: "missing_token" | "invalid_signature" | "revoked" | "rate_limited") =>
@@ -108,7 +109,7 @@ export async function authenticate(deps: KeyAuthDeps, c: Context): Promise<Princ
       });
     }
     await record(reason);
-    throw unauthorized();
+    throw unauthorized(reason, credential);
   };
   if (found && presentsApiKey(header)) {
     if (found.credential === "") return await fail("missing_token", null);
@@ -126,17 +127,19 @@ export async function authenticate(deps: KeyAuthDeps, c: Context): Promise<Princ
     if (result.ok) {
       return { kind: "user", name: result.claims.sub, role: result.claims.role, via: "token" };
     }
-    if (result.reason === "missing_token") return await fail("missing_token", null);
+    if (result.reason === "missing_token") return await fail("missing_token", null, "token");
     if (result.reason === "key_unavailable") throw keyUnavailable();
-    throw unauthorized();
+    throw unauthorized(result.reason);
   }
   const session = await requestSession(c, deps.kv, {
     trustProxy: deps.config.trustProxy,
     timeouts: deps.sessions,
   });
   if (session) return { kind: "user", name: session.user, role: session.role, via: "session" };
-  if (header === "" && !hasCookie(c)) return await fail("missing_token", null);
-  throw unauthorized();
+  if (header === "" && !hasCookie(c)) return await fail("missing_token", null, "token");
+  throw unauthorized(
+    hasSessionCookie(c, deps.config.trustProxy) ? "session_expired" : "missing_token",
+  );
 }
 
 /**
@@ -147,7 +150,9 @@ export async function authenticate(deps: KeyAuthDeps, c: Context): Promise<Princ
 export function requireAccess(deps: KeyAuthDeps, access: Access): MiddlewareHandler<PrincipalEnv> {
   return async (c, next) => {
     const principal = await authenticate(deps, c);
-    if (!allowed(access, principal)) throw new ApiError(403, "forbidden");
+    if (!allowed(access, principal)) {
+      throw new ApiError(403, "forbidden", { details: { message: NEEDS[access] } });
+    }
     c.set("principal", principal);
     c.header("Cache-Control", "no-store");
     await next();
@@ -164,13 +169,26 @@ export function refuseApiKeys(deps: KeyAuthDeps): MiddlewareHandler {
   return async (c, next) => {
     if (!presentsApiKey(c.req.header("authorization"))) return await next();
     await authenticate(deps, c);
-    throw new ApiError(403, "forbidden");
+    throw new ApiError(403, "forbidden", {
+      details: {
+        message:
+          "Cannot use an API key here as keys are for /api/v1/metrics and /metrics only: use an access token or the session cookie",
+      },
+    });
   };
 }
 
-function unauthorized(): ApiError {
-  return new ApiError(401, "unauthorized", { headers: { "WWW-Authenticate": "Bearer" } });
-}
+/** What each access rule needs, said as the next step of the one refused. */
+const NEEDS: Record<Access, string> = {
+  ingest:
+    "Cannot push metrics with these credentials: use an API key of scope ingest (deno task key:add NAME --scope ingest) or an admin's access token",
+  read:
+    "Cannot read with these credentials: use an API key of scope read, an access token or the session cookie",
+  scrape:
+    "Cannot scrape with these credentials: use an API key of scope read (deno task key:add NAME --scope read) or an admin's access token",
+  admin:
+    "Cannot use this route as it is for admins only: sign in as an admin, or use an admin's access token",
+};
 
 function hasCookie(c: Context): boolean {
   return (c.req.header("cookie") ?? "").trim() !== "";

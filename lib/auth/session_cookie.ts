@@ -40,3 +40,12 @@ export async function requestSession(
   const secret = getCookie(c, sessionCookieName(secure));
   return await liveSession(kv, secret, options.timeouts);
 }
+
+/**
+ * Whether the request carries a session cookie at all, live or not: a 401
+ * then says the session ended (`session_expired`) rather than that no
+ * credentials came (`missing_token`).
+ */
+export function hasSessionCookie(c: Context, trustProxy: boolean): boolean {
+  return getCookie(c, sessionCookieName(isHttps(c.req.raw, trustProxy))) !== undefined;
+}

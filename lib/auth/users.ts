@@ -85,3 +85,35 @@ export async function ensureFirstAdmin(
     .set(userKey(name), user).commit();
   return result.ok;
 }
+
+/** Every user, by name, without their password hashes. */
+export async function listUsers(
+  kv: Deno.Kv,
+): Promise<{ name: string; role: Role; createdAt: number; updatedAt: number }[]> {
+  const users = [];
+  for await (const entry of kv.list<StoredUser>({ prefix: usersPrefix() })) {
+    const { name, role, createdAt, updatedAt } = entry.value;
+    users.push({ name, role, createdAt, updatedAt });
+  }
+  return users;
+}
+
+/**
+ * Deletes user `name` and, in the same commit, revokes every session and
+ * token they had, so every instance closes their sockets (4403 `revoked`).
+ * Returns the removed user, or null when there is no such user.
+ */
+export async function removeUser(
+  kv: Deno.Kv,
+  name: string,
+): Promise<{ user: StoredUser; revocation: RevocationEvent } | null> {
+  const existing = await kv.get<StoredUser>(userKey(name));
+  if (existing.value === null) return null;
+  const op = kv.atomic().check(existing).delete(userKey(name));
+  const revocation = revokeUserOp(op, name);
+  const result = await op.commit();
+  if (!result.ok) {
+    throw new Error(`Cannot remove the user as it changed meanwhile: ${name}`);
+  }
+  return { user: existing.value, revocation };
+}

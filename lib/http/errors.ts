@@ -3,6 +3,7 @@ import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Logger } from "../log.ts";
 import { StoreUnavailable } from "../store/kv.ts";
+import { explainRefusal } from "../../shared/close_explanations.ts";
 
 /** One refused field, in the API's `details.issues` shape: a dotted path and what is wrong. */
 export interface Issue {
@@ -42,6 +43,32 @@ export class ApiError extends HTTPException {
   }
 }
 
+/**
+ * The 401 of a request whose credentials failed: `reason` is the attempt
+ * reason (CONTRACT 4.3, or `session_expired` for a cookie without a live
+ * session), and `message` says what to do next, in the socket's words.
+ */
+export function unauthorized(reason: string, credential: "token" | "key" = "token"): ApiError {
+  return new ApiError(401, "unauthorized", {
+    details: { reason, message: explainRefusal(reason, credential) },
+    headers: { "WWW-Authenticate": "Bearer" },
+  });
+}
+
+/**
+ * What to do next, for the errors thrown without a `message` of their own:
+ * every API error says it (issue 13).
+ */
+const NEXT_STEP: Record<string, string> = {
+  invalid_request:
+    "Cannot accept the request as some of it is wrong: fix each field named in issues (its path and what is wrong)",
+  not_found: "Nothing is here: check the path (docs/protocol.md lists the routes) or the id in it",
+  forbidden: "Not allowed with these credentials: sign in as a user who may do this",
+  invalid_credentials:
+    "The user name or the password is wrong: check both, or have an admin reset the password with deno task user:add NAME",
+  unauthorized: explainRefusal("missing_token"),
+};
+
 /** Builds the app's one error handler: typed errors to JSON, the rest to 500. */
 export function errorHandler(logger: Logger) {
   return function onError(error: Error, c: Context): Response {
@@ -49,7 +76,11 @@ export function errorHandler(logger: Logger) {
       for (const [name, value] of Object.entries(error.headers)) {
         c.header(name, value);
       }
-      return c.json({ error: error.code, ...error.details }, error.status);
+      const message = error.details.message ?? NEXT_STEP[error.code];
+      return c.json(
+        { error: error.code, ...error.details, ...(message === undefined ? {} : { message }) },
+        error.status,
+      );
     }
     if (error instanceof HTTPException) return error.getResponse();
     if (error instanceof StoreUnavailable) {
@@ -65,6 +96,10 @@ export function errorHandler(logger: Logger) {
       path: c.req.path,
       error,
     });
-    return c.json({ error: "internal_error" }, 500);
+    return c.json({
+      error: "internal_error",
+      message:
+        "The server failed on this request: its log line with this X-Request-Id says why; retry, and report it if it repeats",
+    }, 500);
   };
 }

@@ -15,6 +15,7 @@ import type { Logger } from "../log.ts";
 import { type Limits, type PendingSlot, TokenBucket } from "./limits.ts";
 import type { Deadline, Deadlines } from "./deadlines.ts";
 import { readAuthFrame, readFrame, tooLarge } from "./frames.ts";
+import { clientFields, ms, peerCloseReason } from "./socket_log.ts";
 
 type DeadlineKind = "auth" | "expiring" | "expired" | "quiet";
 import { type AccessClaims, type TokenKey, verifyAccessToken } from "../auth/tokens.ts";
@@ -33,6 +34,8 @@ export interface ConnectionDeps {
   /** The instance's one timer for every socket's deadlines. */
   deadlines: Deadlines;
   isRevoked?: (claims: AccessClaims) => boolean | Promise<boolean>;
+  /** This instance's id, as `instance` in the socket's log lines. */
+  instanceId?: string;
 }
 
 /** Facts about the client, taken from the upgrade request. */
@@ -107,6 +110,16 @@ export class Connection implements Member {
     ws.binaryType = "arraybuffer";
     this.#deps.registry.add(this);
     if (preAuth) {
+      // Recorded by the upgrade, which had no connection id yet: logged here.
+      this.#deps.logger.info("socket authenticated", {
+        connectionId: this.id,
+        instance: this.#deps.instanceId,
+        user: preAuth.sub,
+        role: preAuth.role,
+        tokenId: preAuth.jti,
+        transport: "header",
+        ...clientFields(this.#info),
+      });
       this.#attemptTaken = true;
       this.#enqueue(() => this.#authenticated(preAuth));
     } else {
@@ -168,9 +181,23 @@ export class Connection implements Member {
     );
   }
 
-  /** The socket closed, from either side. */
-  closed(): void {
+  /**
+   * The socket closed, from either side: `code` and `reason` as the close
+   * event has them (1006 without a close frame), `by` who closed.
+   */
+  closed(code = 1005, reason = "", by: "server" | "client" = "client"): void {
     if (this.state === "closed") return;
+    this.#deps.logger.info("socket closed", {
+      connectionId: this.id,
+      instance: this.#deps.instanceId,
+      user: this.user?.name ?? null,
+      code,
+      reason: by === "server" ? reason : peerCloseReason(reason),
+      by,
+      authenticated: this.state === "authenticated",
+      durationMs: Date.now() - this.openedAt,
+      ip: this.#info.ip,
+    });
     this.#slot?.release();
     this.state = "closed";
     this.#ws = null;
@@ -229,7 +256,7 @@ export class Connection implements Member {
         // Already closing.
       }
     }
-    this.closed();
+    this.closed(code, reason, "server");
   }
 
   #enqueue(task: () => Promise<void>): void {
@@ -355,6 +382,20 @@ export class Connection implements Member {
         tokenId,
         durationMs,
       });
+      this.#deps.logger.info(
+        outcome === "success" ? "socket authenticated" : "socket authentication failed",
+        {
+          connectionId: this.id,
+          instance: this.#deps.instanceId,
+          user,
+          reason,
+          tokenId,
+          transport: "message",
+          reauth: this.state === "authenticated",
+          durationMs: ms(durationMs),
+          ...clientFields(this.#info),
+        },
+      );
       return true;
     } catch (error) {
       this.#deps.logger.error("cannot record attempt: closing the socket", {

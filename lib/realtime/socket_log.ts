@@ -1,0 +1,43 @@
+/**
+ * The log lines of `/admin/ws` (issue 13): refused upgrades, socket
+ * authentications (failed and successful) and closes, as JSON lines at
+ * `info`. They are bounded as the attempt log is: a refusal is logged when
+ * it is recorded, so a flood from one IP writes one `rate_limited` line per
+ * burst, as it writes one record. Refusals that are never recorded (426, a
+ * bad handshake, 503 while stopping) are logged at `debug` only, since
+ * nothing bounds them. No line carries a token: only its id (`tokenId`).
+ */
+import type { ClientInfo } from "./connection.ts";
+
+/** A user agent is cut to this many characters in a log line: enough to tell browsers apart. */
+export const MAX_LOGGED_USER_AGENT_CHARS = 120;
+
+/** The client's fields of a log line: ip, origin, and the user agent cut short. */
+export function clientFields(
+  info: ClientInfo,
+): { ip: string; origin: string | null; userAgent: string | null } {
+  const ua = info.userAgent;
+  return {
+    ip: info.ip,
+    origin: info.origin,
+    userAgent: ua !== null && ua.length > MAX_LOGGED_USER_AGENT_CHARS
+      ? ua.slice(0, MAX_LOGGED_USER_AGENT_CHARS) + "..."
+      : ua,
+  };
+}
+
+/**
+ * A close reason sent by the peer is its own free text, which could hold
+ * anything, a token among it: it is logged only when it looks like a code
+ * word (`ping_timeout`), else as its length.
+ */
+export function peerCloseReason(reason: string): string {
+  return /^[A-Za-z0-9_.:-]{0,32}$/.test(reason)
+    ? reason
+    : `(${reason.length} characters, not logged)`;
+}
+
+/** Milliseconds to one decimal, for `durationMs`. */
+export function ms(value: number): number {
+  return Math.round(value * 10) / 10;
+}
