@@ -2,7 +2,9 @@ import { newId } from "../store/ids.ts";
 import { type Role, ROLES, type TokenFailureReason } from "../../shared/protocol.ts";
 import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, SignJWT } from "jose";
 import { ISSUER_ALGORITHMS, type IssuerConfig } from "./issuers.ts";
-import { KeySource, KeyUnavailableError, RemoteKeys, StaticKey } from "./jwks.ts";
+import { KeySource, RemoteKeys, StaticKey } from "./jwks.ts";
+import { verifyIssuerToken } from "./issuer_tokens.ts";
+import { checkTimes, CLOCK_TOLERANCE_S, failure, failureFromJose, text } from "./token_checks.ts";
 
 /** How the server signs and checks access tokens. */
 export interface TokenKey {
@@ -60,10 +62,7 @@ export interface VerifyOptions {
 
 /** Only HS256: the key is an HMAC secret, so no other algorithm may verify. */
 export const ALGORITHMS = ["HS256"];
-/** The largest time a JavaScript Date can hold, in seconds. */
-const MAX_TIME_S = 8.64e12;
-/** Tolerated clock skew for `nbf` and `iat`; `exp` is checked without slack. */
-export const CLOCK_TOLERANCE_S = 5;
+export { CLOCK_TOLERANCE_S };
 
 const encoder = new TextEncoder();
 
@@ -149,24 +148,6 @@ export async function signAccessToken(
     exp,
   };
   return { token, claims, expiresAt: exp * 1000 };
-}
-
-function text(value: unknown): string | null {
-  return typeof value === "string" ? value : null;
-}
-
-function failure(
-  reason: TokenFailureReason,
-  payload?: Record<string, unknown>,
-): Verification {
-  return {
-    ok: false,
-    reason,
-    user: text(payload?.sub),
-    tokenId: text(payload?.jti),
-    exp: typeof payload?.exp === "number" ? payload.exp : undefined,
-    iat: typeof payload?.iat === "number" ? payload.iat : undefined,
-  };
 }
 
 /**
@@ -280,113 +261,4 @@ async function verifyHs256(
   return payload;
 }
 
-/** The `exp`/`iat` checks jose leaves to us; undefined when they pass. */
-function checkTimes(payload: Record<string, unknown>, nowS: number): Verification | undefined {
-  const { exp, iat } = payload;
-  // Past what a Date can hold (8.64e12 s), `exp * 1000` is no usable time.
-  if (typeof exp === "number" && exp > MAX_TIME_S) return failure("invalid_claims", payload);
-  if (typeof exp !== "number" || exp <= nowS) {
-    return failure("token_expired", payload);
-  }
-  if (typeof iat !== "number" || iat > nowS + CLOCK_TOLERANCE_S) {
-    return failure("token_not_yet_valid", payload);
-  }
-  return undefined;
-}
-
-/** The value at a dotted path (`realm_access.roles`), or a claim named with dots. */
-export function claimAt(payload: Record<string, unknown>, path: string): unknown {
-  // Auth0's namespaced claims are URLs with dots: a whole-name match comes first.
-  if (Object.hasOwn(payload, path)) return payload[path];
-  let value: unknown = payload;
-  for (const part of path.split(".")) {
-    if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
-    if (!Object.hasOwn(value, part)) return undefined;
-    value = (value as Record<string, unknown>)[part];
-  }
-  return value;
-}
-
-/** Maps the role claim (a string or an array) to a role; `admin` wins over `viewer`. */
-export function mapRole(value: unknown, roles: IssuerConfig["roles"]): Role | null {
-  const values = typeof value === "string"
-    ? [value]
-    : Array.isArray(value)
-    ? value.filter((v): v is string => typeof v === "string")
-    : [];
-  const admin = roles?.admin ?? ["admin"];
-  const viewer = roles?.viewer ?? ["viewer"];
-  if (values.some((v) => admin.includes(v))) return "admin";
-  if (values.some((v) => viewer.includes(v))) return "viewer";
-  return null;
-}
-
-/** A token from a trusted identity provider: its keys and algorithms only. */
-async function verifyIssuerToken(
-  trusted: TrustedIssuer,
-  token: string,
-  options: VerifyOptions,
-): Promise<Verification> {
-  const { config } = trusted;
-  const now = options.now ?? Date.now();
-  let payload: Record<string, unknown>;
-  try {
-    ({ payload } = await jwtVerify(token, trusted.keys.getKey, {
-      algorithms: config.algorithms,
-      issuer: config.issuer,
-      audience: config.audience,
-      requiredClaims: ["exp", "iat"],
-      clockTolerance: CLOCK_TOLERANCE_S,
-      currentDate: new Date(now),
-    }));
-  } catch (error) {
-    if (error instanceof KeyUnavailableError) return failure("key_unavailable");
-    return failureFromJose(error);
-  }
-  const user = claimAt(payload, config.userClaim);
-  // `user` in a failure is the mapped user name, not always `sub`.
-  const named = { ...payload, sub: typeof user === "string" ? user : undefined };
-  if (typeof user !== "string" || user.length === 0) return failure("invalid_claims", named);
-  const checked = checkTimes(payload, now / 1000);
-  if (checked) return checked.ok ? checked : { ...checked, user };
-  if (payload.jti !== undefined && typeof payload.jti !== "string") {
-    return failure("invalid_claims", named);
-  }
-  const role = mapRole(claimAt(payload, config.roleClaim), config.roles);
-  const claims: AccessClaims = {
-    sub: user,
-    role: role ?? ("" as Role),
-    jti: text(payload.jti),
-    sid: null,
-    iat: payload.iat as number,
-    exp: payload.exp as number,
-  };
-  if (options.isRevoked && await options.isRevoked(claims)) {
-    return failure("revoked", named);
-  }
-  if (role === null) return failure("forbidden", named);
-  return { ok: true, claims };
-}
-
-function failureFromJose(error: unknown): Verification {
-  if (!(error instanceof errors.JOSEError)) throw error;
-  switch (error.code) {
-    case errors.JOSEAlgNotAllowed.code:
-      return failure("alg_not_allowed");
-    case errors.JWSSignatureVerificationFailed.code:
-    // No key of the token's issuer has its kid (CONTRACT 8), even after a refetch.
-    case errors.JWKSNoMatchingKey.code:
-      return failure("invalid_signature");
-    case errors.JWTExpired.code:
-      return failure("token_expired", (error as errors.JWTExpired).payload);
-    case errors.JWTClaimValidationFailed.code: {
-      const e = error as errors.JWTClaimValidationFailed;
-      const notYet = (e.claim === "nbf" || e.claim === "iat") &&
-        e.reason === "check_failed";
-      return failure(notYet ? "token_not_yet_valid" : "invalid_claims", e.payload);
-    }
-    default:
-      // ERR_JWS_INVALID, ERR_JWT_INVALID and the rest: not a usable compact JWS.
-      return failure("malformed_token");
-  }
-}
+export { claimAt, mapRole } from "./issuer_tokens.ts";
