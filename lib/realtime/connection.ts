@@ -4,46 +4,19 @@ import {
   CLOSE_INTERNAL_ERROR,
   type CloseReason,
   type EventName,
-  EVENTS,
   type User,
 } from "../../shared/protocol.ts";
-import type { AttemptLog } from "../attempts/log.ts";
-import type { Member, Registry } from "./registry.ts";
-import type { DeploymentStats } from "../stats/deployment.ts";
+import type { Member } from "./registry.ts";
 import { encode } from "../../shared/protocol_encode.ts";
-import type { Logger } from "../log.ts";
-import { type Limits, type PendingSlot, TokenBucket } from "./limits.ts";
-import type { Deadline, Deadlines } from "./deadlines.ts";
-import { readAuthFrame, readFrame, tooLarge } from "./frames.ts";
-
-type DeadlineKind = "auth" | "expiring" | "expired" | "quiet";
-import { type AccessClaims, type TokenKey, verifyAccessToken } from "../auth/tokens.ts";
-
-/** What a connection needs from the app. */
-export interface ConnectionDeps {
-  tokenKey: TokenKey;
-  attempts: AttemptLog;
-  /** This instance's sockets: each connection adds itself, and reports its changes. */
-  registry: Registry<Connection>;
-  stats: DeploymentStats;
-  logger: Logger;
-  authTimeoutMs: number;
-  maxMessageBytes: number;
-  limits: Pick<Limits, "messagesPerSecond" | "messageBurst" | "slowConsumerBytes">;
-  /** The instance's one timer for every socket's deadlines. */
-  deadlines: Deadlines;
-  isRevoked?: (claims: AccessClaims) => boolean | Promise<boolean>;
-}
-
-/** Facts about the client, taken from the upgrade request. */
-export interface ClientInfo {
-  ip: string;
-  origin: string | null;
-  userAgent: string | null;
-}
-
-/** Warn this long before a token expires. */
-export const EXPIRY_WARNING_MS = 60_000;
+import { overLimit, type PendingSlot, TokenBucket } from "./limits.ts";
+import type { Deadline } from "./deadlines.ts";
+import { readAuthFrame, readFrame } from "./frames.ts";
+import type { ClientInfo, ConnectionDeps, DeadlineKind } from "./connection_deps.ts";
+import { EXPIRY_WARNING_MS } from "./connection_deps.ts";
+import { closeHandshake, closeSocket, QUIET, quietEnough, sendBounded } from "./socket_send.ts";
+import { eventSet, subscribed, withEvents } from "./subscriptions.ts";
+import { recordAttempt } from "./attempt_record.ts";
+import { type AccessClaims, verifyAccessToken } from "../auth/tokens.ts";
 
 /**
  * One `/admin/ws` socket from open to close. Messages are handled one at a
@@ -98,7 +71,7 @@ export class Connection implements Member {
 
   /** What the socket is subscribed to. */
   get events(): ReadonlySet<EventName> {
-    return new Set(EVENTS.filter((_, i) => this.#events & (1 << i)));
+    return eventSet(this.#events);
   }
 
   /** The socket opened. `preAuth` holds claims already checked from a header. */
@@ -121,11 +94,7 @@ export class Connection implements Member {
     this.#lastMessageAt = Date.now();
     if (this.state === "closed" || this.#limited) return;
     // Both limits act before anything is queued or parsed.
-    const over = tooLarge(data, this.#deps.maxMessageBytes)
-      ? "message_too_large"
-      : !this.#bucket.take()
-      ? "rate_limited"
-      : null;
+    const over = overLimit(data, this.#deps.maxMessageBytes, this.#bucket);
     if (over) {
       this.#limited = true;
       this.#clear("auth");
@@ -184,24 +153,14 @@ export class Connection implements Member {
   }
 
   #sendNow(text: string): void {
-    const ws = this.#ws;
-    if (ws === null || ws.readyState !== WebSocket.OPEN) return;
-    try {
-      ws.send(text);
-    } catch {
-      // The socket is going away; its close event follows.
-      return;
-    }
-    // What the peer has not read piles up here; past the bound it is dropped,
-    // so one stalled reader cannot hold the memory of every update.
-    if (ws.bufferedAmount > this.#deps.limits.slowConsumerBytes) {
-      this.#deps.logger.warn("closing a slow consumer", {
-        connectionId: this.id,
-        user: this.user?.name,
-        bufferedBytes: ws.bufferedAmount,
-      });
-      this.close(CLOSE_CODES.slow_consumer, "slow_consumer");
-    }
+    const buffered = sendBounded(this.#ws, text, this.#deps.limits.slowConsumerBytes);
+    if (buffered === 0) return;
+    this.#deps.logger.warn("closing a slow consumer", {
+      connectionId: this.id,
+      user: this.user?.name,
+      bufferedBytes: buffered,
+    });
+    this.close(CLOSE_CODES.slow_consumer, "slow_consumer");
   }
 
   /**
@@ -209,26 +168,14 @@ export class Connection implements Member {
    * close frame is out and answered), or at once when there is no socket.
    */
   closeAndWait(code: number, reason: string): Promise<void> {
-    const ws = this.#ws;
-    const done = ws && ws.readyState <= WebSocket.CLOSING
-      ? new Promise<void>((resolve) =>
-        ws.addEventListener("close", () => resolve(), { once: true })
-      )
-      : Promise.resolve();
+    const done = closeHandshake(this.#ws);
     this.close(code, reason);
     return done;
   }
 
   /** Closes the socket and forgets it at once, without waiting for the peer. */
   close(code: number, reason: string): void {
-    const ws = this.#ws;
-    if (ws && ws.readyState <= WebSocket.OPEN) {
-      try {
-        ws.close(code, reason);
-      } catch {
-        // Already closing.
-      }
-    }
+    closeSocket(this.#ws, code, reason);
     this.closed();
   }
 
@@ -320,21 +267,14 @@ export class Connection implements Member {
     } else this.close(CLOSE_CODES[reason], reason);
   }
 
-  /**
-   * Closes once the peer stops sending (50 ms of quiet, 1 s at most). Deno
-   * drops the TCP connection when data frames keep arriving after its close
-   * frame, and the reset would swallow the close code: a flooding client
-   * would see 1006 instead of 4429 or 1009. Meanwhile nothing more is read
-   * or sent.
-   */
+  /** Closes once the peer stops sending (see {@linkcode quietEnough}); meanwhile nothing is read or sent. */
   #closeWhenQuiet(reason: CloseReason): void {
-    const deadline = Date.now() + 1000;
+    const deadline = Date.now() + QUIET.maxMs;
     const check = () => {
-      if (Date.now() - this.#lastMessageAt >= 50 || Date.now() >= deadline) {
-        this.close(CLOSE_CODES[reason], reason);
-      } else this.#at("quiet", Date.now() + 25, check);
+      if (quietEnough(this.#lastMessageAt, deadline)) this.close(CLOSE_CODES[reason], reason);
+      else this.#at("quiet", Date.now() + QUIET.pollMs, check);
     };
-    this.#at("quiet", Date.now() + 50, check);
+    this.#at("quiet", Date.now() + QUIET.ms, check);
   }
 
   /** Writes the attempt record; on a KV failure closes 1011 and returns false. */
@@ -345,26 +285,17 @@ export class Connection implements Member {
     durationMs: number,
     tokenId: string | null,
   ): Promise<boolean> {
-    try {
-      await this.#deps.attempts.record({
-        ...this.#info,
-        user,
-        outcome,
-        reason,
-        transport: "message",
-        tokenId,
-        durationMs,
-      });
-      return true;
-    } catch (error) {
-      this.#deps.logger.error("cannot record attempt: closing the socket", {
-        connectionId: this.id,
-        reason,
-        error,
-      });
-      this.close(CLOSE_INTERNAL_ERROR, "attempt_log_unavailable");
-      return false;
-    }
+    const recorded = await recordAttempt(this.#deps, this.id, {
+      ...this.#info,
+      user,
+      outcome,
+      reason,
+      transport: "message",
+      tokenId,
+      durationMs,
+    });
+    if (!recorded) this.close(CLOSE_INTERNAL_ERROR, "attempt_log_unavailable");
+    return recorded;
   }
 
   async #handle(data: unknown, received: number): Promise<void> {
@@ -383,17 +314,9 @@ export class Connection implements Member {
         return await this.#deps.stats.sendTo(this, { always: true });
       case "subscribe":
       case "unsubscribe": {
-        const hadPresence = this.events.has("presence");
-        for (const e of msg.events) {
-          const bit = 1 << EVENTS.indexOf(e);
-          this.#events = msg.type === "subscribe" ? this.#events | bit : this.#events & ~bit;
-        }
-        this.#deps.registry.subscriptions(this, this.events);
-        this.send(encode({ type: "subscribed", events: [...this.events].sort() }));
-        if (!hadPresence && this.events.has("presence")) {
-          await this.#deps.stats.sendPresenceTo(this);
-        }
-        return;
+        const before = this.#events;
+        this.#events = withEvents(before, msg.type === "subscribe", msg.events);
+        return await subscribed(this, this.#deps, before);
       }
     }
   }
