@@ -79,12 +79,17 @@ export function lookoutCommand(
  * Creates Lookout's admin in its KV file with `deno task user:add`, before
  * the start. (ADMIN_USERNAME/ADMIN_PASSWORD would do it at start-up, but with
  * one instance per worker on one file the instances race to create it and
- * one can die of "database is locked".)
+ * one can die of "database is locked".) `root` is the checkout whose task
+ * runs: the one the server will start from.
  */
-export async function addLookoutAdmin(secrets: ServerSecrets, kvPath: string): Promise<void> {
+export async function addLookoutAdmin(
+  secrets: ServerSecrets,
+  kvPath: string,
+  root: string = REPO_ROOT,
+): Promise<void> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["task", "-q", "user:add", secrets.admin.username, "--role", "admin"],
-    cwd: REPO_ROOT,
+    cwd: root,
     env: { KV_PATH: kvPath, LOOKOUT_PASSWORD: secrets.admin.password, NO_COLOR: "1" },
     stdin: "null",
     stdout: "piped",

@@ -156,16 +156,25 @@ function ratio(a: number | null | undefined, b: number | null | undefined): stri
   return `${(a / b).toFixed(2)}x`;
 }
 
-/** The Markdown table of every row for the servers in `results`. */
+/**
+ * The Markdown table of every row for the servers in `results`. `before`,
+ * another Lookout checkout measured in the same run, adds its column and
+ * Lookout's ratio to it.
+ */
 export function table(
   results: Results,
   shape: { half: number; full: number; concurrency: number },
+  before?: LoadResult,
 ): string {
   const header = ["metric", "lookout", "raw deno", "socket.io", "lookout/raw", "lookout/socket.io"];
+  if (before) {
+    header.splice(2, 0, "lookout (before)");
+    header.push("lookout/before");
+  }
   const body = rows(shape.half, shape.full, shape.concurrency).map((row) => {
     const v = (t: Target) => results[t] ? row.value(results[t]!) : null;
     const [l, r, s] = [v("lookout"), v("raw"), v("socketio")];
-    return [
+    const cells = [
       row.metric,
       show(l, row.digits),
       show(r, row.digits),
@@ -173,6 +182,12 @@ export function table(
       row.noRatio ? "" : ratio(l, r),
       row.noRatio ? "" : ratio(l, s),
     ];
+    if (before) {
+      const b = row.value(before);
+      cells.splice(2, 0, show(b, row.digits));
+      cells.push(row.noRatio ? "" : ratio(l, b));
+    }
+    return cells;
   });
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const line = (cells: string[]) =>
@@ -263,7 +278,7 @@ export function verdicts(results: Results): Verdict[] {
  * Warnings for phases during which other processes on the machine used more
  * than `limit` percent of a core: their figures are not clean.
  */
-export function noise(results: Results, limit = 10): string[] {
+export function noise(results: Record<string, LoadResult | undefined>, limit = 10): string[] {
   const out: string[] = [];
   for (const [target, r] of Object.entries(results)) {
     if (!r) continue;

@@ -5,10 +5,13 @@
  *
  *   deno run -A bench/run.ts [--clients 10000] [--concurrency 64] [--only lookout,raw]
  *                            [--quick] [--profile DIR] [--no-readme] [--json FILE]
+ *                            [--compare-root DIR]
  *
  * Each server runs alone, in its own process, while the load generator
  * (bench/loadgen.ts) runs in another; nothing is pinned to a core. Every
  * subprocess is stopped on the way out, also on failure and on Ctrl-C.
+ * With `--compare-root`, a second Lookout (another checkout, e.g. an older
+ * commit) is measured in the same run and gets a column of its own.
  */
 import { existsSync } from "node:fs";
 import { SignJWT } from "jose";
@@ -51,7 +54,9 @@ const USAGE = `usage: deno run -A bench/run.ts [options]
   --no-readme       do not write the table into bench/README.md
   --retries N       measure a server again, up to N times, when other processes used over
                     10% of a core meanwhile; the least disturbed run is kept (1; 0 with --quick)
-  --json FILE       also write every raw figure as JSON to FILE`;
+  --json FILE       also write every raw figure as JSON to FILE
+  --compare-root DIR  also measure the Lookout checkout in DIR (e.g. an older commit, from
+                    git archive), as a "lookout (before)" column beside this one`;
 
 const TARGETS: Target[] = ["lookout", "raw", "socketio"];
 /** The order of the runs: the ceiling first, so a broken machine shows at once. */
@@ -71,6 +76,8 @@ interface Options {
   readme: boolean;
   retries: number;
   json: string | null;
+  /** Another Lookout checkout measured beside this one; null without --compare-root. */
+  compareRoot: string | null;
 }
 
 /** Reads the command line. */
@@ -88,6 +95,7 @@ function readOptions(args: string[]): Options {
     "no-readme": { type: "boolean", default: false },
     retries: { type: "string" },
     json: { type: "string" },
+    "compare-root": { type: "string" },
   }, { usage: USAGE, doing: "run the benchmark" });
   const { values } = flags;
   const count = (name: Parameters<typeof flags.number>[0], fallback: number, min: number) =>
@@ -117,7 +125,26 @@ function readOptions(args: string[]): Options {
     readme: !values["no-readme"],
     retries: count("retries", quick ? 0 : 1, 0),
     json: values.json ?? null,
+    compareRoot: compareRoot(values["compare-root"], flags.fail),
   };
+}
+
+/** `--compare-root`, checked: a folder with Lookout's main.ts and deno.json. */
+function compareRoot(dir: string | undefined, fail: (message: string) => never): string | null {
+  if (dir === undefined) return null;
+  const root = dir.endsWith("/") ? dir : `${dir}/`;
+  for (const file of ["main.ts", "deno.json"]) {
+    try {
+      Deno.statSync(`${root}${file}`);
+    } catch {
+      fail(
+        `Cannot run the benchmark as --compare-root must hold Lookout's ${file}: current value is ${
+          JSON.stringify(dir)
+        }`,
+      );
+    }
+  }
+  return root;
 }
 
 /** One line about the machine and the software measured. */
@@ -229,11 +256,12 @@ async function load(config: LoadConfig, budgetMs: number): Promise<LoadResult> {
   return JSON.parse(line);
 }
 
-/** Starts one server, loads it, stops it. */
+/** Starts one server (Lookout from the checkout `root`), loads it, stops it. */
 async function measure(
   target: Target,
   options: Options,
   secrets: ServerSecrets,
+  root: string,
 ): Promise<LoadResult> {
   const dir = await Deno.makeTempDir({ prefix: "lookout-bench-" });
   folders.add(dir);
@@ -246,8 +274,8 @@ async function measure(
       ? ["--cpu-prof", `--cpu-prof-dir=${await Deno.realPath(options.profile)}`]
       : [];
     const kvPath = `${dir}/lookout.sqlite3`;
-    if (target === "lookout") await addLookoutAdmin(secrets, kvPath);
-    server = await startServer(target, secrets, { kvPath, lookoutFlags });
+    if (target === "lookout") await addLookoutAdmin(secrets, kvPath, root);
+    server = await startServer(target, secrets, { kvPath, lookoutFlags, cwd: root });
     running.add(server);
     console.error(`[${target}] pid ${server.pid} on ${server.base}`);
     if (target === "socketio") await checkSocketIo(server, secrets);
@@ -314,11 +342,12 @@ async function measureQuietly(
   target: Target,
   options: Options,
   secrets: ServerSecrets,
+  root = REPO_ROOT,
 ): Promise<LoadResult> {
   let best: LoadResult | null = null;
   for (let attempt = 0; attempt <= options.retries; attempt++) {
     if (attempt > 0 || options.retries > 0) await waitForQuiet(target);
-    const result = await measure(target, options, secrets);
+    const result = await measure(target, options, secrets, root);
     if (best === null || disturbance(result) < disturbance(best)) best = result;
     if (disturbance(best) <= 0.1) break;
     if (attempt < options.retries) {
@@ -338,6 +367,12 @@ async function gitState(): Promise<string> {
   return commit ? `the working tree at ${commit}` : "unknown commit";
 }
 
+/** The commit of another checkout, or its folder when it is not a git checkout (git archive). */
+async function checkoutState(root: string): Promise<string> {
+  const commit = await commandOutput("git", ["rev-parse", "--short", "HEAD"], root);
+  return commit ? `the checkout ${root} at ${commit}` : `the files in ${root}`;
+}
+
 /** Runs the benchmark with command-line `args`; resolves with the exit status. */
 export async function main(args: string[]): Promise<number> {
   const options = readOptions(args);
@@ -353,9 +388,20 @@ export async function main(args: string[]): Promise<number> {
 
   const started = new Date();
   const results: Results = {};
+  let before: LoadResult | undefined;
   let failed = 0;
   try {
     for (const target of options.only) {
+      if (target === "lookout" && options.compareRoot) {
+        // The other checkout first, right before this one, so the two
+        // Lookouts see the machine as alike as one run allows.
+        try {
+          before = await measureQuietly(target, options, secrets, options.compareRoot);
+        } catch (error) {
+          failed++;
+          console.error(`[lookout (before)] ${(error as Error).message}`);
+        }
+      }
       try {
         results[target] = await measureQuietly(target, options, secrets);
       } catch (error) {
@@ -381,17 +427,22 @@ export async function main(args: string[]): Promise<number> {
     `- Machine: ${await machine()}.`,
     `- Lookout: ${await gitState()}, started as \`deno run -A main.ts\`` +
     (lookoutEnv ? ` with LOOKOUT_WORKERS=${lookoutEnv}` : "") +
-    (options.profile ? ", under --cpu-prof" : "") + ".",
+    (options.profile ? ", under --cpu-prof" : "") + "." +
+    (options.compareRoot
+      ? ` Lookout (before): ${await checkoutState(options.compareRoot)}, started the same way.`
+      : ""),
     "- The load generator and the server run as two processes on the same cores; nothing is pinned.",
   ].join("\n");
-  const noisy = noise(results);
-  const text = `${about}\n\n${table(results, shape)}\n\nTargets (Lookout against the others):\n\n${
-    verdictLines(verdicts(results))
-  }\n${noisy.length ? `\n${noisy.join("\n")}\n` : ""}`;
+  const noisy = noise(before ? { ...results, "lookout (before)": before } : results);
+  const text = `${about}\n\n${
+    table(results, shape, before)
+  }\n\nTargets (Lookout against the others):\n\n${verdictLines(verdicts(results))}\n${
+    noisy.length ? `\n${noisy.join("\n")}\n` : ""
+  }`;
   console.log(`\n${text}`);
 
   const complete = TARGETS.every((t) => results[t]);
-  if (options.readme && complete && !options.quick && !options.profile) {
+  if (options.readme && complete && !options.quick && !options.profile && !options.compareRoot) {
     const readme = await Deno.readTextFile(README);
     await Deno.writeTextFile(README, replaceBetweenMarkers(readme, text));
     // deno fmt wraps Markdown prose: keep the file as `deno fmt --check` wants it.
@@ -405,11 +456,14 @@ export async function main(args: string[]): Promise<number> {
     );
   } else if (options.readme) {
     console.error(
-      "bench/README.md left as it was: it only takes a full run of all three servers, without --quick or --profile",
+      "bench/README.md left as it was: it only takes a full run of all three servers, without --quick, --profile or --compare-root",
     );
   }
   if (options.json) {
-    await Deno.writeTextFile(options.json, JSON.stringify({ options, results }, null, 2));
+    await Deno.writeTextFile(
+      options.json,
+      JSON.stringify({ options, results, before: before ?? null }, null, 2),
+    );
   }
   if (options.profile) console.error(`Lookout's CPU profile is in ${options.profile}`);
   return failed ? 1 : 0;

@@ -3,7 +3,8 @@ import { getConnInfo } from "hono/deno";
 import type { AttemptInput } from "../lib/attempts/log.ts";
 import type { Config } from "../lib/config.ts";
 import { clientIp } from "../lib/http/client_ip.ts";
-import { type ClientInfo, Connection, type ConnectionDeps } from "../lib/realtime/connection.ts";
+import { Connection } from "../lib/realtime/connection.ts";
+import type { ClientInfo, ConnectionDeps } from "../lib/realtime/connection_deps.ts";
 import { ApiError } from "../lib/http/errors.ts";
 import type { IpGuard, PendingSlot } from "../lib/realtime/limits.ts";
 import {

@@ -38,6 +38,19 @@
  *
  * @module
  */
+import {
+  BACKSLASH,
+  CR,
+  EQUALS,
+  HASH,
+  KEY_ESCAPES,
+  NL,
+  QUOTE,
+  SPACE,
+  STRING_ESCAPES,
+  TAB,
+} from "./line_protocol_chars.ts";
+import { LineError, LineParser } from "./line_protocol_line.ts";
 
 /** One field value, typed as the line protocol spells it. */
 export type LineField =
@@ -61,31 +74,6 @@ export type LineResult =
 
 /** The longest line accepted, in UTF-8 bytes. */
 export const MAX_LINE_BYTES = 65_536;
-
-const NL = 10, CR = 13, TAB = 9, SPACE = 32, QUOTE = 34, HASH = 35, COMMA = 44, EQUALS = 61;
-const BACKSLASH = 92, MINUS = 45, PLUS = 43, DOT = 46, ZERO = 48, NINE = 57;
-
-/** Characters a backslash escapes, per element. */
-const MEASUREMENT_ESCAPES = new Set([COMMA, SPACE, BACKSLASH]);
-const KEY_ESCAPES = new Set([COMMA, EQUALS, SPACE, BACKSLASH]);
-const STRING_ESCAPES = new Set([QUOTE, BACKSLASH]);
-
-const BOOLEANS: Record<string, boolean> = {
-  t: true,
-  T: true,
-  true: true,
-  True: true,
-  TRUE: true,
-  f: false,
-  F: false,
-  false: false,
-  False: false,
-  FALSE: false,
-};
-
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
-const UINT64_MAX = 2n ** 64n - 1n;
 
 /** Parses a line-protocol body into one result per point line. */
 export function parseLineProtocol(body: string): LineResult[] {
@@ -162,13 +150,6 @@ function isEscapable(c: number): boolean {
   return KEY_ESCAPES.has(c) || c === QUOTE;
 }
 
-/** A line's refusal, thrown inside this module only and turned into an error result. */
-class LineError extends Error {
-  constructor(readonly what: string, readonly at: number) {
-    super(what);
-  }
-}
-
 function parseOne(
   body: string,
   start: number,
@@ -211,249 +192,4 @@ function utf8Length(body: string, start: number, end: number): number {
     bytes += c < 0x80 ? 1 : c < 0x800 || (c >= 0xd800 && c <= 0xdfff) ? 2 : 3;
   }
   return bytes;
-}
-
-/** Quotes a name for a message, cut so a hostile one cannot flood it. */
-function quote(name: string): string {
-  return JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}...` : name);
-}
-
-/** The parser of one line, `body[i, end)`, with no line end inside but in strings. */
-class LineParser {
-  constructor(private body: string, private i: number, private end: number) {}
-
-  point(): LinePoint {
-    const measurement = this.name(MEASUREMENT_ESCAPES, COMMA, SPACE, -1);
-    if (measurement === "") throw new LineError("the measurement is empty", this.i);
-    const tags = new Map<string, string>();
-    while (this.at() === COMMA) {
-      this.i++;
-      const keyAt = this.i;
-      const key = this.name(KEY_ESCAPES, EQUALS, COMMA, SPACE);
-      if (key === "") throw new LineError("a tag key is empty", keyAt);
-      if (this.at() !== EQUALS) throw new LineError(`tag ${quote(key)} has no "="`, this.i);
-      this.i++;
-      const value = this.name(KEY_ESCAPES, COMMA, SPACE, EQUALS);
-      if (this.at() === EQUALS) {
-        throw new LineError(`tag ${quote(key)} has an unescaped "=" in its value`, this.i);
-      }
-      if (value === "") throw new LineError(`tag ${quote(key)} has no value`, this.i);
-      if (tags.has(key)) throw new LineError(`tag ${quote(key)} is given twice`, keyAt);
-      tags.set(key, value);
-    }
-    this.spaces();
-    if (this.i >= this.end) throw new LineError("it has no fields", this.i);
-    const fields = new Map<string, LineField>();
-    for (;;) {
-      const keyAt = this.i;
-      const key = this.name(KEY_ESCAPES, EQUALS, COMMA, SPACE);
-      if (key === "") throw new LineError("a field key is empty", keyAt);
-      if (this.at() !== EQUALS) throw new LineError(`field ${quote(key)} has no "="`, this.i);
-      this.i++;
-      const value = this.fieldValue(key);
-      if (fields.has(key)) throw new LineError(`field ${quote(key)} is given twice`, keyAt);
-      fields.set(key, value);
-      const next = this.at();
-      if (next === COMMA) {
-        this.i++;
-        continue;
-      }
-      if (next === SPACE || next === -1) break;
-      throw new LineError(`field ${quote(key)} has text after its closing quote`, this.i);
-    }
-    this.spaces();
-    const timestamp = this.timestamp();
-    return {
-      measurement,
-      tags: Object.fromEntries(tags),
-      fields: Object.fromEntries(fields),
-      timestamp,
-    };
-  }
-
-  /** The current character code, or -1 at the end of the line. */
-  private at(): number {
-    return this.i < this.end ? this.body.charCodeAt(this.i) : -1;
-  }
-
-  private spaces(): void {
-    while (this.at() === SPACE) this.i++;
-  }
-
-  /** Reads an unquoted name up to one of the stop characters, unescaping `escapes`. */
-  private name(escapes: Set<number>, stop1: number, stop2: number, stop3: number): string {
-    const { body, end } = this;
-    const from = this.i;
-    let out = "";
-    let run = from;
-    let i = from;
-    while (i < end) {
-      const c = body.charCodeAt(i);
-      if (c === stop1 || c === stop2 || c === stop3) break;
-      if (c === BACKSLASH && i + 1 < end && escapes.has(body.charCodeAt(i + 1))) {
-        out += body.slice(run, i);
-        run = i + 1;
-        i += 2;
-        continue;
-      }
-      i++;
-    }
-    this.i = i;
-    return out + body.slice(run, i);
-  }
-
-  private fieldValue(key: string): LineField {
-    const { body, end } = this;
-    const from = this.i;
-    if (this.at() === QUOTE) return { type: "string", value: this.string(key) };
-    let i = from;
-    while (i < end) {
-      const c = body.charCodeAt(i);
-      if (c === COMMA || c === SPACE) break;
-      i++;
-    }
-    this.i = i;
-    if (i === from) throw new LineError(`field ${quote(key)} has no value`, from);
-    const length = i - from;
-    if (length <= 5) {
-      const word = body.slice(from, i);
-      if (Object.hasOwn(BOOLEANS, word)) return { type: "boolean", value: BOOLEANS[word] };
-    }
-    const last = body.charCodeAt(i - 1);
-    const unsigned = last === 117; /* u */
-    if (last === 105 /* i */ || unsigned) {
-      const value = unsigned
-        ? integer(body, from, i - 1, false, 0n, UINT64_MAX)
-        : integer(body, from, i - 1, true, INT64_MIN, INT64_MAX);
-      if (value === "range") {
-        throw this.badValue(
-          key,
-          from,
-          unsigned
-            ? "must fit in an unsigned 64-bit integer"
-            : "must fit in a signed 64-bit integer",
-        );
-      }
-      if (value !== "syntax") return { type: unsigned ? "uinteger" : "integer", value };
-    } else if (isFloat(body, from, i)) {
-      const value = Number(body.slice(from, i));
-      if (!Number.isFinite(value)) throw this.badValue(key, from, "must be a finite float");
-      return { type: "float", value };
-    }
-    throw this.badValue(
-      key,
-      from,
-      'must be a float, an integer (12i), an unsigned integer (12u), a string ("...") or a boolean',
-    );
-  }
-  private badValue(key: string, at: number, what: string): LineError {
-    return new LineError(`field ${quote(key)} ${what}`, at);
-  }
-
-  /** A double-quoted string starting at the opening quote; leaves `i` after the closing one. */
-  private string(key: string): string {
-    const { body, end } = this;
-    const open = this.i;
-    let out = "";
-    let run = open + 1;
-    let i = open + 1;
-    while (i < end) {
-      const c = body.charCodeAt(i);
-      if (c === BACKSLASH && i + 1 < end && STRING_ESCAPES.has(body.charCodeAt(i + 1))) {
-        out += body.slice(run, i);
-        run = i + 1;
-        i += 2;
-        continue;
-      }
-      if (c === QUOTE) {
-        this.i = i + 1;
-        return out + body.slice(run, i);
-      }
-      i++;
-    }
-    throw new LineError(`field ${quote(key)} has a string without its closing quote`, open);
-  }
-
-  private timestamp(): bigint | null {
-    const { body, end } = this;
-    const from = this.i;
-    if (from >= end) return null;
-    let i = from;
-    while (i < end && body.charCodeAt(i) !== SPACE) i++;
-    this.i = i;
-    const value = integer(body, from, i, true, INT64_MIN, INT64_MAX);
-    if (value === "syntax") throw new LineError("the timestamp must be an integer", from);
-    if (value === "range") {
-      throw new LineError("the timestamp must fit in a signed 64-bit integer", from);
-    }
-    this.spaces();
-    if (this.i < end) throw new LineError("it has text after the timestamp", this.i);
-    return bigInteger(body, from, i);
-  }
-}
-
-/**
- * The decimal integer `body[from, to)` (a leading `-` when `signed`) as a
- * number; "syntax" when it is not one, "range" when it lies outside
- * `[min, max]`. Leading zeros are skipped before the length check, so a huge
- * digit run is refused without converting it.
- */
-function integer(
-  body: string,
-  from: number,
-  to: number,
-  signed: boolean,
-  min: bigint,
-  max: bigint,
-): number | "syntax" | "range" {
-  let i = from;
-  if (signed && i < to && body.charCodeAt(i) === MINUS) i++;
-  if (i === to) return "syntax";
-  for (let j = i; j < to; j++) {
-    if (!isDigit(body.charCodeAt(j))) return "syntax";
-  }
-  while (i < to - 1 && body.charCodeAt(i) === ZERO) i++;
-  // 2^64 has 20 digits: a longer run is out of range without converting it.
-  if (to - i > 20) return "range";
-  // Below 20 digits only a signed run starting with 9 can pass 2^63 - 1 (a
-  // nanosecond timestamp has 19 digits starting with 1): skip the bigint otherwise.
-  if (to - i === 20 || (to - i === 19 && signed && body.charCodeAt(i) === NINE)) {
-    const big = bigInteger(body, from, to);
-    if (big < min || big > max) return "range";
-  }
-  return Number(body.slice(from, to));
-}
-
-/** `body[from, to)`, already checked to be `-?digits`, as a bigint; leading zeros skipped. */
-function bigInteger(body: string, from: number, to: number): bigint {
-  const negative = body.charCodeAt(from) === MINUS;
-  let i = negative ? from + 1 : from;
-  while (i < to - 1 && body.charCodeAt(i) === ZERO) i++;
-  const magnitude = BigInt(body.slice(i, to));
-  return negative ? -magnitude : magnitude;
-}
-
-/** `-?(digits[.digits*]|.digits)([eE][+-]?digits)?` over `body[from, to)`. */
-function isFloat(body: string, from: number, to: number): boolean {
-  let i = from;
-  if (i < to && body.charCodeAt(i) === MINUS) i++;
-  let digits = 0;
-  while (i < to && isDigit(body.charCodeAt(i))) i++, digits++;
-  if (i < to && body.charCodeAt(i) === DOT) {
-    i++;
-    while (i < to && isDigit(body.charCodeAt(i))) i++, digits++;
-  }
-  if (digits === 0) return false;
-  if (i < to && (body.charCodeAt(i) === 101 /* e */ || body.charCodeAt(i) === 69 /* E */)) {
-    i++;
-    if (i < to && (body.charCodeAt(i) === PLUS || body.charCodeAt(i) === MINUS)) i++;
-    let exponent = 0;
-    while (i < to && isDigit(body.charCodeAt(i))) i++, exponent++;
-    if (exponent === 0) return false;
-  }
-  return i === to;
-}
-
-function isDigit(c: number): boolean {
-  return c >= ZERO && c <= NINE;
 }

@@ -4,49 +4,20 @@ import {
   CLOSE_INTERNAL_ERROR,
   type CloseReason,
   type EventName,
-  EVENTS,
   type User,
 } from "../../shared/protocol.ts";
-import type { AttemptLog } from "../attempts/log.ts";
-import type { Member, Registry } from "./registry.ts";
-import type { DeploymentStats } from "../stats/deployment.ts";
+import type { Member } from "./registry.ts";
 import { encode } from "../../shared/protocol_encode.ts";
-import type { Logger } from "../log.ts";
-import { type Limits, type PendingSlot, TokenBucket } from "./limits.ts";
-import type { Deadline, Deadlines } from "./deadlines.ts";
-import { readAuthFrame, readFrame, tooLarge } from "./frames.ts";
-import { clientFields, ms, peerCloseReason } from "./socket_log.ts";
-
-type DeadlineKind = "auth" | "expiring" | "expired" | "quiet";
-import { type AccessClaims, type TokenKey, verifyAccessToken } from "../auth/tokens.ts";
-
-/** What a connection needs from the app. */
-export interface ConnectionDeps {
-  tokenKey: TokenKey;
-  attempts: AttemptLog;
-  /** This instance's sockets: each connection adds itself, and reports its changes. */
-  registry: Registry<Connection>;
-  stats: DeploymentStats;
-  logger: Logger;
-  authTimeoutMs: number;
-  maxMessageBytes: number;
-  limits: Pick<Limits, "messagesPerSecond" | "messageBurst" | "slowConsumerBytes">;
-  /** The instance's one timer for every socket's deadlines. */
-  deadlines: Deadlines;
-  isRevoked?: (claims: AccessClaims) => boolean | Promise<boolean>;
-  /** This instance's id, as `instance` in the socket's log lines. */
-  instanceId?: string;
-}
-
-/** Facts about the client, taken from the upgrade request. */
-export interface ClientInfo {
-  ip: string;
-  origin: string | null;
-  userAgent: string | null;
-}
-
-/** Warn this long before a token expires. */
-export const EXPIRY_WARNING_MS = 60_000;
+import { overLimit, type PendingSlot, TokenBucket } from "./limits.ts";
+import type { Deadline } from "./deadlines.ts";
+import { readAuthFrame, readFrame } from "./frames.ts";
+import { type ClientInfo, type ConnectionDeps, type DeadlineKind } from "./connection_deps.ts";
+import { EXPIRY_WARNING_MS } from "./connection_deps.ts";
+import { closeHandshake, closeSocket, QUIET, quietEnough, sendBounded } from "./socket_send.ts";
+import { eventSet, subscribed, withEvents } from "./subscriptions.ts";
+import { recordAttempt } from "./attempt_record.ts";
+import { logAuthentication, logClose } from "./socket_log.ts";
+import { type AccessClaims, verifyAccessToken } from "../auth/tokens.ts";
 
 /**
  * One `/admin/ws` socket from open to close. Messages are handled one at a
@@ -101,7 +72,7 @@ export class Connection implements Member {
 
   /** What the socket is subscribed to. */
   get events(): ReadonlySet<EventName> {
-    return new Set(EVENTS.filter((_, i) => this.#events & (1 << i)));
+    return eventSet(this.#events);
   }
 
   /** The socket opened. `preAuth` holds claims already checked from a header. */
@@ -111,14 +82,12 @@ export class Connection implements Member {
     this.#deps.registry.add(this);
     if (preAuth) {
       // Recorded by the upgrade, which had no connection id yet: logged here.
-      this.#deps.logger.info("socket authenticated", {
-        connectionId: this.id,
-        instance: this.#deps.instanceId,
+      logAuthentication(this.#deps, this, {
         user: preAuth.sub,
+        reason: "ok",
         role: preAuth.role,
         tokenId: preAuth.jti,
         transport: "header",
-        ...clientFields(this.#info),
       });
       this.#attemptTaken = true;
       this.#enqueue(() => this.#authenticated(preAuth));
@@ -134,11 +103,7 @@ export class Connection implements Member {
     this.#lastMessageAt = Date.now();
     if (this.state === "closed" || this.#limited) return;
     // Both limits act before anything is queued or parsed.
-    const over = tooLarge(data, this.#deps.maxMessageBytes)
-      ? "message_too_large"
-      : !this.#bucket.take()
-      ? "rate_limited"
-      : null;
+    const over = overLimit(data, this.#deps.maxMessageBytes, this.#bucket);
     if (over) {
       this.#limited = true;
       this.#clear("auth");
@@ -149,12 +114,9 @@ export class Connection implements Member {
         this.#enqueue(() => this.#reject(over, 0));
       } else {
         if (this.state === "pending") this.#pipelined = true;
-        // What was queued before this message is answered first: a pending
-        // attempt keeps its one record and its answer, and the messages
-        // within the limit their replies. Then the limit closes the socket
-        // (a close, not a second attempt); a failed attempt's own close wins.
-        // (Frames of one burst can arrive on either side of the attempt's
-        // answer, so the state when the limit is crossed decides nothing.)
+        // What was queued first is answered first (a pending attempt, messages
+        // within the limit), then the limit closes the socket: a close, not a
+        // second attempt. A failed attempt's own close wins.
         this.#enqueue(() => {
           if (this.state === "authenticated") {
             this.#quieting = true;
@@ -187,17 +149,7 @@ export class Connection implements Member {
    */
   closed(code = 1005, reason = "", by: "server" | "client" = "client"): void {
     if (this.state === "closed") return;
-    this.#deps.logger.info("socket closed", {
-      connectionId: this.id,
-      instance: this.#deps.instanceId,
-      user: this.user?.name ?? null,
-      code,
-      reason: by === "server" ? reason : peerCloseReason(reason),
-      by,
-      authenticated: this.state === "authenticated",
-      durationMs: Date.now() - this.openedAt,
-      ip: this.#info.ip,
-    });
+    logClose(this.#deps, this, { code, reason, by });
     this.#slot?.release();
     this.state = "closed";
     this.#ws = null;
@@ -211,24 +163,14 @@ export class Connection implements Member {
   }
 
   #sendNow(text: string): void {
-    const ws = this.#ws;
-    if (ws === null || ws.readyState !== WebSocket.OPEN) return;
-    try {
-      ws.send(text);
-    } catch {
-      // The socket is going away; its close event follows.
-      return;
-    }
-    // What the peer has not read piles up here; past the bound it is dropped,
-    // so one stalled reader cannot hold the memory of every update.
-    if (ws.bufferedAmount > this.#deps.limits.slowConsumerBytes) {
-      this.#deps.logger.warn("closing a slow consumer", {
-        connectionId: this.id,
-        user: this.user?.name,
-        bufferedBytes: ws.bufferedAmount,
-      });
-      this.close(CLOSE_CODES.slow_consumer, "slow_consumer");
-    }
+    const buffered = sendBounded(this.#ws, text, this.#deps.limits.slowConsumerBytes);
+    if (buffered === 0) return;
+    this.#deps.logger.warn("closing a slow consumer", {
+      connectionId: this.id,
+      user: this.user?.name,
+      bufferedBytes: buffered,
+    });
+    this.close(CLOSE_CODES.slow_consumer, "slow_consumer");
   }
 
   /**
@@ -236,26 +178,14 @@ export class Connection implements Member {
    * close frame is out and answered), or at once when there is no socket.
    */
   closeAndWait(code: number, reason: string): Promise<void> {
-    const ws = this.#ws;
-    const done = ws && ws.readyState <= WebSocket.CLOSING
-      ? new Promise<void>((resolve) =>
-        ws.addEventListener("close", () => resolve(), { once: true })
-      )
-      : Promise.resolve();
+    const done = closeHandshake(this.#ws);
     this.close(code, reason);
     return done;
   }
 
   /** Closes the socket and forgets it at once, without waiting for the peer. */
   close(code: number, reason: string): void {
-    const ws = this.#ws;
-    if (ws && ws.readyState <= WebSocket.OPEN) {
-      try {
-        ws.close(code, reason);
-      } catch {
-        // Already closing.
-      }
-    }
+    closeSocket(this.#ws, code, reason);
     this.closed(code, reason, "server");
   }
 
@@ -264,10 +194,7 @@ export class Connection implements Member {
       this.state === "closed" || this.#rejected ? undefined : task()
     )
       .catch((error) => {
-        this.#deps.logger.error("connection task failed", {
-          connectionId: this.id,
-          error,
-        });
+        this.#deps.logger.error("connection task failed", { connectionId: this.id, error });
         this.close(CLOSE_INTERNAL_ERROR, "internal_error");
       });
   }
@@ -347,21 +274,14 @@ export class Connection implements Member {
     } else this.close(CLOSE_CODES[reason], reason);
   }
 
-  /**
-   * Closes once the peer stops sending (50 ms of quiet, 1 s at most). Deno
-   * drops the TCP connection when data frames keep arriving after its close
-   * frame, and the reset would swallow the close code: a flooding client
-   * would see 1006 instead of 4429 or 1009. Meanwhile nothing more is read
-   * or sent.
-   */
+  /** Closes once the peer stops sending (see {@linkcode quietEnough}); meanwhile nothing is read or sent. */
   #closeWhenQuiet(reason: CloseReason): void {
-    const deadline = Date.now() + 1000;
+    const deadline = Date.now() + QUIET.maxMs;
     const check = () => {
-      if (Date.now() - this.#lastMessageAt >= 50 || Date.now() >= deadline) {
-        this.close(CLOSE_CODES[reason], reason);
-      } else this.#at("quiet", Date.now() + 25, check);
+      if (quietEnough(this.#lastMessageAt, deadline)) this.close(CLOSE_CODES[reason], reason);
+      else this.#at("quiet", Date.now() + QUIET.pollMs, check);
     };
-    this.#at("quiet", Date.now() + 50, check);
+    this.#at("quiet", Date.now() + QUIET.ms, check);
   }
 
   /** Writes the attempt record; on a KV failure closes 1011 and returns false. */
@@ -372,40 +292,10 @@ export class Connection implements Member {
     durationMs: number,
     tokenId: string | null,
   ): Promise<boolean> {
-    try {
-      await this.#deps.attempts.record({
-        ...this.#info,
-        user,
-        outcome,
-        reason,
-        transport: "message",
-        tokenId,
-        durationMs,
-      });
-      this.#deps.logger.info(
-        outcome === "success" ? "socket authenticated" : "socket authentication failed",
-        {
-          connectionId: this.id,
-          instance: this.#deps.instanceId,
-          user,
-          reason,
-          tokenId,
-          transport: "message",
-          reauth: this.state === "authenticated",
-          durationMs: ms(durationMs),
-          ...clientFields(this.#info),
-        },
-      );
-      return true;
-    } catch (error) {
-      this.#deps.logger.error("cannot record attempt: closing the socket", {
-        connectionId: this.id,
-        reason,
-        error,
-      });
-      this.close(CLOSE_INTERNAL_ERROR, "attempt_log_unavailable");
-      return false;
-    }
+    const attempt = { ...this.#info, user, outcome, reason, tokenId, durationMs };
+    if (await recordAttempt(this.#deps, this, { ...attempt, transport: "message" })) return true;
+    this.close(CLOSE_INTERNAL_ERROR, "attempt_log_unavailable");
+    return false;
   }
 
   async #handle(data: unknown, received: number): Promise<void> {
@@ -424,17 +314,9 @@ export class Connection implements Member {
         return await this.#deps.stats.sendTo(this, { always: true });
       case "subscribe":
       case "unsubscribe": {
-        const hadPresence = this.events.has("presence");
-        for (const e of msg.events) {
-          const bit = 1 << EVENTS.indexOf(e);
-          this.#events = msg.type === "subscribe" ? this.#events | bit : this.#events & ~bit;
-        }
-        this.#deps.registry.subscriptions(this, this.events);
-        this.send(encode({ type: "subscribed", events: [...this.events].sort() }));
-        if (!hadPresence && this.events.has("presence")) {
-          await this.#deps.stats.sendPresenceTo(this);
-        }
-        return;
+        const before = this.#events;
+        this.#events = withEvents(before, msg.type === "subscribe", msg.events);
+        return await subscribed(this, this.#deps, before);
       }
     }
   }

@@ -1,4 +1,5 @@
 import type { Attempt } from "../../shared/protocol.ts";
+import { tooLarge } from "./frames.ts";
 
 /** Abuse limits. Defaults suit one admin team; tests pass smaller ones. */
 export interface Limits {
@@ -123,6 +124,19 @@ export class TokenBucket {
     this.#tokens--;
     return true;
   }
+}
+
+/**
+ * The limit a client message breaks, checked before anything queues or parses
+ * it: over `maxBytes`, or over the socket's rate (which takes a token from
+ * `bucket`); null within both.
+ */
+export function overLimit(
+  data: unknown,
+  maxBytes: number,
+  bucket: TokenBucket,
+): "message_too_large" | "rate_limited" | null {
+  return tooLarge(data, maxBytes) ? "message_too_large" : !bucket.take() ? "rate_limited" : null;
 }
 
 /**
