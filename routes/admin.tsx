@@ -1,8 +1,7 @@
-import { type Context, Hono } from "hono";
-import type { ComponentChildren } from "preact";
+import { Hono } from "hono";
+import { type DashboardEnv, dashboardPages } from "./dashboard_page.tsx";
 import { z } from "zod";
 import { Island } from "../components/Island.tsx";
-import { Layout } from "../components/Layout.tsx";
 import AttemptFeed from "../islands/AttemptFeed.tsx";
 import AttemptsExplorer from "../islands/AttemptsExplorer.tsx";
 import Charts from "../islands/Charts.tsx";
@@ -19,13 +18,11 @@ import {
 } from "../shared/explorer_params.ts";
 import { FEED_SIZE } from "../client/store.ts";
 import { fromFirstData, readHistory } from "../lib/stats/history.ts";
-import { renderPage } from "../lib/http/html.ts";
 import type { DeploymentStats } from "../lib/stats/deployment.ts";
 import { FAILURE_REASONS } from "../shared/protocol.ts";
 import type { ConnectionRecords } from "../lib/realtime/connections.ts";
 import { TRANSPORTS } from "../shared/attempt_filters.ts";
-import { requestSession } from "../lib/auth/session_cookie.ts";
-import type { Session, SessionTimeouts } from "../lib/auth/sessions.ts";
+import type { SessionTimeouts } from "../lib/auth/sessions.ts";
 
 /** What the admin pages need. */
 export interface AdminDeps {
@@ -37,7 +34,7 @@ export interface AdminDeps {
   connections: ConnectionRecords;
 }
 
-type Env = { Variables: { session: Session } };
+type Env = DashboardEnv;
 
 /** The explorer's filters from the page URL; a bad value falls back, it never fails the page. */
 const Filters = z.object({
@@ -59,40 +56,7 @@ const Filters = z.object({
 export function adminRoutes(deps: AdminDeps): Hono<Env> {
   const app = new Hono<Env>();
 
-  // Per page, not "/admin/*": that would catch the /admin/ws upgrade too.
-  async function session(c: Context<Env>, next: () => Promise<void>) {
-    const found = await requestSession(c, deps.kv, {
-      trustProxy: deps.config.trustProxy,
-      timeouts: deps.sessions,
-    });
-    c.header("Cache-Control", "no-store");
-    if (!found) return c.redirect("/login", 302);
-    c.set("session", found);
-    await next();
-  }
-
-  const page = (
-    c: Context<Env>,
-    title: string,
-    path: string,
-    body: ComponentChildren,
-    status: 200 | 403 = 200,
-  ) => {
-    const s = c.get("session");
-    return c.html(
-      renderPage(
-        <Layout
-          title={title}
-          assets={deps.assets}
-          user={{ name: s.user, role: s.role }}
-          path={path}
-        >
-          <main>{body}</main>
-        </Layout>,
-      ),
-      status,
-    );
-  };
+  const { session, page } = dashboardPages(deps);
 
   app.get("/admin", session, async (c) => {
     const [stats, history, recent] = await Promise.all([

@@ -1,17 +1,14 @@
-import { type Context, Hono } from "hono";
-import type { ComponentChildren } from "preact";
+import { Hono } from "hono";
+import { type DashboardEnv, dashboardPages } from "./dashboard_page.tsx";
 import { z } from "zod";
 import { Island } from "../components/Island.tsx";
-import { Layout } from "../components/Layout.tsx";
 import KeysManager from "../islands/KeysManager.tsx";
 import MetricsBoard from "../islands/MetricsBoard.tsx";
 import type { Assets } from "../lib/http/assets.ts";
 import { KEY_SCOPES, listApiKeys, MAX_KEY_NAME } from "../lib/api_keys/store.ts";
-import { renderPage } from "../lib/http/html.ts";
 import { readBoard } from "../lib/metrics/board.ts";
 import { ownOrigin } from "../lib/http/origin.ts";
-import { requestSession } from "../lib/auth/session_cookie.ts";
-import type { Session, SessionTimeouts } from "../lib/auth/sessions.ts";
+import type { SessionTimeouts } from "../lib/auth/sessions.ts";
 import {
   type BoardFilters,
   parseLabelFilter,
@@ -27,7 +24,7 @@ export interface AdminMetricsDeps {
   sessions: SessionTimeouts;
 }
 
-type Env = { Variables: { session: Session } };
+type Env = DashboardEnv;
 
 /** The board's filters from the page URL; a bad value falls back, it never fails the page. */
 const Filters = z.object({
@@ -40,39 +37,7 @@ const Filters = z.object({
 export function adminMetricsRoutes(deps: AdminMetricsDeps): Hono<Env> {
   const app = new Hono<Env>();
 
-  async function session(c: Context<Env>, next: () => Promise<void>) {
-    const found = await requestSession(c, deps.kv, {
-      trustProxy: deps.config.trustProxy,
-      timeouts: deps.sessions,
-    });
-    c.header("Cache-Control", "no-store");
-    if (!found) return c.redirect("/login", 302);
-    c.set("session", found);
-    await next();
-  }
-
-  const page = (
-    c: Context<Env>,
-    title: string,
-    path: string,
-    body: ComponentChildren,
-    status: 200 | 403 = 200,
-  ) => {
-    const s = c.get("session");
-    return c.html(
-      renderPage(
-        <Layout
-          title={title}
-          assets={deps.assets}
-          user={{ name: s.user, role: s.role }}
-          path={path}
-        >
-          <main>{body}</main>
-        </Layout>,
-      ),
-      status,
-    );
-  };
+  const { session, page } = dashboardPages(deps);
 
   app.get("/admin/metrics", session, async (c) => {
     const filters: BoardFilters = Filters.parse(c.req.query());
