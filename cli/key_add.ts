@@ -3,32 +3,14 @@
  * configured KV and prints it. This is the only time the key is shown; KV
  * keeps only its hash.
  */
-import { parseArgs } from "node:util";
-import { configOrFail, usageError } from "../lib/cli/cli.ts";
+import { configOrFail, parseCliArgs } from "../lib/cli/cli.ts";
 import { openKv } from "../lib/store/kv.ts";
 import { createApiKey, KEY_SCOPES, type KeyScope, MAX_KEY_NAME } from "../lib/api_keys/store.ts";
 
 const USAGE = "usage: deno task key:add NAME [--scope ingest|read]";
 
-const fail: (message: string) => never = usageError(USAGE);
-
-let parsed;
-try {
-  parsed = parseArgs({
-    args: Deno.args,
-    allowPositionals: true,
-    options: {
-      scope: { type: "string", default: "ingest" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
-} catch (error) {
-  fail(`Cannot add the key: ${(error as Error).message}`);
-}
-if (parsed.values.help) {
-  console.log(USAGE);
-  Deno.exit(0);
-}
+const parsed = parseCliArgs(USAGE, "add the key", { scope: { type: "string", default: "ingest" } });
+const fail: (message: string) => never = parsed.fail;
 const [name, ...extra] = parsed.positionals;
 if (!name || extra.length > 0) fail("Cannot add the key as exactly one NAME is needed");
 if (name.trim().length > MAX_KEY_NAME || name.trim().length === 0) {

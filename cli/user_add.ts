@@ -5,8 +5,7 @@
  * `LOOKOUT_PASSWORD`, else from a prompt that does not echo, else from one
  * line of standard input.
  */
-import { parseArgs } from "node:util";
-import { configOrFail, usageError } from "../lib/cli/cli.ts";
+import { configOrFail, parseCliArgs } from "../lib/cli/cli.ts";
 import { openKv } from "../lib/store/kv.ts";
 import { MAX_PASSWORD_CHARS } from "../lib/auth/passwords.ts";
 import { type Role, ROLES } from "../shared/protocol.ts";
@@ -15,22 +14,8 @@ import { readPassword } from "../lib/cli/password_input.ts";
 
 const USAGE = "usage: deno task user:add NAME [--role admin|viewer]";
 
-const fail: (message: string) => never = usageError(USAGE);
-
-let parsed;
-try {
-  parsed = parseArgs({
-    args: Deno.args,
-    allowPositionals: true,
-    options: { role: { type: "string", default: "admin" }, help: { type: "boolean", short: "h" } },
-  });
-} catch (error) {
-  fail(`Cannot add the user: ${(error as Error).message}`);
-}
-if (parsed.values.help) {
-  console.log(USAGE);
-  Deno.exit(0);
-}
+const parsed = parseCliArgs(USAGE, "add the user", { role: { type: "string", default: "admin" } });
+const fail: (message: string) => never = parsed.fail;
 const [name, ...extra] = parsed.positionals;
 if (!name || extra.length > 0) fail("Cannot add the user as exactly one NAME is needed");
 const checkedName = UserName.safeParse(name);

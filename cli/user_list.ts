@@ -3,29 +3,14 @@
  * they were created and last changed, as a table, or as JSON for scripts.
  * No password hash is ever printed.
  */
-import { parseArgs } from "node:util";
-import { configOrFail, usageError } from "../lib/cli/cli.ts";
+import { configOrFail, parseCliArgs } from "../lib/cli/cli.ts";
 import { openKv } from "../lib/store/kv.ts";
 import { listUsers } from "../lib/auth/users.ts";
 
 const USAGE = "usage: deno task user:list [--json]";
 
-const fail: (message: string) => never = usageError(USAGE);
-
-let parsed;
-try {
-  parsed = parseArgs({
-    args: Deno.args,
-    allowPositionals: true,
-    options: { json: { type: "boolean" }, help: { type: "boolean", short: "h" } },
-  });
-} catch (error) {
-  fail(`Cannot list the users: ${(error as Error).message}`);
-}
-if (parsed.values.help) {
-  console.log(USAGE);
-  Deno.exit(0);
-}
+const parsed = parseCliArgs(USAGE, "list the users", { json: { type: "boolean" } });
+const fail: (message: string) => never = parsed.fail;
 if (parsed.positionals.length > 0) {
   fail(
     `Cannot list the users as no NAME is taken: current value is ${

@@ -3,29 +3,14 @@
  * revokes every session and token of theirs, so their sockets close with
  * 4403 `revoked` on every instance (each reads the revocation from KV).
  */
-import { parseArgs } from "node:util";
-import { configOrFail, usageError } from "../lib/cli/cli.ts";
+import { configOrFail, parseCliArgs } from "../lib/cli/cli.ts";
 import { openKv } from "../lib/store/kv.ts";
 import { removeUser } from "../lib/auth/users.ts";
 
 const USAGE = "usage: deno task user:remove NAME";
 
-const fail: (message: string) => never = usageError(USAGE);
-
-let parsed;
-try {
-  parsed = parseArgs({
-    args: Deno.args,
-    allowPositionals: true,
-    options: { help: { type: "boolean", short: "h" } },
-  });
-} catch (error) {
-  fail(`Cannot remove the user: ${(error as Error).message}`);
-}
-if (parsed.values.help) {
-  console.log(USAGE);
-  Deno.exit(0);
-}
+const parsed = parseCliArgs(USAGE, "remove the user", {});
+const fail: (message: string) => never = parsed.fail;
 const [name, ...extra] = parsed.positionals;
 if (!name || extra.length > 0) fail("Cannot remove the user as exactly one NAME is needed");
 const config = configOrFail(fail);

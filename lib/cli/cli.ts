@@ -1,3 +1,4 @@
+import { parseArgs } from "node:util";
 import { type Config, ConfigError, loadConfig } from "../config.ts";
 
 /** What a CLI does on a usage error: one line, the usage, exit status 2. */
@@ -43,4 +44,43 @@ export function numberFlag(
     );
   }
   return n;
+}
+
+/** The options of a CLI, as `node:util` `parseArgs` takes them. */
+type CliOptions = Record<string, { type: "string" | "boolean"; short?: string; default?: string }>;
+
+/**
+ * Parses `Deno.args` for a CLI that takes `options` (plus `--help`/`-h`,
+ * which prints `usage` and exits 0) and positionals. A bad flag fails with
+ * one line, `Cannot <doing>: <why>`, and the usage (exit 2).
+ */
+export function parseCliArgs<O extends CliOptions>(
+  usage: string,
+  doing: string,
+  options: O,
+): {
+  values: { [K in keyof O]?: O[K]["type"] extends "boolean" ? boolean : string };
+  positionals: string[];
+  fail: (message: string) => never;
+} {
+  const fail: (message: string) => never = usageError(usage);
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: Deno.args,
+      allowPositionals: true,
+      options: { ...options, help: { type: "boolean", short: "h" } },
+    });
+  } catch (error) {
+    fail(`Cannot ${doing}: ${(error as Error).message}`);
+  }
+  if ((parsed.values as { help?: boolean }).help) {
+    console.log(usage);
+    Deno.exit(0);
+  }
+  return {
+    values: parsed.values as { [K in keyof O]?: O[K]["type"] extends "boolean" ? boolean : string },
+    positionals: parsed.positionals,
+    fail,
+  };
 }
