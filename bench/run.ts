@@ -1,7 +1,8 @@
 /**
  * The benchmark runner: Lookout, a raw Deno server (the ceiling for this
- * runtime) and Socket.IO 4, measured one after the other on this machine
- * with the same load generator, then one table of the three side by side.
+ * runtime), the raw server plus Lookout's durable attempt record (the
+ * contract's ceiling) and Socket.IO 4, measured one after the other on this machine
+ * with the same load generator, then one table of the four side by side.
  *
  *   deno run -A bench/run.ts [--clients 10000] [--concurrency 64] [--only lookout,raw]
  *                            [--quick] [--profile DIR] [--no-readme] [--json FILE]
@@ -44,7 +45,8 @@ const USAGE = `usage: deno run -A bench/run.ts [options]
   --churn N         connect+auth+close clients for the rate and latency (= --clients)
   --warmup N        unmeasured clients first (200)
   --rounds N        fanout and revocation rounds, median reported (5)
-  --only LIST       comma-separated: lookout, raw, socketio (all three)
+  --only LIST       comma-separated: lookout, raw, rawkv, socketio (all four; rawkv is
+                    raw plus Lookout's durable attempt record, the contract's ceiling)
   --quick           a smoke run: 1000 clients, 1000 churn, 50 warm-up, 2 rounds
   --profile DIR     run Lookout under --cpu-prof, writing the profile into DIR
   --timeout-ms T    longest wait for one connect+auth (10000)
@@ -53,9 +55,9 @@ const USAGE = `usage: deno run -A bench/run.ts [options]
                     10% of a core meanwhile; the least disturbed run is kept (1; 0 with --quick)
   --json FILE       also write every raw figure as JSON to FILE`;
 
-const TARGETS: Target[] = ["lookout", "raw", "socketio"];
+const TARGETS: Target[] = ["lookout", "raw", "rawkv", "socketio"];
 /** The order of the runs: the ceiling first, so a broken machine shows at once. */
-const ORDER: Target[] = ["raw", "lookout", "socketio"];
+const ORDER: Target[] = ["raw", "rawkv", "lookout", "socketio"];
 const README = new URL("./README.md", import.meta.url);
 
 interface Options {
@@ -98,7 +100,7 @@ function readOptions(args: string[]): Options {
   for (const t of only) {
     if (!TARGETS.includes(t as Target)) {
       flags.fail(
-        `Cannot run the benchmark as --only must list lookout, raw or socketio: current value is ${
+        `Cannot run the benchmark as --only must list lookout, raw, rawkv or socketio: current value is ${
           JSON.stringify(t)
         }`,
       );
@@ -405,7 +407,7 @@ export async function main(args: string[]): Promise<number> {
     );
   } else if (options.readme) {
     console.error(
-      "bench/README.md left as it was: it only takes a full run of all three servers, without --quick or --profile",
+      "bench/README.md left as it was: it only takes a full run of all four servers, without --quick or --profile",
     );
   }
   if (options.json) {
