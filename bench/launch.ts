@@ -108,11 +108,16 @@ function rawCommand(port: number, secrets: ServerSecrets): Command {
 }
 
 /** The raw server plus one durable attempt record per authentication (bench/servers/raw_kv.ts). */
-function rawKvCommand(port: number, secrets: ServerSecrets, kvPath: string): Command {
+function rawKvCommand(
+  port: number,
+  secrets: ServerSecrets,
+  kvPath: string,
+  flags: string[],
+): Command {
   return {
     cmd: Deno.execPath(),
     // bench/servers/package.json makes Deno skip deno.json's "unstable" list.
-    args: ["run", "-A", "--unstable-kv", "bench/servers/raw_kv.ts"],
+    args: ["run", ...flags, "-A", "--unstable-kv", "bench/servers/raw_kv.ts"],
     env: { ...tokenEnv(port, secrets), KV_PATH: kvPath },
   };
 }
@@ -162,7 +167,7 @@ export function tail(
 export interface StartOptions {
   /** Lookout's KV file. */
   kvPath: string;
-  /** Extra Deno flags for Lookout (profiling). */
+  /** Extra Deno flags for Lookout and the raw+KV server (profiling). */
   lookoutFlags: string[];
   /** Longest wait for `/healthz`. */
   readyMs?: number;
@@ -213,7 +218,7 @@ export async function startServer(
     : target === "raw"
     ? rawCommand(port, secrets)
     : target === "rawkv"
-    ? rawKvCommand(port, secrets, options.kvPath)
+    ? rawKvCommand(port, secrets, options.kvPath, options.lookoutFlags)
     : socketIoCommand(port, secrets);
   const child = new Deno.Command(command.cmd, {
     args: command.args,

@@ -48,7 +48,7 @@ const USAGE = `usage: deno run -A bench/run.ts [options]
   --only LIST       comma-separated: lookout, raw, rawkv, socketio (all four; rawkv is
                     raw plus Lookout's durable attempt record, the contract's ceiling)
   --quick           a smoke run: 1000 clients, 1000 churn, 50 warm-up, 2 rounds
-  --profile DIR     run Lookout under --cpu-prof, writing the profile into DIR
+  --profile DIR     run Lookout (and raw+KV) under --cpu-prof, writing the profiles into DIR
   --timeout-ms T    longest wait for one connect+auth (10000)
   --no-readme       do not write the table into bench/README.md
   --retries N       measure a server again, up to N times, when other processes used over
