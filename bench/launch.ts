@@ -1,5 +1,5 @@
 /**
- * Starts the three servers as subprocesses on loopback and stops them again.
+ * Starts the four servers as subprocesses on loopback and stops them again.
  * The Lookout command is defined once, in {@linkcode lookoutCommand}.
  */
 import { fileURLToPath } from "node:url";
@@ -112,6 +112,21 @@ function rawCommand(port: number, secrets: ServerSecrets): Command {
   };
 }
 
+/** The raw server plus one durable attempt record per authentication (bench/servers/raw_kv.ts). */
+function rawKvCommand(
+  port: number,
+  secrets: ServerSecrets,
+  kvPath: string,
+  flags: string[],
+): Command {
+  return {
+    cmd: Deno.execPath(),
+    // bench/servers/package.json makes Deno skip deno.json's "unstable" list.
+    args: ["run", ...flags, "-A", "--unstable-kv", "bench/servers/raw_kv.ts"],
+    env: { ...tokenEnv(port, secrets), KV_PATH: kvPath },
+  };
+}
+
 function socketIoCommand(port: number, secrets: ServerSecrets): Command {
   return { cmd: "node", args: [`${NODE_DIR}socketio.mjs`], env: tokenEnv(port, secrets) };
 }
@@ -157,7 +172,7 @@ export function tail(
 export interface StartOptions {
   /** Lookout's KV file. */
   kvPath: string;
-  /** Extra Deno flags for Lookout (profiling). */
+  /** Extra Deno flags for Lookout and the raw+KV server (profiling). */
   lookoutFlags: string[];
   /** Longest wait for `/healthz`. */
   readyMs?: number;
@@ -207,6 +222,8 @@ export async function startServer(
     ? lookoutCommand(port, secrets, { kvPath: options.kvPath, flags: options.lookoutFlags })
     : target === "raw"
     ? rawCommand(port, secrets)
+    : target === "rawkv"
+    ? rawKvCommand(port, secrets, options.kvPath, options.lookoutFlags)
     : socketIoCommand(port, secrets);
   const child = new Deno.Command(command.cmd, {
     args: command.args,

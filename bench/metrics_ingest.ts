@@ -19,6 +19,7 @@ import { commandOutput } from "./commit.ts";
 import { readFlags } from "./flags.ts";
 import { freePort, REPO_ROOT, startServer, stoppable, tail } from "./launch.ts";
 import type { BareConfig } from "./metrics_bare_kv.ts";
+import type { WatchersConfig, WatchersResult } from "./metrics_watchers.ts";
 import {
   type IngestTarget,
   type Latency,
@@ -44,6 +45,8 @@ const USAGE = `usage: deno run -A bench/metrics_ingest.ts [options]
   --only LIST         comma-separated: influx, lookout, bare, bare-group (all four)
   --lookout-root DIR  run Lookout from this checkout instead of this repository
   --profile DIR       run Lookout under --cpu-prof, writing the profile into DIR
+  --watchers N        while Lookout ingests, N dashboard sockets subscribed to metrics are held
+                      (bench/metrics_watchers.ts, a process of its own) (0)
   --no-readme         do not write the table into bench/README.md
   --json FILE         also write every figure as JSON to FILE`;
 
@@ -78,6 +81,7 @@ interface Options {
   /** The checkout Lookout runs from, ending in `/`. */
   lookoutRoot: string;
   profile: string | null;
+  watchers: number;
   readme: boolean;
   json: string | null;
 }
@@ -95,6 +99,7 @@ function readOptions(args: string[]): Options {
     only: { type: "string" },
     "lookout-root": { type: "string" },
     profile: { type: "string" },
+    watchers: { type: "string" },
     "no-readme": { type: "boolean", default: false },
     json: { type: "string" },
   }, { usage: USAGE, doing: "run the ingest benchmark" });
@@ -131,6 +136,7 @@ function readOptions(args: string[]): Options {
     only: NAMES.filter((n) => only.includes(n)),
     lookoutRoot: lookoutRoot(values["lookout-root"], fail),
     profile: values.profile ?? null,
+    watchers: count("watchers", 0, 0, 20_000),
     readme: !values["no-readme"],
     json: values.json ?? null,
   };
@@ -332,7 +338,12 @@ async function ingestKey(root: string, kvPath: string, name: string): Promise<st
  * endpoint does not exist yet.
  */
 async function startLookout(root: string, senders: number, profile: string | null): Promise<
-  { target: IngestTarget; stop: () => Promise<void>; notes: string[] } | null
+  {
+    target: IngestTarget;
+    stop: () => Promise<void>;
+    notes: string[];
+    watch: (count: number) => Promise<() => Promise<WatchersResult>>;
+  } | null
 > {
   const dir = await tempDir();
   const kvPath = `${dir}/lookout.sqlite3`;
@@ -427,6 +438,51 @@ async function startLookout(root: string, senders: number, profile: string | nul
     },
     stop,
     notes,
+    watch: (count) => startWatchers({ ...secrets, base: server.base, count, concurrency: 64 }),
+  };
+}
+
+/**
+ * Starts bench/metrics_watchers.ts and waits until its sockets are held;
+ * resolves with the function that ends it and reads its figures.
+ */
+async function startWatchers(
+  config: WatchersConfig,
+): Promise<() => Promise<WatchersResult>> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "bench/metrics_watchers.ts"],
+    cwd: REPO_ROOT,
+    env: { BENCH_WATCHERS: JSON.stringify(config) },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const handle = stoppable(child);
+  const stopper = { stop: () => handle.stop(2000) };
+  running.add(stopper);
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  const nextLine = async (): Promise<string> => {
+    while (!buffer.includes("\n")) {
+      const { done, value } = await lines.read();
+      if (done) throw new Error("Cannot hold the dashboard sockets: the watchers exited");
+      buffer += value;
+    }
+    const at = buffer.indexOf("\n");
+    const line = buffer.slice(0, at);
+    buffer = buffer.slice(at + 1);
+    return line;
+  };
+  const ready = JSON.parse(await nextLine());
+  if (ready.ready < config.count) {
+    console.error(`[watchers] ${ready.ready} of ${config.count} sockets held`);
+  }
+  return async () => {
+    await child.stdin.close();
+    const result: WatchersResult = JSON.parse(await nextLine());
+    await handle.status;
+    running.delete(stopper);
+    return result;
   };
 }
 
@@ -578,8 +634,23 @@ export async function main(args: string[]): Promise<number> {
         }
         try {
           log(`pid ${server.target.pid}`);
+          const endWatch = name === "lookout" && options.watchers > 0 && "watch" in server
+            ? await (server as { watch: (n: number) => Promise<() => Promise<WatchersResult>> })
+              .watch(options.watchers)
+            : null;
           const result = await measureTarget(server.target, shape, log);
           result.notes.unshift(...server.notes);
+          if (endWatch) {
+            const w = await endWatch();
+            log(`watchers: ${JSON.stringify(w)}`);
+            result.notes.push(
+              `${w.held} dashboard sockets held and subscribed to metrics (${w.failed} failed): ` +
+                `${w.updates} metrics_update, ${w.complete} of them reached every socket, ` +
+                `first to last socket median ${w.spreadMedianMs.toFixed(1)} ms, max ${
+                  w.spreadMaxMs.toFixed(1)
+                } ms`,
+            );
+          }
           results[name] = result;
         } finally {
           await server.stop();

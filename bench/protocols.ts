@@ -13,8 +13,8 @@
  *   client first.
  */
 
-/** The servers the benchmark knows. */
-export type Target = "lookout" | "raw" | "socketio";
+/** The servers the benchmark knows; `rawkv` is raw plus Lookout's durable attempt record. */
+export type Target = "lookout" | "raw" | "rawkv" | "socketio";
 
 /** What one incoming frame means to the load generator. */
 export type Frame =

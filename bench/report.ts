@@ -1,6 +1,6 @@
 /**
  * The benchmark's one table: each server's figures side by side, Lookout's
- * ratio to the raw Deno ceiling and to Socket.IO, and the issue's targets
+ * ratio to the raw Deno ceiling, to the raw+KV ceiling and to Socket.IO, and the issue's targets
  * judged pass or miss on the measured numbers.
  */
 import type { LoadResult } from "./loadgen.ts";
@@ -166,20 +166,31 @@ export function table(
   shape: { half: number; full: number; concurrency: number },
   before?: LoadResult,
 ): string {
-  const header = ["metric", "lookout", "raw deno", "socket.io", "lookout/raw", "lookout/socket.io"];
+  const header = [
+    "metric",
+    "lookout",
+    "raw deno",
+    "raw+kv",
+    "socket.io",
+    "lookout/raw",
+    "lookout/raw+kv",
+    "lookout/socket.io",
+  ];
   if (before) {
     header.splice(2, 0, "lookout (before)");
     header.push("lookout/before");
   }
   const body = rows(shape.half, shape.full, shape.concurrency).map((row) => {
     const v = (t: Target) => results[t] ? row.value(results[t]!) : null;
-    const [l, r, s] = [v("lookout"), v("raw"), v("socketio")];
+    const [l, r, k, s] = [v("lookout"), v("raw"), v("rawkv"), v("socketio")];
     const cells = [
       row.metric,
       show(l, row.digits),
       show(r, row.digits),
+      show(k, row.digits),
       show(s, row.digits),
       row.noRatio ? "" : ratio(l, r),
+      row.noRatio ? "" : ratio(l, k),
       row.noRatio ? "" : ratio(l, s),
     ];
     if (before) {
@@ -207,7 +218,7 @@ export interface Verdict {
 
 /** Judges the targets on the measured figures; null when a server is missing. */
 export function verdicts(results: Results): Verdict[] {
-  const { lookout: l, raw: r, socketio: s } = results;
+  const { lookout: l, raw: r, rawkv: k, socketio: s } = results;
   const out: Verdict[] = [];
   const judge = (
     target: string,
@@ -240,6 +251,14 @@ export function verdicts(results: Results): Verdict[] {
     r?.churn.perSecond ?? null,
     (x) => x >= 0.85,
   );
+  judge(
+    "auth rate >= 0.9x raw+KV (the contract's ceiling)",
+    l?.churn.perSecond ?? null,
+    k?.churn.perSecond ?? null,
+    (x) => x >= 0.9,
+  );
+  const cpu = (x?: LoadResult) => x && x.churn.ok ? x.churn.serverCpuMs / x.churn.ok : null;
+  judge("server CPU per connect <= 1.3x raw+KV", cpu(l), cpu(k), (x) => x <= 1.3);
   judge(
     "auth rate >= 1.8x Socket.IO",
     l?.churn.perSecond ?? null,

@@ -1,7 +1,8 @@
 /**
  * The benchmark runner: Lookout, a raw Deno server (the ceiling for this
- * runtime) and Socket.IO 4, measured one after the other on this machine
- * with the same load generator, then one table of the three side by side.
+ * runtime), the raw server plus Lookout's durable attempt record (the
+ * contract's ceiling) and Socket.IO 4, measured one after the other on this machine
+ * with the same load generator, then one table of the four side by side.
  *
  *   deno run -A bench/run.ts [--clients 10000] [--concurrency 64] [--only lookout,raw]
  *                            [--quick] [--profile DIR] [--no-readme] [--json FILE]
@@ -47,9 +48,10 @@ const USAGE = `usage: deno run -A bench/run.ts [options]
   --churn N         connect+auth+close clients for the rate and latency (= --clients)
   --warmup N        unmeasured clients first (200)
   --rounds N        fanout and revocation rounds, median reported (5)
-  --only LIST       comma-separated: lookout, raw, socketio (all three)
+  --only LIST       comma-separated: lookout, raw, rawkv, socketio (all four; rawkv is
+                    raw plus Lookout's durable attempt record, the contract's ceiling)
   --quick           a smoke run: 1000 clients, 1000 churn, 50 warm-up, 2 rounds
-  --profile DIR     run Lookout under --cpu-prof, writing the profile into DIR
+  --profile DIR     run Lookout (and raw+KV) under --cpu-prof, writing the profiles into DIR
   --timeout-ms T    longest wait for one connect+auth (10000)
   --no-readme       do not write the table into bench/README.md
   --retries N       measure a server again, up to N times, when other processes used over
@@ -58,9 +60,9 @@ const USAGE = `usage: deno run -A bench/run.ts [options]
   --compare-root DIR  also measure the Lookout checkout in DIR (e.g. an older commit, from
                     git archive), as a "lookout (before)" column beside this one`;
 
-const TARGETS: Target[] = ["lookout", "raw", "socketio"];
+const TARGETS: Target[] = ["lookout", "raw", "rawkv", "socketio"];
 /** The order of the runs: the ceiling first, so a broken machine shows at once. */
-const ORDER: Target[] = ["raw", "lookout", "socketio"];
+const ORDER: Target[] = ["raw", "rawkv", "lookout", "socketio"];
 const README = new URL("./README.md", import.meta.url);
 
 interface Options {
@@ -106,7 +108,7 @@ function readOptions(args: string[]): Options {
   for (const t of only) {
     if (!TARGETS.includes(t as Target)) {
       flags.fail(
-        `Cannot run the benchmark as --only must list lookout, raw or socketio: current value is ${
+        `Cannot run the benchmark as --only must list lookout, raw, rawkv or socketio: current value is ${
           JSON.stringify(t)
         }`,
       );
@@ -456,7 +458,7 @@ export async function main(args: string[]): Promise<number> {
     );
   } else if (options.readme) {
     console.error(
-      "bench/README.md left as it was: it only takes a full run of all three servers, without --quick, --profile or --compare-root",
+      "bench/README.md left as it was: it only takes a full run of all four servers, without --quick, --profile or --compare-root",
     );
   }
   if (options.json) {

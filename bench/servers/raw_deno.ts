@@ -16,6 +16,21 @@
  */
 import { jwtVerify } from "jose";
 
+/** What the raw server knows about one attempt, for a server that records it. */
+export interface RawAttempt {
+  ip: string;
+  origin: string | null;
+  userAgent: string | null;
+  user: string | null;
+  outcome: "success" | "failure";
+  reason: "ok" | "invalid_signature";
+  tokenId: string | null;
+  durationMs: number;
+}
+
+/** Called before each answer; the answer waits for it (bench/servers/raw_kv.ts). */
+export type RecordHook = (attempt: RawAttempt) => Promise<unknown>;
+
 interface Client {
   socket: WebSocket;
   user: string | null;
@@ -24,7 +39,8 @@ interface Client {
 
 const encoder = new TextEncoder();
 
-function env(name: string, fallback?: string): string {
+/** The value of environment variable `name`, or `fallback`; exits when neither is set. */
+export function env(name: string, fallback?: string): string {
   const value = Deno.env.get(name) ?? fallback;
   if (value === undefined) {
     console.error(`Cannot start the raw Deno server as ${name} is unset`);
@@ -33,7 +49,11 @@ function env(name: string, fallback?: string): string {
   return value;
 }
 
-function main(): void {
+/**
+ * Serves the raw server; with `record`, every attempt is handed to it and
+ * answered only once it resolves (the raw+KV ceiling).
+ */
+export function serveRaw(record?: RecordHook): void {
   const port = Number(env("PORT", "8001"));
   const secret = encoder.encode(env("JWT_SECRET"));
   const issuer = env("JWT_ISSUER", "lookout");
@@ -76,12 +96,22 @@ function main(): void {
     });
   }
 
-  function upgrade(req: Request): Response {
+  function upgrade(req: Request, remote: string): Response {
+    // What Lookout keeps of the client for its record (TRUST_PROXY=true),
+    // read before the upgrade takes the request.
+    const info = record
+      ? {
+        ip: req.headers.get("x-forwarded-for")?.split(",")[0].trim() || remote,
+        origin: req.headers.get("origin"),
+        userAgent: req.headers.get("user-agent"),
+      }
+      : null;
     const { socket, response } = Deno.upgradeWebSocket(req);
     const client: Client = { socket, user: null, jti: null };
     counts.open++;
     socket.onmessage = async (event) => {
       if (client.user !== null) return;
+      const started = performance.now();
       let token: unknown;
       try {
         const msg = JSON.parse(event.data);
@@ -97,6 +127,16 @@ function main(): void {
           audience,
           requiredClaims: ["sub", "exp", "iat"],
         });
+        if (info) {
+          await record!({
+            ...info,
+            user: String(payload.sub),
+            outcome: "success",
+            reason: "ok",
+            tokenId: typeof payload.jti === "string" ? payload.jti : null,
+            durationMs: performance.now() - started,
+          });
+        }
         if (socket.readyState !== WebSocket.OPEN) return;
         client.user = String(payload.sub);
         client.jti = typeof payload.jti === "string" ? payload.jti : null;
@@ -112,6 +152,16 @@ function main(): void {
         }));
       } catch {
         counts.failure++;
+        if (info) {
+          await record!({
+            ...info,
+            user: null,
+            outcome: "failure",
+            reason: "invalid_signature",
+            tokenId: null,
+            durationMs: performance.now() - started,
+          });
+        }
         if (socket.readyState !== WebSocket.OPEN) return;
         socket.send(JSON.stringify({ type: "auth_failed", reason: "invalid_signature" }));
         socket.close(4401, "invalid_signature");
@@ -124,9 +174,9 @@ function main(): void {
     return response;
   }
 
-  Deno.serve({ port, hostname: "127.0.0.1", onListen: () => {} }, async (req) => {
+  Deno.serve({ port, hostname: "127.0.0.1", onListen: () => {} }, async (req, conn) => {
     const { pathname } = new URL(req.url);
-    if (pathname === "/admin/ws") return upgrade(req);
+    if (pathname === "/admin/ws") return upgrade(req, conn.remoteAddr.hostname);
     if (pathname === "/healthz") return Response.json({ status: "ok" });
     if (req.method === "POST" && pathname === "/broadcast") {
       // Serialized once; the same string goes to every socket.
@@ -153,4 +203,4 @@ function main(): void {
   }
 }
 
-if (import.meta.main) main();
+if (import.meta.main) serveRaw();

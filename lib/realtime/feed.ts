@@ -38,6 +38,16 @@ const EVENT_TTL_MS = 10 * 60_000;
  * behind, or whose commit landed after a later id's, is still read.
  */
 const LOOKBACK_MS = 10_000;
+/**
+ * A wake-up lists only this much of the feed; the whole look-back is listed
+ * at most once per {@linkcode FULL_READ_MS} (and within it by the poll after a
+ * short read). Under ingest every commit appends an event and wakes every
+ * instance: listing 10 s of them on each wake-up cost about a tenth of
+ * Lookout's CPU in deserialization alone.
+ */
+const RECENT_MS = 1_000;
+/** Longest time between two reads of the whole look-back while reads happen. */
+const FULL_READ_MS = 1_000;
 /** How often the version keys are read when no watch has woken us. */
 export const FEED_POLL_MS = 250;
 /** First and longest wait before a failed kv.watch is opened again. */
@@ -82,6 +92,10 @@ export class Feed {
   /** Event ids already handled, with when they were first seen. */
   #seen = new Map<string, number>();
   #reading: Promise<void> | null = null;
+  /** When the whole look-back was last listed. */
+  #lastFull = 0;
+  /** A short read happened since the last full one: the poll owes a full read. */
+  #fullDue = false;
   #readAgain = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** Ends the pause before a kv.watch is opened again (on stop). */
@@ -109,7 +123,8 @@ export class Feed {
   async start(): Promise<void> {
     const now = Date.now();
     this.#seenVersions = (await this.#kv.getMany(this.#keys)).map((e) => e.versionstamp);
-    for (const event of await this.#recent(now)) this.#seen.set(event.id, now);
+    for (const event of await this.#recent(now, LOOKBACK_MS)) this.#seen.set(event.id, now);
+    this.#lastFull = now;
     this.#watching = this.#watchLoop();
     this.#schedule();
   }
@@ -128,6 +143,8 @@ export class Feed {
   async poll(): Promise<void> {
     try {
       this.#versionsSeen(await this.#kv.getMany(this.#keys));
+      // An event committed late with an older id is only in the full look-back.
+      if (this.#fullDue && Date.now() - this.#lastFull >= FULL_READ_MS) this.#readEvents();
     } catch (error) {
       this.#o.logger.warn("feed poll failed", { error });
     }
@@ -207,8 +224,13 @@ export class Feed {
 
   async #read(): Promise<void> {
     const now = Date.now();
+    const full = now - this.#lastFull >= FULL_READ_MS;
+    if (full) {
+      this.#lastFull = now;
+      this.#fullDue = false;
+    } else this.#fullDue = true;
     try {
-      for (const event of await this.#recent(now)) {
+      for (const event of await this.#recent(now, full ? LOOKBACK_MS : RECENT_MS)) {
         if (this.#seen.has(event.id)) continue;
         this.#seen.set(event.id, now);
         if (event.origin === this.#o.instanceId) continue;
@@ -231,9 +253,9 @@ export class Feed {
     for (const [id, at] of this.#seen) if (now - at > 2 * LOOKBACK_MS) this.#seen.delete(id);
   }
 
-  async #recent(now: number): Promise<FeedEvent[]> {
+  async #recent(now: number, spanMs: number): Promise<FeedEvent[]> {
     const events: FeedEvent[] = [];
-    const start = [...feedEventsPrefix(), encodeTime(Math.max(0, now - LOOKBACK_MS))];
+    const start = [...feedEventsPrefix(), encodeTime(Math.max(0, now - spanMs))];
     const end = [...feedEventsPrefix(), "\u{10FFFF}"];
     for await (const e of this.#kv.list<FeedEvent>({ start, end })) events.push(e.value);
     return events;
