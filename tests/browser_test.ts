@@ -5,7 +5,7 @@
  * light and dark, go to test_output/screenshots/.
  */
 import assert from "node:assert/strict";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { putUser } from "../lib/auth/users.ts";
 import { explainClose } from "../shared/close_explanations.ts";
 import {
@@ -17,43 +17,12 @@ import {
   TestClient,
   type TestServer,
 } from "./helpers.ts";
+import { ensureBuilt, hasChromium, launch, shoot, warnIfNoChromium } from "./browser.ts";
 
-const CHROMIUM = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
-const SHOTS = new URL("../test_output/screenshots/", import.meta.url);
-const hasChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
+warnIfNoChromium("browser tests");
 
-if (!hasChromium) {
-  console.warn(
-    `\n${"!".repeat(72)}\n!! SKIPPED: browser tests. No Chromium at ${CHROMIUM}.\n` +
-      `!! Install it (apt-get install chromium, as .ci/run does) or set CHROMIUM_PATH.\n${
-        "!".repeat(72)
-      }\n`,
-  );
-}
-
-async function ensureBuilt(): Promise<void> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL("../scripts/build.ts", import.meta.url).pathname, "--if-stale"],
-    stdout: "inherit",
-    stderr: "inherit",
-  }).output();
-  assert.ok(out.success, "the island assets build");
-}
-
-async function launch(): Promise<Browser> {
-  return await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
-}
+/** The dashboard pages are shot in both colour schemes. */
+const BOTH_SCHEMES = ["light", "dark"] as const;
 
 async function signIn(page: Page, base: URL, name: string, password: string): Promise<void> {
   await page.goto(new URL("/admin", base).href);
@@ -67,18 +36,6 @@ async function signIn(page: Page, base: URL, name: string, password: string): Pr
 async function statValue(page: Page, stat: string): Promise<number> {
   const text = await page.locator(`[data-stat="${stat}"]`).first().textContent();
   return Number((text ?? "").replace(/[^\d]/g, ""));
-}
-
-async function shoot(page: Page, name: string): Promise<void> {
-  await Deno.mkdir(SHOTS, { recursive: true });
-  for (const scheme of ["light", "dark"] as const) {
-    await page.emulateMedia({ colorScheme: scheme });
-    await page.screenshot({
-      path: new URL(`${name}-${scheme}.png`, SHOTS).pathname,
-      fullPage: true,
-    });
-  }
-  await page.emulateMedia({ colorScheme: "light" });
 }
 
 async function withDashboard(
@@ -127,7 +84,7 @@ Deno.test({
         { timeout: 5000 },
       );
       assert.equal(await statValue(page, "authenticated"), 1);
-      await shoot(page, "overview");
+      await shoot(page, "overview", BOTH_SCHEMES);
 
       // 2. Another client fails auth: the counters move without a reload.
       const failuresBefore = await statValue(page, "failure");
@@ -159,7 +116,7 @@ Deno.test({
       await rows.first().waitFor();
       const outcomes = await rows.evaluateAll((trs) => trs.map((tr) => tr.className));
       assert.ok(outcomes.length >= 1 && outcomes.every((c) => c === "failure"), outcomes.join());
-      await shoot(page, "attempts");
+      await shoot(page, "attempts", BOTH_SCHEMES);
 
       // The socket tester: connect, authenticate, see the frames.
       await page.getByRole("link", { name: "Socket tester" }).click();
@@ -187,7 +144,7 @@ Deno.test({
       );
       await page.getByRole("button", { name: "bad message" }).click();
       await page.getByText(/"code": ?"bad_message"/).waitFor();
-      await shoot(page, "debug");
+      await shoot(page, "debug", BOTH_SCHEMES);
 
       // Connect again with a socket open: it asks first. No keeps the socket,
       // yes replaces it (the server then holds one socket of this page, not two).
@@ -214,7 +171,7 @@ Deno.test({
       assert.equal((await server.deps.stats.fresh()).connections.authenticated, 1);
       await page.getByRole("button", { name: "Sign out" }).click();
       await page.waitForURL(/\/login$/);
-      await shoot(page, "login");
+      await shoot(page, "login", BOTH_SCHEMES);
       const deadline = Date.now() + 5000;
       while ((await server.deps.stats.fresh()).connections.open > 0 && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 50));
@@ -311,7 +268,7 @@ Deno.test({
         title.includes(`${code}${reason ? ` ${reason}` : ""}: ${explainClose(code, reason)}`),
         title,
       );
-      await shoot(page, "overview-reconnecting");
+      await shoot(page, "overview-reconnecting", BOTH_SCHEMES);
 
       server = await startTestServer({ ...env, PORT: port });
       await page.locator('.badge[data-state="live"]').waitFor({ timeout: 20_000 });
@@ -340,11 +297,11 @@ Deno.test({
         ),
         "the explanation is shown whole, not cut",
       );
-      await shoot(page, "overview-disconnects");
+      await shoot(page, "overview-disconnects", BOTH_SCHEMES);
       await page.setViewportSize({ width: 390, height: 844 });
       await item.waitFor();
       assert.ok(await item.evaluate((li) => li.scrollWidth <= li.clientWidth));
-      await shoot(page, "overview-disconnects-phone");
+      await shoot(page, "overview-disconnects-phone", BOTH_SCHEMES);
     } finally {
       await browser.close();
       await server.close();
@@ -419,7 +376,7 @@ Deno.test({
         assert.match(caption, /UTC/);
       }
       await page.locator(".plot canvas").first().waitFor();
-      await shoot(page, "overview-detail");
+      await shoot(page, "overview-detail", BOTH_SCHEMES);
 
       // The explorer: filter by origin and transport, open a detail, export.
       await page.getByRole("link", { name: "Attempts" }).click();
@@ -441,7 +398,7 @@ Deno.test({
         "https://evil.example",
       );
       assert.equal(await badDetail.locator('[data-field="userAgent"]').textContent(), evilAgent);
-      await shoot(page, "attempts-detail");
+      await shoot(page, "attempts-detail", BOTH_SCHEMES);
 
       const download = page.waitForEvent("download");
       await page.locator('[data-export="csv"]').click();
@@ -481,11 +438,11 @@ Deno.test({
         [],
       );
       await page.locator(".scroll-hint").first().waitFor({ state: "visible" });
-      await shoot(page, "attempts-phone");
+      await shoot(page, "attempts-phone", BOTH_SCHEMES);
       await page.goto(new URL("/admin", server.url).href);
       await page.locator(".plot canvas").first().waitFor();
       await page.locator(".feed .scroll-hint").waitFor({ state: "visible" });
-      await shoot(page, "overview-phone");
+      await shoot(page, "overview-phone", BOTH_SCHEMES);
       await page.setViewportSize({ width: 1280, height: 900 });
       await page.goto(new URL("/admin/attempts", server.url).href);
       assert.equal(await page.locator(".scroll-hint").first().isVisible(), false);

@@ -5,40 +5,11 @@
  * phone size go to test_output/screenshots/.
  */
 import assert from "node:assert/strict";
-import { type Browser, chromium, type Page } from "playwright-core";
 import { putUser } from "../lib/auth/users.ts";
 import { randomPassword, startTestServer, TestClient } from "./helpers.ts";
+import { ensureBuilt, hasChromium, launch, shoot, signIn, warnIfNoChromium } from "./browser.ts";
 
-const CHROMIUM = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
-const SHOTS = new URL("../test_output/screenshots/", import.meta.url);
-const hasChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
-
-async function ensureBuilt(): Promise<void> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL("../scripts/build.ts", import.meta.url).pathname, "--if-missing"],
-  }).output();
-  assert.ok(out.success, "the island assets build");
-}
-
-async function launch(): Promise<Browser> {
-  return await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-  });
-}
-
-async function signIn(page: Page, base: URL, name: string, password: string): Promise<void> {
-  await page.goto(new URL("/login", base).href);
-  await page.getByLabel("User name").fill(name);
-  await page.getByLabel("Password").fill(password);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.waitForURL(/\/admin$/);
-}
-
-async function shoot(page: Page, name: string): Promise<void> {
-  await Deno.mkdir(SHOTS, { recursive: true });
-  await page.screenshot({ path: new URL(`${name}.png`, SHOTS).pathname, fullPage: true });
-}
+warnIfNoChromium("connections browser tests");
 
 Deno.test({
   name: "connections page: an admin disconnects a real socket and signs a user out everywhere",

@@ -4,53 +4,15 @@
  * (1280x800) and phone (390x844) sizes go to test_output/screenshots/.
  */
 import assert from "node:assert/strict";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { putUser } from "../lib/auth/users.ts";
 import { randomPassword, startTestServer, type TestServer } from "./helpers.ts";
+import { ensureBuilt, hasChromium, launch, shoot, signIn, warnIfNoChromium } from "./browser.ts";
+
+warnIfNoChromium("metrics browser tests");
 import { push } from "./metrics_fixtures.ts";
 
-const CHROMIUM = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
-const SHOTS = new URL("../test_output/screenshots/", import.meta.url);
-const hasChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
 const SIZES = { desktop: { width: 1280, height: 800 }, phone: { width: 390, height: 844 } };
-
-if (!hasChromium) {
-  console.warn(
-    `\n${"!".repeat(72)}\n!! SKIPPED: metrics browser tests. No Chromium at ${CHROMIUM}.\n` +
-      `!! Install it (apt-get install chromium, as .ci/run does) or set CHROMIUM_PATH.\n${
-        "!".repeat(72)
-      }\n`,
-  );
-}
-
-async function ensureBuilt(): Promise<void> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL("../scripts/build.ts", import.meta.url).pathname, "--if-missing"],
-    stdout: "inherit",
-    stderr: "inherit",
-  }).output();
-  assert.ok(out.success, "the island assets build");
-}
-
-async function launch(): Promise<Browser> {
-  return await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-  });
-}
-
-async function signIn(page: Page, base: URL, name: string, password: string): Promise<void> {
-  await page.goto(new URL("/login", base).href);
-  await page.getByLabel("User name").fill(name);
-  await page.getByLabel("Password").fill(password);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.waitForURL(/\/admin$/);
-}
-
-async function shoot(page: Page, name: string): Promise<void> {
-  await Deno.mkdir(SHOTS, { recursive: true });
-  await page.screenshot({ path: new URL(`${name}.png`, SHOTS).pathname, fullPage: true });
-}
 
 async function withBrowser(
   fn: (ctx: { server: TestServer; browser: Browser; password: string }) => Promise<void>,
