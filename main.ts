@@ -81,7 +81,7 @@ if (import.meta.main) {
     console.error(`Cannot start as port ${config.port} is already in use by another process`);
     Deno.exit(1);
   }
-  await setupLogging(config.logLevel);
+  setupLogging(config.logLevel, { console: config.logToConsole });
   const url = await run(config);
   // For a person at a terminal only; elsewhere (CI, containers, a pipe) the
   // JSON lines are the interface. On stderr, so `| jq` still reads only JSON.

@@ -6,7 +6,7 @@
 /// <reference lib="deno.worker" />
 import type { Config } from "./lib/config.ts";
 import { type Lookout, startLookout } from "./server.ts";
-import { setupLogging } from "./lib/log.ts";
+import { flushLogs, setupLogging } from "./lib/log.ts";
 
 let lookout: Lookout | null = null;
 
@@ -15,11 +15,12 @@ self.onmessage = async (
 ) => {
   const message = event.data;
   if (message.type === "start") {
-    await setupLogging(message.config.logLevel);
+    setupLogging(message.config.logLevel, { console: message.config.logToConsole });
     lookout = await startLookout(message.config, { reusePort: true });
     self.postMessage({ type: "started" });
   } else if (message.type === "stop") {
     await lookout?.close();
+    flushLogs();
     self.postMessage({ type: "stopped" });
   }
 };

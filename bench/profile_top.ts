@@ -85,7 +85,7 @@ export const PARTS: { part: string; match: (url: string, name: string) => boolea
     part: "timers",
     match: (u, n) => u === "lib/realtime/deadlines.ts" || /^(set|clear)Timeout$/.test(n),
   },
-  { part: "logging", match: (u) => u === "lib/log.ts" || u.includes("@logtape") },
+  { part: "logging", match: (u) => u === "lib/log.ts" },
   {
     part: "verification (jose, tokens, revocations, keys)",
     match: (u) => u.startsWith("lib/auth/") || u.startsWith("lib/api_keys/") || u.includes("jose"),

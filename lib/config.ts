@@ -41,6 +41,12 @@ export interface Config {
   metricsPushesPerKeyPer10s: number;
   /** The lowest level logged (`LOG_LEVEL`). */
   logLevel: Level;
+  /**
+   * Log lines go through `console.log`, where Deno Deploy and Deno's
+   * OpenTelemetry (`OTEL_DENO=true`, unless `OTEL_DENO_CONSOLE=ignore`)
+   * collect them; otherwise they are written to stdout in batches.
+   */
+  logToConsole: boolean;
 }
 
 /** Thrown when an environment variable has a bad value; its message is one line. */
@@ -198,5 +204,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     metricsRetentionDays: e.METRICS_RETENTION_DAYS,
     metricsPushesPerKeyPer10s: e.METRICS_PUSHES_PER_KEY_PER_10S,
     logLevel: e.LOG_LEVEL,
+    logToConsole: onDeploy ||
+      (input.OTEL_DENO === "true" && input.OTEL_DENO_CONSOLE?.toLowerCase() !== "ignore"),
   };
 }

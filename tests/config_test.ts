@@ -89,6 +89,7 @@ Deno.test("loadConfig() defaults match CONTRACT section 1", () => {
     metricsRetentionDays: 90,
     metricsPushesPerKeyPer10s: 300,
     logLevel: "info",
+    logToConsole: false,
   });
 });
 
@@ -151,6 +152,7 @@ Deno.test("loadConfig() reads every variable when it is valid", () => {
     metricsRetentionDays: 30,
     metricsPushesPerKeyPer10s: 100_000,
     logLevel: "warn",
+    logToConsole: false,
   });
 });
 
@@ -194,6 +196,18 @@ for (const [variable, value] of BAD_VALUES) {
     },
   );
 }
+
+Deno.test("loadConfig() sends log lines through the console on Deno Deploy and when OpenTelemetry collects it", () => {
+  assert.equal(loadConfig({}).logToConsole, false);
+  assert.equal(loadConfig({ OTEL_DENO: "true" }).logToConsole, true);
+  assert.equal(loadConfig({ OTEL_DENO: "true", OTEL_DENO_CONSOLE: "capture" }).logToConsole, true);
+  assert.equal(loadConfig({ OTEL_DENO: "true", OTEL_DENO_CONSOLE: "ignore" }).logToConsole, false);
+  assert.equal(loadConfig({ OTEL_DENO: "false" }).logToConsole, false);
+  assert.equal(
+    loadConfig({ DENO_DEPLOYMENT_ID: "x1", JWT_SECRET: "s".repeat(32) }).logToConsole,
+    true,
+  );
+});
 
 Deno.test("loadConfig() reads LOG_LEVEL as debug, info, warning (or warn) or error, in any case", () => {
   assert.equal(loadConfig({ LOG_LEVEL: "debug" }).logLevel, "debug");

@@ -278,3 +278,38 @@ Deno.test("main.ts writes its start-up banner on a terminal only", async () => {
   assert.match(text, new RegExp(`^Dashboard: http://localhost:${port}/admin$`, "m"));
   assert.match(text, /^Logs: JSON lines at info and above \(LOG_LEVEL\)$/m);
 });
+
+for (const workers of [1, 2]) {
+  Deno.test(`main.ts with ${workers} worker(s) writes every socket line whole to its pipe, none lost at stop`, async () => {
+    await using temp = await tempDir();
+    const secret = randomSecret();
+    const server = await startProcess({
+      KV_PATH: `${temp.path}/lines.sqlite3`,
+      JWT_SECRET: secret,
+      LOOKOUT_WORKERS: String(workers),
+      TRUST_PROXY: "true",
+    });
+    const sockets = 200;
+    try {
+      const token = await forge(claims({ sub: "lou", role: "admin" }), secret);
+      // Both workers log at once, from their own threads, into one pipe.
+      await Promise.all(Array.from({ length: sockets }, async (_, i) => {
+        const client = await TestClient.open(server.wsUrl, {
+          headers: { "X-Forwarded-For": `10.9.${i >> 8}.${i & 255}` },
+        });
+        await client.auth(token);
+      }));
+    } finally {
+      // Held open: each socket's close line is written while the workers stop.
+      server.child.kill("SIGTERM");
+    }
+    assert.equal((await server.status).code, 0);
+    const parsed = server.output().trim().split("\n").map((line) => JSON.parse(line) as Line);
+    const of = (message: string) => parsed.filter((l) => l.message === message);
+    assert.equal(of("socket authenticated").length, sockets);
+    const closed = of("socket closed").map((l) => l.properties as Line);
+    assert.equal(closed.length, sockets);
+    assert.ok(closed.every((p) => p.code === 1001 && p.by === "server"));
+    assert.equal(of("stopping").length, 1);
+  });
+}
