@@ -116,20 +116,24 @@ export interface PoolRun {
  * Runs `count` clients, `concurrency` at a time; `client` is given the
  * worker's number, so each worker can use its own address and no address
  * has more than one socket still authenticating. Stops starting new clients
- * once more than `maxFailures` failed, so a broken server costs little time.
+ * once more than `maxFailures` failed, so a broken server costs little time,
+ * and once `stop()` is true, so a churn can last a phase rather than a count
+ * (the clients in flight then finish, and `wallMs` includes them).
  */
 export async function runPool(
   count: number,
   concurrency: number,
   client: (index: number, worker: number) => Promise<ConnectResult>,
-  maxFailures = Math.max(50, Math.ceil(count * 0.05)),
+  options: { maxFailures?: number; stop?: () => boolean } = {},
 ): Promise<PoolRun> {
+  const maxFailures = options.maxFailures ?? Math.max(50, Math.ceil(count * 0.05));
+  const stop = options.stop ?? (() => false);
   const results: ConnectResult[] = [];
   let next = 0;
   let failures = 0;
   const started = performance.now();
   const worker = async (w: number) => {
-    while (next < count && failures <= maxFailures) {
+    while (next < count && failures <= maxFailures && !stop()) {
       const i = next++;
       const result = await client(i, w);
       if (!result.ok) failures++;

@@ -161,8 +161,8 @@ function percentile(sorted: number[], p: number): number {
 }
 
 /** Mints `n` HS256 access tokens of CONTRACT 2 with `sub` among ten users. */
-async function mintTokens(
-  config: LoadConfig,
+export async function mintTokens(
+  config: Pick<LoadConfig, "secret" | "issuer" | "audience">,
   n: number,
 ): Promise<{ token: string; jti: string }[]> {
   const key = await hmacKey(config.secret);
@@ -184,8 +184,13 @@ async function mintTokens(
   return out;
 }
 
-async function figures(
-  config: LoadConfig,
+/**
+ * Runs one phase of connects and reads its figures: rate, latency, and the
+ * CPU time of the server (`config.pid`), of this process and of the rest of
+ * the machine meanwhile, from /proc.
+ */
+export async function figures(
+  config: Pick<LoadConfig, "pid">,
   run: () => Promise<PoolRun>,
 ): Promise<ConnectFigures> {
   const [server0, self0, all0] = [

@@ -7,7 +7,9 @@
  * (bench/metrics_bare_kv.ts). While the senders run, one series is queried:
  * the last hour at 10 s and the last 30 days at 1 h. Then every target gets
  * 1,000 series and its RSS is read. One table, side by side, with Lookout's
- * ratios to the other two.
+ * ratios to the other two. With `--auth-churn N`, Lookout's authenticated
+ * connect rate is measured too (bench/metrics_auth_churn.ts), before the
+ * ingest and during its timed phase (issue 14, part 3).
  *
  *   deno run -A bench/metrics_ingest.ts [--seconds 20] [--only influx,lookout,bare] [--no-readme]
  *
@@ -18,9 +20,11 @@ import { SignJWT } from "jose";
 import { commandOutput } from "./commit.ts";
 import { readFlags } from "./flags.ts";
 import { freePort, REPO_ROOT, startServer, stoppable, tail } from "./launch.ts";
+import type { AuthChurnConfig, AuthChurnFigures } from "./metrics_auth_churn.ts";
 import type { BareConfig } from "./metrics_bare_kv.ts";
 import type { WatchersConfig, WatchersResult } from "./metrics_watchers.ts";
 import {
+  type Beside,
   type IngestTarget,
   type Latency,
   lineProtocol,
@@ -47,6 +51,10 @@ const USAGE = `usage: deno run -A bench/metrics_ingest.ts [options]
   --profile DIR       run Lookout under --cpu-prof, writing the profile into DIR
   --watchers N        while Lookout ingests, N dashboard sockets subscribed to metrics are held
                       (bench/metrics_watchers.ts, a process of its own) (0)
+  --auth-churn N      Lookout's auth rate: connect+auth+close, 64 at a time, for --seconds with
+                      the watchers held and no ingest, then through the timed ingest phase;
+                      N HS256 tokens are minted for each of the two, the most connects it may
+                      count (bench/metrics_auth_churn.ts, a process of its own) (0: not measured)
   --no-readme         do not write the table into bench/README.md
   --json FILE         also write every figure as JSON to FILE`;
 
@@ -82,6 +90,8 @@ interface Options {
   lookoutRoot: string;
   profile: string | null;
   watchers: number;
+  /** Tokens minted for each measured auth churn phase; 0 for no churn. */
+  authChurn: number;
   readme: boolean;
   json: string | null;
 }
@@ -100,6 +110,7 @@ function readOptions(args: string[]): Options {
     "lookout-root": { type: "string" },
     profile: { type: "string" },
     watchers: { type: "string" },
+    "auth-churn": { type: "string" },
     "no-readme": { type: "boolean", default: false },
     json: { type: "string" },
   }, { usage: USAGE, doing: "run the ingest benchmark" });
@@ -121,6 +132,14 @@ function readOptions(args: string[]): Options {
     }
   }
   const series = count("series", 100, 1, 10_000);
+  const authChurn = count("auth-churn", 0, 0, 1_000_000);
+  if (authChurn > 0 && !only.includes("lookout")) {
+    fail(
+      `Cannot run the ingest benchmark as --auth-churn measures Lookout, so --only must list lookout: current value is ${
+        JSON.stringify(values.only)
+      }`,
+    );
+  }
   return {
     shape: {
       seconds: count("seconds", 20, 1),
@@ -137,6 +156,7 @@ function readOptions(args: string[]): Options {
     lookoutRoot: lookoutRoot(values["lookout-root"], fail),
     profile: values.profile ?? null,
     watchers: count("watchers", 0, 0, 20_000),
+    authChurn,
     readme: !values["no-readme"],
     json: values.json ?? null,
   };
@@ -342,7 +362,8 @@ async function startLookout(root: string, senders: number, profile: string | nul
     target: IngestTarget;
     stop: () => Promise<void>;
     notes: string[];
-    watch: (count: number) => Promise<() => Promise<WatchersResult>>;
+    watch: (count: number) => Promise<Watchers>;
+    churn: (config: Pick<AuthChurnConfig, "phases" | "loadPids">) => Promise<AuthChurn>;
   } | null
 > {
   const dir = await tempDir();
@@ -439,20 +460,30 @@ async function startLookout(root: string, senders: number, profile: string | nul
     stop,
     notes,
     watch: (count) => startWatchers({ ...secrets, base: server.base, count, concurrency: 64 }),
+    churn: (config) =>
+      startAuthChurn({
+        ...config,
+        base: server.base,
+        pid: server.pid,
+        secret: secrets.secret,
+        issuer: secrets.issuer,
+        audience: secrets.audience,
+        concurrency: 64,
+        timeoutMs: 10_000,
+      }),
   };
 }
 
 /**
- * Starts bench/metrics_watchers.ts and waits until its sockets are held;
- * resolves with the function that ends it and reads its figures.
+ * A helper process of the benchmark that talks in lines: its config as JSON
+ * in the environment variable `envName`, commands on its stdin, one JSON line
+ * per answer on its stdout. Registered for clean-up until `done`.
  */
-async function startWatchers(
-  config: WatchersConfig,
-): Promise<() => Promise<WatchersResult>> {
+function startHelper(script: string, envName: string, config: unknown) {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "bench/metrics_watchers.ts"],
+    args: ["run", "-A", script],
     cwd: REPO_ROOT,
-    env: { BENCH_WATCHERS: JSON.stringify(config) },
+    env: { [envName]: JSON.stringify(config), NO_COLOR: "1" },
     stdin: "piped",
     stdout: "piped",
     stderr: "inherit",
@@ -461,28 +492,87 @@ async function startWatchers(
   const stopper = { stop: () => handle.stop(2000) };
   running.add(stopper);
   const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const input = child.stdin.getWriter();
   let buffer = "";
-  const nextLine = async (): Promise<string> => {
-    while (!buffer.includes("\n")) {
-      const { done, value } = await lines.read();
-      if (done) throw new Error("Cannot hold the dashboard sockets: the watchers exited");
-      buffer += value;
-    }
-    const at = buffer.indexOf("\n");
-    const line = buffer.slice(0, at);
-    buffer = buffer.slice(at + 1);
-    return line;
+  return {
+    pid: child.pid,
+    /** The next line it prints; throws, naming `what`, when it exited first. */
+    nextLine: async (what: string): Promise<string> => {
+      while (!buffer.includes("\n")) {
+        const { done, value } = await lines.read();
+        if (done) throw new Error(`Cannot ${what}: ${script} exited`);
+        buffer += value;
+      }
+      const at = buffer.indexOf("\n");
+      const line = buffer.slice(0, at);
+      buffer = buffer.slice(at + 1);
+      return line;
+    },
+    send: (line: string) => input.write(new TextEncoder().encode(`${line}\n`)),
+    /** Closes its stdin, which ends it, and waits for its exit. */
+    done: async () => {
+      await input.close();
+      await handle.status;
+      running.delete(stopper);
+    },
   };
-  const ready = JSON.parse(await nextLine());
+}
+
+/** A started Lookout, with its watchers and its auth churn. */
+type LookoutServer = NonNullable<Awaited<ReturnType<typeof startLookout>>>;
+
+/** The held dashboard sockets: the process's id, and the function that ends it and reads its figures. */
+interface Watchers {
+  pid: number;
+  end: () => Promise<WatchersResult>;
+}
+
+/**
+ * Starts bench/metrics_watchers.ts and waits until its sockets are held;
+ * resolves with its pid and the function that ends it and reads its figures.
+ */
+async function startWatchers(config: WatchersConfig): Promise<Watchers> {
+  const helper = startHelper("bench/metrics_watchers.ts", "BENCH_WATCHERS", config);
+  const ready = JSON.parse(await helper.nextLine("hold the dashboard sockets"));
   if (ready.ready < config.count) {
     console.error(`[watchers] ${ready.ready} of ${config.count} sockets held`);
   }
-  return async () => {
-    await child.stdin.close();
-    const result: WatchersResult = JSON.parse(await nextLine());
-    await handle.status;
-    running.delete(stopper);
-    return result;
+  return {
+    pid: helper.pid,
+    end: async () => {
+      // Closing its stdin asks for its figures: read them before it is gone.
+      const closed = helper.done();
+      const result: WatchersResult = JSON.parse(
+        await helper.nextLine("read the dashboard sockets' figures"),
+      );
+      await closed;
+      return result;
+    },
+  };
+}
+
+/** The auth churn's process: `start(label)` begins a phase, `stop()` ends it and reads its figures. */
+interface AuthChurn {
+  start: (label: string) => Promise<void>;
+  stop: () => Promise<AuthChurnFigures>;
+  done: () => Promise<void>;
+}
+
+/**
+ * Starts bench/metrics_auth_churn.ts and waits until it has minted its
+ * tokens. The same churn code runs every phase; only what Lookout is doing
+ * meanwhile differs.
+ */
+async function startAuthChurn(config: AuthChurnConfig): Promise<AuthChurn> {
+  const helper = startHelper("bench/metrics_auth_churn.ts", "BENCH_AUTH_CHURN", config);
+  await helper.nextLine("mint the auth churn's tokens");
+  return {
+    start: (label) => helper.send(`start ${label}`),
+    stop: async () => {
+      await helper.send("stop");
+      return JSON.parse(await helper.nextLine("read the auth churn's figures"));
+    },
+    done: helper.done,
   };
 }
 
@@ -496,6 +586,126 @@ async function routeMissing(base: string, token: string): Promise<boolean> {
   });
   await res.body?.cancel();
   return res.status === 404;
+}
+
+// ---------------------------------------------------------------------------
+// Lookout's auth rate, without and with ingest (issue 14, part 3)
+
+/** Issue 14: a busy deployment must not slow its auth rate "by more than a third". */
+const AUTH_GOAL = 2 / 3;
+/** Tokens of the unmeasured churn before (a), at most. */
+const AUTH_WARMUP_TOKENS = 2000;
+
+/** The auth churn's two measured phases. */
+interface AuthResult {
+  /** Dashboard sockets held through both. */
+  watchers: number;
+  /** (a): no ingest, for `--seconds`. */
+  baseline: AuthChurnFigures;
+  /** (b): through the timed ingest phase; null until it ran. */
+  withIngest: AuthChurnFigures | null;
+}
+
+/**
+ * Starts the auth churn beside Lookout (its watchers already held), runs an
+ * unmeasured warm-up for `--warmup-seconds`, then (a), the churn without
+ * ingest for `--seconds`. Resolves with (a) and the churn, ready for (b).
+ */
+async function authBaseline(
+  lookout: LookoutServer,
+  options: Options,
+  shape: LoadShape,
+  watchers: Watchers | null,
+  log: (line: string) => void,
+): Promise<{ churn: AuthChurn; auth: AuthResult }> {
+  const tokens = options.authChurn;
+  const phases = [{ label: "a", tokens }, { label: "b", tokens }];
+  if (shape.warmupSeconds > 0) {
+    phases.unshift({ label: "warmup", tokens: Math.min(tokens, AUTH_WARMUP_TOKENS) });
+  }
+  log(`auth churn: minting ${phases.reduce((n, p) => n + p.tokens, 0)} tokens`);
+  // The runner (senders, queries) and the watchers are the benchmark's own
+  // load: the churn counts them apart from the other processes' noise.
+  const churn = await lookout.churn({
+    phases,
+    loadPids: [Deno.pid, ...(watchers ? [watchers.pid] : [])],
+  });
+  const timed = async (label: string, seconds: number) => {
+    await churn.start(label);
+    await sleep(seconds * 1000);
+    return await churn.stop();
+  };
+  if (shape.warmupSeconds > 0) {
+    log(`auth churn warm-up: ${churnSummary(await timed("warmup", shape.warmupSeconds))}`);
+    await sleep(1000);
+  }
+  const baseline = await timed("a", shape.seconds);
+  log(`auth churn without ingest: ${churnSummary(baseline)}`);
+  return { churn, auth: { watchers: options.watchers, baseline, withIngest: null } };
+}
+
+const pct = (share: number) => `${(100 * share).toFixed(0)}%`;
+
+function churnSummary(f: AuthChurnFigures): string {
+  return `${f.ok} ok, ${f.failed} failed, ${f.perSecond.toFixed(0)}/s, p50 ${
+    f.p50.toFixed(1)
+  } ms, p99 ${f.p99.toFixed(1)} ms, Lookout CPU per connect ${
+    f.serverCpuMsPerConnect.toFixed(3)
+  } ms, other processes ${pct(f.otherShare)} of a core, machine idle ${pct(f.idleShare)}` +
+    (f.ranOut ? ", ran out of tokens" : "") +
+    (f.failed ? ` ${JSON.stringify(f.failures)}` : "");
+}
+
+/** The auth rate without and with ingest, side by side, and its ratio against the goal. */
+function authReport(auth: AuthResult, watchers: number): string {
+  const held = watchers ? `${watchers.toLocaleString("en-US")} sockets held` : "no sockets held";
+  const phases: [string, AuthChurnFigures | null][] = [
+    [`(a) ${held}, no ingest`, auth.baseline],
+    [`(b) ${held}, ingest running (the timed phase)`, auth.withIngest],
+  ];
+  const rows: [string, (f: AuthChurnFigures) => string][] = [
+    ["authenticated connects/s", (f) => Math.round(f.perSecond).toLocaleString("en-US")],
+    ["connects ok (failed)", (f) => `${f.ok.toLocaleString("en-US")} (${f.failed})`],
+    ["phase length (s)", (f) => (f.wallMs / 1000).toFixed(1)],
+    ["connect+auth p50 / p99 (ms)", (f) => `${ms(f.p50)} / ${ms(f.p99)}`],
+    [
+      "Lookout CPU per connect (ms; in (b) ingest's CPU too)",
+      (f) => f.serverCpuMsPerConnect.toFixed(3),
+    ],
+    ["other processes (% of a core)", (f) => pct(f.otherShare)],
+    [
+      `machine idle (% of the ${navigator.hardwareConcurrency} cores)`,
+      (f) => pct(f.idleShare),
+    ],
+    ["tokens ran out before the phase ended", (f) => f.ranOut ? "YES" : "no"],
+  ];
+  const head = `| auth churn, 64 at a time | ${phases.map(([t]) => t).join(" | ")} |\n| --- | ${
+    phases.map(() => "---:").join(" | ")
+  } |`;
+  const body = rows.map(([label, cell]) =>
+    `| ${label} | ${phases.map(([, f]) => f ? cell(f) : "not run").join(" | ")} |`
+  ).join("\n");
+  const lines: string[] = [];
+  if (auth.withIngest) {
+    const ratio = auth.withIngest.perSecond / auth.baseline.perSecond;
+    lines.push(
+      `- Lookout's auth rate with ingest ÷ without (${held} both times): **${
+        ratio.toFixed(2)
+      }x** ` +
+        `(goal at least 2/3, "not slow down by more than a third"): ${
+          ratio >= AUTH_GOAL ? "met" : "MISSED"
+        }`,
+    );
+  } else lines.push("- the auth churn with ingest did not run: no ratio");
+  for (const [title, f] of phases) {
+    if (f?.ranOut) {
+      lines.push(
+        `- ${title}: its tokens ran out before the phase ended; its rate is over the connects made (raise --auth-churn)`,
+      );
+    }
+    if (f?.failed) lines.push(`- ${title}: failures ${JSON.stringify(f.failures)}`);
+  }
+  return `${head}\n${body}\n\n${lines.join("\n")}`;
 }
 
 // ---------------------------------------------------------------------------
@@ -615,6 +825,7 @@ export async function main(args: string[]): Promise<number> {
   const started = new Date();
   const results: Results = {};
   const skipped: Partial<Record<Name, string>> = {};
+  let auth: AuthResult | null = null;
   let failed = 0;
   try {
     for (const name of options.only) {
@@ -634,14 +845,34 @@ export async function main(args: string[]): Promise<number> {
         }
         try {
           log(`pid ${server.target.pid}`);
-          const endWatch = name === "lookout" && options.watchers > 0 && "watch" in server
-            ? await (server as { watch: (n: number) => Promise<() => Promise<WatchersResult>> })
-              .watch(options.watchers)
+          const lookout = name === "lookout" ? server as LookoutServer : null;
+          const watchers = lookout && options.watchers > 0
+            ? await lookout.watch(options.watchers)
             : null;
-          const result = await measureTarget(server.target, shape, log);
+          let beside: Beside | undefined;
+          if (lookout && options.authChurn > 0) {
+            const measured = await authBaseline(lookout, options, shape, watchers, log);
+            const figures = measured.auth;
+            auth = figures;
+            beside = {
+              start: () => measured.churn.start("b"),
+              stop: async () => {
+                figures.withIngest = await measured.churn.stop();
+                log(`auth churn with ingest: ${churnSummary(figures.withIngest)}`);
+                await measured.churn.done();
+              },
+            };
+          }
+          const result = await measureTarget(server.target, shape, log, beside);
           result.notes.unshift(...server.notes);
-          if (endWatch) {
-            const w = await endWatch();
+          if (beside) {
+            result.notes.push(
+              "the timed phase also carried the auth churn (below): its points/s, CPU per 1,000 points and " +
+                '"everything else" include the churn\'s cost; compare points/s only with a run that churns too',
+            );
+          }
+          if (watchers) {
+            const w = await watchers.end();
             log(`watchers: ${JSON.stringify(w)}`);
             result.notes.push(
               `${w.held} dashboard sockets held and subscribed to metrics (${w.failed} failed): ` +
@@ -678,10 +909,12 @@ export async function main(args: string[]): Promise<number> {
       )}).`,
     ]),
   ].join("\n");
-  const text = `${about}\n\n${report(results, skipped)}\n`;
+  const text = `${about}\n\n${report(results, skipped)}\n${
+    auth ? `\n${authReport(auth, options.watchers)}\n` : ""
+  }`;
   console.log(`\n${text}`);
   const complete = NAMES.every((n) => results[n] || skipped[n]);
-  if (options.readme && complete && !options.profile) {
+  if (options.readme && complete && !options.profile && !options.authChurn) {
     const readme = await Deno.readTextFile(README);
     await Deno.writeTextFile(README, replaceBetweenMarkers(readme, text, MARKERS));
     await new Deno.Command(Deno.execPath(), {
@@ -691,10 +924,15 @@ export async function main(args: string[]): Promise<number> {
       .output();
     console.error("wrote the table into bench/README.md");
   } else if (options.readme) {
-    console.error("bench/README.md left as it was: it takes a run of all three targets");
+    console.error(
+      "bench/README.md left as it was: it takes a run of all four targets, without --profile or --auth-churn",
+    );
   }
   if (options.json) {
-    await Deno.writeTextFile(options.json, JSON.stringify({ options, results, skipped }, null, 2));
+    await Deno.writeTextFile(
+      options.json,
+      JSON.stringify({ options, results, skipped, auth }, null, 2),
+    );
   }
   return failed ? 1 : 0;
 }

@@ -212,15 +212,24 @@ async function queryLoop(
   return out;
 }
 
+/** Load that runs beside the timed phase only, in a process of its own (the auth churn). */
+export interface Beside {
+  /** Called as the timed phase starts. */
+  start: () => Promise<void>;
+  /** Called as soon as its senders are done, before the phase's figures are read. */
+  stop: () => Promise<void>;
+}
+
 /**
  * One target's measurement: idle RSS, a warm-up, the timed ingest with the
- * queries running beside it, RSS after it, then every one of `rssSeries`
- * series written and RSS again.
+ * queries (and `beside`, when given) running beside it, RSS after it, then
+ * every one of `rssSeries` series written and RSS again.
  */
 export async function measureTarget(
   target: IngestTarget,
   shape: LoadShape,
   log: (line: string) => void,
+  beside?: Beside,
 ): Promise<TargetResult> {
   const notes: string[] = [];
   const rssIdle = await settledRss(target.pid);
@@ -238,6 +247,7 @@ export async function measureTarget(
   const busy0 = await machineBusyMs();
   const idle0 = await machineIdleMs();
   const self0 = await cpuMs(Deno.pid);
+  await beside?.start();
   const until = performance.now() + shape.seconds * 1000;
   let ingesting = true;
   const queried = target.queries
@@ -248,6 +258,7 @@ export async function measureTarget(
     run = await ingest(target, shape, shape.seriesCount, () => performance.now() >= until, 1e6);
   } finally {
     ingesting = false;
+    await beside?.stop();
   }
   const queries = await queried;
   const cpu = (await cpuMs(target.pid)) - cpu0;
