@@ -44,7 +44,7 @@ let output: { min: number; write: (line: string, level: Level) => void } | null 
  * time: a socket's authentication and close are two lines, and a write per
  * line cost more CPU per connect than anything else Lookout adds
  * (bench/README.md). A warning or error, and everything before it, is
- * written at once; the rest within one turn of the event loop, and at exit.
+ * written at once; the rest within 10 ms, and at exit.
  */
 export function setupLogging(level: Level = "info", options: { console?: boolean } = {}): void {
   const lines = options.console ? null : new StdoutLines();
@@ -120,6 +120,13 @@ function replacer(_key: string, value: unknown): unknown {
  */
 const WRITE_BYTES = 4096;
 
+/**
+ * Lines wait at most this long for more to join them. Flushed at every
+ * turn of the event loop instead, a busy server wrote one or two lines per
+ * write: the writes cost as much as before.
+ */
+const FLUSH_MS = 10;
+
 const encoder = new TextEncoder();
 
 /** Lines gathered for stdout; see {@linkcode setupLogging}. */
@@ -140,7 +147,7 @@ class StdoutLines {
       setTimeout(() => {
         this.#scheduled = false;
         this.flush();
-      }, 0);
+      }, FLUSH_MS);
     }
   }
 
