@@ -146,7 +146,7 @@ async function churnFigures(
   const each = after.servers.map((ms, i) => ms - before.servers[i]);
   const serverCpuMs = each.reduce((a, b) => a + b, 0);
   const self = after.self - before.self;
-  const ok = results.filter((r) => r.ok).map((r) => r.ok ? r.ms : 0).sort((a, b) => a - b);
+  const ok = results.flatMap((r) => r.ok ? [r.ms] : []).sort((a, b) => a - b);
   return {
     ok: ok.length,
     failed: results.length - ok.length,

@@ -209,7 +209,7 @@ function report(options: Options, m: Measured) {
   const rate = (f: ChurnFigures | null) => f?.perSecond ?? NaN;
   const ratio = (x: number, y: number) => Number.isFinite(x / y) ? `${(x / y).toFixed(2)}x` : "n/a";
   const revokeRow = (what: string, r: ReturnType<typeof revokeOf>) =>
-    `| revoke ${what}: logout to close 4403, p50 / p99 / max (ms), not closed in 10 s | ${
+    `| revoke ${what}: logout to close 4403, p50 / p99 / max (ms), rounds failed (no 4403 in 10 s, or a refused login or logout) | ${
       fixed(r.p50, 1)
     } / ${fixed(r.p99, 1)} / ${fixed(r.max, 1)}, ${r.failed} of ${r.n} |`;
   const lines = [
