@@ -146,7 +146,7 @@ interface Tracker {
 const MALFORMED = /"malformed_token":(\d+)/;
 
 /** `byReason.malformed_token` of a stats frame, read without parsing it. */
-function malformedIn(text: string): number {
+export function malformedIn(text: string): number {
   return Number(MALFORMED.exec(text)?.[1] ?? 0);
 }
 
@@ -154,7 +154,8 @@ function log(config: LoadConfig, message: string): void {
   console.error(`[${config.target}] ${message}`);
 }
 
-function percentile(sorted: number[], p: number): number {
+/** The nearest-rank percentile `p` of ascending `sorted`; NaN for none. */
+export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   const rank = Math.ceil((p / 100) * sorted.length) - 1;
   return sorted[Math.min(sorted.length - 1, Math.max(0, rank))];
@@ -465,12 +466,15 @@ export async function runLoad(config: LoadConfig): Promise<LoadResult> {
 /**
  * Opens one more socket and revokes it: for Lookout, a real login and a
  * logout with its session cookie (the socket must close 4403); for the
- * others, `POST /revoke` with the token's `jti`.
+ * others, `POST /revoke` with the token's `jti`. The socket connects to
+ * `socketBase`, by default the server that revokes it (bench/two_load.ts
+ * gives another process on the same KV file).
  */
-async function revokeOnce(
-  config: LoadConfig,
+export async function revokeOnce(
+  config: Pick<LoadConfig, "base" | "target" | "timeoutMs" | "login">,
   r: number,
   minted: { token: string; jti: string } | null,
+  socketBase: string = config.base,
 ): Promise<RevocationRound> {
   const { base, target } = config;
   const ip = addressOf(201, r);
@@ -491,7 +495,7 @@ async function revokeOnce(
   const ended = new Promise<{ how: string; at: number }>((resolve) =>
     closed = (how, at) => resolve({ how, at })
   );
-  const result = await connect(target, base, token, {
+  const result = await connect(target, socketBase, token, {
     ip,
     timeoutMs: config.timeoutMs,
     keep: true,

@@ -26,6 +26,7 @@ import {
 } from "./launch.ts";
 import type { LoadConfig, LoadResult } from "./loadgen.ts";
 import { machineBusyMs } from "./proc.ts";
+import { folders, runLoadProcess, running, stopAll, stopOnSignals } from "./children.ts";
 import type { Target } from "./protocols.ts";
 import {
   noise,
@@ -179,19 +180,6 @@ async function ensureNodeModules(): Promise<void> {
   }
 }
 
-/** Subprocesses still running, stopped on any way out. */
-const running = new Set<{ stop: () => Promise<void> }>();
-
-/** Temporary folders (Lookout's KV) still to delete. */
-const folders = new Set<string>();
-
-async function stopAll(): Promise<void> {
-  await Promise.all([...running].map((p) => p.stop().catch(() => {})));
-  running.clear();
-  for (const dir of folders) await Deno.remove(dir, { recursive: true }).catch(() => {});
-  folders.clear();
-}
-
 /** Runs the official socket.io-client against the Socket.IO server (bench/servers/sio_check.mjs). */
 async function checkSocketIo(server: ServerProcess, secrets: ServerSecrets): Promise<void> {
   const jti = crypto.randomUUID();
@@ -216,46 +204,13 @@ async function checkSocketIo(server: ServerProcess, secrets: ServerSecrets): Pro
 }
 
 /** Runs the load generator against one server, within `budgetMs`. */
-async function load(config: LoadConfig, budgetMs: number): Promise<LoadResult> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "bench/loadgen.ts"],
-    cwd: REPO_ROOT,
-    env: { BENCH_LOADGEN: JSON.stringify(config) },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  let exited = false;
-  const handle = {
-    stop: async () => {
-      if (exited) return;
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // Gone already.
-      }
-      await child.status;
-    },
-  };
-  running.add(handle);
-  const stdout = new Response(child.stdout).text();
-  const timer = setTimeout(() => {
-    console.error(
-      `[${config.target}] the load generator ran over ${budgetMs / 1000} s: stopping it`,
-    );
-    handle.stop();
-  }, budgetMs);
-  const status = await child.status;
-  exited = true;
-  clearTimeout(timer);
-  running.delete(handle);
-  const line = (await stdout).trim().split("\n").pop() ?? "";
-  if (!status.success || !line.startsWith("{")) {
-    throw new Error(
-      `Cannot measure ${config.target}: the load generator exited with ${status.code}`,
-    );
-  }
-  return JSON.parse(line);
+function load(config: LoadConfig, budgetMs: number): Promise<LoadResult> {
+  return runLoadProcess(
+    "bench/loadgen.ts",
+    { BENCH_LOADGEN: JSON.stringify(config) },
+    budgetMs,
+    config.target,
+  );
 }
 
 /** Starts one server (Lookout from the checkout `root`), loads it, stops it. */
@@ -385,8 +340,7 @@ export async function main(args: string[]): Promise<number> {
     audience: "lookout",
     admin: { username: "bench-admin", password: randomText(18) },
   };
-  const onSignal = () => stopAll().finally(() => Deno.exit(130));
-  for (const s of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(s, onSignal);
+  stopOnSignals();
 
   const started = new Date();
   const results: Results = {};
