@@ -215,14 +215,17 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
       const { response, socket } = Deno.upgradeWebSocket(c.req.raw, {
         idleTimeout: IDLE_TIMEOUT_S,
       });
-      socket.onopen = () => {
-        socket.onopen = null; // its closure holds the upgrade's claims: let them go
-        connection.open(socket, preAuth);
-      };
-      socket.onmessage = (event) => connection.message(event.data);
-      socket.onclose = (event) => connection.closed(event.code, event.reason);
-      // An error without a close frame: the peer or the network went away.
-      socket.onerror = () => connection.closed(1006, "");
+      // Listeners rather than `on…` handlers, which wrap each in a closure of
+      // their own, and no error listener: memory per socket at 10k. The open
+      // listener goes once it ran (its closure holds the upgrade's claims).
+      socket.addEventListener("open", () => connection.open(socket, preAuth), { once: true });
+      socket.addEventListener("message", (event) => connection.message(event.data));
+      // Without a close frame (the peer or the network went away) Deno sends
+      // an error event, then a close event with code 0: that is 1006.
+      socket.addEventListener(
+        "close",
+        (event) => connection.closed(event.code === 0 ? 1006 : event.code, event.reason),
+      );
       return response;
     },
   );

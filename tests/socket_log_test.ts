@@ -10,6 +10,7 @@ import {
   claims,
   forge,
   freePort,
+  holdUpgrade,
   randomSecret,
   rawUpgrade,
   startProcess,
@@ -43,6 +44,25 @@ async function logged(
 }
 
 const LONG_AGENT = "Mozilla/5.0 " + "x".repeat(300);
+
+Deno.test("a socket dropped without a close frame is logged closed 1006 by the client and leaves the registry", async () => {
+  await using server = await startTestServer();
+  const held = await holdUpgrade(server.wsUrl, {
+    Authorization: `Bearer ${await server.mint({ sub: "dee" })}`,
+  });
+  assert.equal(held.status, 101);
+  const [auth] = await logged(server, "socket authenticated", (l) => l.user === "dee");
+  assert.equal([...server.deps.registry.members()].length, 1);
+  // The TCP connection goes, no close frame: Deno reports an error, then a close with code 0.
+  await held.close();
+  const [closed] = await logged(
+    server,
+    "socket closed",
+    (l) => l.connectionId === auth.connectionId,
+  );
+  assert.deepEqual([closed.code, closed.by, closed.authenticated], [1006, "client", true]);
+  assert.equal([...server.deps.registry.members()].length, 0);
+});
 
 Deno.test("socket authentications, failures and closes are info lines with ip, user, reason, code and connection id", async () => {
   await using server = await startTestServer();

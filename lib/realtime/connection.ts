@@ -325,12 +325,11 @@ export class Connection implements Member {
     this.send(encode({ type: "error", code: "bad_message", message }));
   }
 
+  /** The warning, then the close: one deadline at a time (memory per socket). */
   #scheduleExpiry(expiresAt: number): void {
-    this.#at("expiring", expiresAt - EXPIRY_WARNING_MS, () => {
+    this.#at("expiry", expiresAt - EXPIRY_WARNING_MS, () => {
       this.send(encode({ type: "token_expiring", expiresAt }));
-    });
-    this.#at("expired", expiresAt, () => {
-      this.close(CLOSE_CODES.token_expired, "token_expired");
+      this.#at("expiry", expiresAt, () => this.close(CLOSE_CODES.token_expired, "token_expired"));
     });
   }
 

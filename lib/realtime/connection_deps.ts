@@ -42,4 +42,4 @@ export interface ClientInfo {
 export const EXPIRY_WARNING_MS = 60_000;
 
 /** The deadlines one socket keeps, at most one of each. */
-export type DeadlineKind = "auth" | "expiring" | "expired" | "quiet";
+export type DeadlineKind = "auth" | "expiry" | "quiet";
