@@ -215,21 +215,29 @@ export function wsRoutes(deps: WsDeps): Hono<Env> {
       const { response, socket } = Deno.upgradeWebSocket(c.req.raw, {
         idleTimeout: IDLE_TIMEOUT_S,
       });
-      // Listeners rather than `on…` handlers, which wrap each in a closure of
-      // their own, and no error listener: memory per socket at 10k. The open
-      // listener goes once it ran (its closure holds the upgrade's claims).
-      socket.addEventListener("open", () => connection.open(socket, preAuth), { once: true });
-      socket.addEventListener("message", (event) => connection.message(event.data));
-      // Without a close frame (the peer or the network went away) Deno sends
-      // an error event, then a close event with code 0: that is 1006.
-      socket.addEventListener(
-        "close",
-        (event) => connection.closed(event.code === 0 ? 1006 : event.code, event.reason),
-      );
+      listen(socket, connection, preAuth);
       return response;
     },
   );
   return app;
+}
+
+/**
+ * Hands the socket's events to its connection. Listeners rather than `on…`
+ * handlers, which wrap each in a closure of their own, no error listener,
+ * and closures made here, outside the route's scope, which they would keep
+ * alive: memory per socket at 10k. The open listener goes once it ran (it
+ * holds the upgrade's claims).
+ */
+function listen(socket: WebSocket, connection: Connection, preAuth: AccessClaims | null): void {
+  socket.addEventListener("open", () => connection.open(socket, preAuth), { once: true });
+  socket.addEventListener("message", (event) => connection.message(event.data));
+  // Without a close frame (the peer or the network went away) Deno sends an
+  // error event, then a close event with code 0: that is 1006.
+  socket.addEventListener(
+    "close",
+    (event) => connection.closed(event.code === 0 ? 1006 : event.code, event.reason),
+  );
 }
 
 /**

@@ -45,10 +45,7 @@ export class Connection implements Member {
   #limited = false;
   /** Sending has stopped too: the close is pending. */
   #quieting = false;
-  /**
-   * The socket's one authentication attempt (its first message, or the
-   * Bearer header) is taken: what arrives after it cannot be that attempt.
-   */
+  /** The one attempt (first message or Bearer header) is taken: nothing later can be it. */
   #attemptTaken = false;
   /** Messages came in behind the attempt before it was decided. */
   #pipelined = false;
@@ -151,6 +148,7 @@ export class Connection implements Member {
     if (this.state === "closed") return;
     logClose(this.#deps, this, { code, reason, by });
     this.#slot?.release();
+    this.#slot = null;
     this.state = "closed";
     this.#ws = null;
     for (const deadline of Object.values(this.#deadlines)) deadline?.cancel();
@@ -238,6 +236,7 @@ export class Connection implements Member {
   async #authenticated(claims: AccessClaims): Promise<void> {
     this.#clear("auth");
     this.#slot?.release();
+    this.#slot = null;
     this.state = "authenticated";
     this.claims = claims;
     this.user = { name: claims.sub, role: claims.role };
@@ -334,12 +333,10 @@ export class Connection implements Member {
   }
 
   /** Runs `fn` at epoch ms `when` (soon if past), replacing the deadline `kind`. */
+  /** A fired deadline stays until replaced: cancelling it does nothing (no wrapper closure). */
   #at(kind: DeadlineKind, when: number, fn: () => void): void {
     this.#clear(kind);
-    this.#deadlines[kind] = this.#deps.deadlines.schedule(when, () => {
-      this.#deadlines[kind] = undefined;
-      fn();
-    });
+    this.#deadlines[kind] = this.#deps.deadlines.schedule(when, fn);
   }
 
   #clear(kind: DeadlineKind): void {
