@@ -1176,6 +1176,21 @@ function fanoutReport(f: FanoutResult): string {
       (r.sent / Math.max(1, r.broadcasts)).toFixed(0)
     } sockets each by the raw server's count`,
   ];
+  // The reference stands for (b) only if its watchers got what (b)'s got.
+  const tb = f.watched.watchers?.timed;
+  const tc = r.watchers?.timed;
+  if (
+    !tb || !tc || Math.abs(tc.updatesPerS / tb.updatesPerS - 1) > 0.1 ||
+    Math.abs(tc.meanFrameChars / tb.meanFrameChars - 1) > 0.02
+  ) {
+    lines.push(
+      `- NOT MATCHED: (c)'s watchers got ${tc?.updatesPerS.toFixed(2) ?? "-"} updates/s of ${
+        tc ? Math.round(tc.meanFrameChars) : "-"
+      } characters, (b)'s ${tb?.updatesPerS.toFixed(2) ?? "-"} of ${
+        tb ? Math.round(tb.meanFrameChars) : "-"
+      } (more than 10% apart in rate or 2% in size): (c) is no reference for (b)`,
+    );
+  }
   for (const [title, w] of phases) {
     for (const note of w.result.notes) lines.push(`- ${title}: ${note}`);
   }
