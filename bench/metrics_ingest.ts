@@ -1180,8 +1180,9 @@ function fanoutReport(f: FanoutResult): string {
   const tb = f.watched.watchers?.timed;
   const tc = r.watchers?.timed;
   if (
-    !tb || !tc || Math.abs(tc.updatesPerS / tb.updatesPerS - 1) > 0.1 ||
-    Math.abs(tc.meanFrameChars / tb.meanFrameChars - 1) > 0.02
+    // Written as "not within" so that a NaN (no frames at all) counts as off.
+    !tb || !tc || !(Math.abs(tc.updatesPerS / tb.updatesPerS - 1) <= 0.1) ||
+    !(Math.abs(tc.meanFrameChars / tb.meanFrameChars - 1) <= 0.02)
   ) {
     lines.push(
       `- NOT MATCHED: (c)'s watchers got ${tc?.updatesPerS.toFixed(2) ?? "-"} updates/s of ${
