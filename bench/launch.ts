@@ -2,6 +2,7 @@
  * Starts the four servers as subprocesses on loopback and stops them again.
  * The Lookout command is defined once, in {@linkcode lookoutCommand}.
  */
+import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { Target } from "./protocols.ts";
 import { sleep } from "./util.ts";
@@ -101,6 +102,25 @@ export async function addLookoutAdmin(
         new TextDecoder().decode(out.stderr).trim()
       }`,
     );
+  }
+}
+
+/**
+ * Installs the comparison servers' packages (`npm install` in bench/servers)
+ * when they are missing: raw_deno.ts resolves jose from that folder's
+ * node_modules (its package.json makes Deno skip deno.json).
+ */
+export async function ensureNodeModules(): Promise<void> {
+  if (existsSync(`${NODE_DIR}node_modules/socket.io`)) return;
+  console.error("installing the comparison servers' packages (npm install in bench/servers)");
+  const out = await new Deno.Command("npm", {
+    args: ["install", "--no-audit", "--no-fund"],
+    cwd: NODE_DIR,
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) {
+    throw new Error("Cannot install the comparison servers' packages: npm install failed");
   }
 }
 

@@ -397,7 +397,8 @@ export async function runLoad(config: LoadConfig): Promise<LoadResult> {
       });
       ws.onerror = () => {};
     } else {
-      const res = await fetch(`${base}/broadcast`, { method: "POST", body: "{}" });
+      // No body: the raw server would send a body as it is, not its stats.
+      const res = await fetch(`${base}/broadcast`, { method: "POST" });
       await res.body?.cancel();
     }
     const timer = setTimeout(done, 20_000);

@@ -9,7 +9,11 @@
  * 1,000 series and its RSS is read. One table, side by side, with Lookout's
  * ratios to the other two. With `--auth-churn N`, Lookout's authenticated
  * connect rate is measured too (bench/metrics_auth_churn.ts), before the
- * ingest and during its timed phase (issue 14, part 3).
+ * ingest and during its timed phase (issue 14, part 3). With
+ * `--fanout-reference`, Lookout ingests three times: without watchers, with
+ * them, and beside a raw server that sends the same watchers frames of the
+ * same size at the same rate (the cost of the fanout alone, none of it in
+ * Lookout's code).
  *
  *   deno run -A bench/metrics_ingest.ts [--seconds 20] [--only influx,lookout,bare] [--no-readme]
  *
@@ -19,10 +23,10 @@
 import { SignJWT } from "jose";
 import { commandOutput } from "./commit.ts";
 import { readFlags } from "./flags.ts";
-import { freePort, REPO_ROOT, startServer, stoppable, tail } from "./launch.ts";
+import { ensureNodeModules, freePort, REPO_ROOT, startServer, stoppable, tail } from "./launch.ts";
 import type { AuthChurnConfig, AuthChurnFigures } from "./metrics_auth_churn.ts";
 import type { BareConfig } from "./metrics_bare_kv.ts";
-import type { WatchersConfig, WatchersResult } from "./metrics_watchers.ts";
+import { PREFIX, type WatchersConfig, type WatchersResult } from "./metrics_watchers.ts";
 import {
   type Beside,
   type IngestTarget,
@@ -34,6 +38,7 @@ import {
   seriesName,
   type TargetResult,
 } from "./metrics_load.ts";
+import { cpuMs } from "./proc.ts";
 import { replaceBetweenMarkers } from "./report.ts";
 import { randomText, sleep } from "./util.ts";
 
@@ -55,6 +60,10 @@ const USAGE = `usage: deno run -A bench/metrics_ingest.ts [options]
                       the watchers held and no ingest, then through the timed ingest phase;
                       N HS256 tokens are minted for each of the two, the most connects it may
                       count (bench/metrics_auth_churn.ts, a process of its own) (0: not measured)
+  --fanout-reference  with --watchers: Lookout ingests (a) without watchers, (b) with them, (c) with
+                      none of its own while the same number of watchers get, from a raw Deno
+                      server (bench/servers/raw_deno.ts), frames of the size and at the rate
+                      Lookout sent in (b); each on a fresh Lookout, side by side (not with --auth-churn)
   --no-readme         do not write the table into bench/README.md
   --json FILE         also write every figure as JSON to FILE`;
 
@@ -92,6 +101,8 @@ interface Options {
   watchers: number;
   /** Tokens minted for each measured auth churn phase; 0 for no churn. */
   authChurn: number;
+  /** Lookout without watchers, with them and beside the raw fanout reference. */
+  fanoutReference: boolean;
   readme: boolean;
   json: string | null;
 }
@@ -111,6 +122,7 @@ function readOptions(args: string[]): Options {
     profile: { type: "string" },
     watchers: { type: "string" },
     "auth-churn": { type: "string" },
+    "fanout-reference": { type: "boolean", default: false },
     "no-readme": { type: "boolean", default: false },
     json: { type: "string" },
   }, { usage: USAGE, doing: "run the ingest benchmark" });
@@ -140,6 +152,25 @@ function readOptions(args: string[]): Options {
       }`,
     );
   }
+  const watchers = count("watchers", 0, 0, 20_000);
+  const fanoutReference = values["fanout-reference"] === true;
+  if (fanoutReference && watchers === 0) {
+    fail(
+      "Cannot run the ingest benchmark as --fanout-reference copies the fanout to Lookout's watchers, so --watchers must be at least 1: current value is 0",
+    );
+  }
+  if (fanoutReference && !only.includes("lookout")) {
+    fail(
+      `Cannot run the ingest benchmark as --fanout-reference measures Lookout, so --only must list lookout: current value is ${
+        JSON.stringify(values.only)
+      }`,
+    );
+  }
+  if (fanoutReference && authChurn > 0) {
+    fail(
+      `Cannot run the ingest benchmark as --fanout-reference runs without the auth churn, so --auth-churn must be 0: current value is ${authChurn}`,
+    );
+  }
   return {
     shape: {
       seconds: count("seconds", 20, 1),
@@ -155,8 +186,9 @@ function readOptions(args: string[]): Options {
     only: NAMES.filter((n) => only.includes(n)),
     lookoutRoot: lookoutRoot(values["lookout-root"], fail),
     profile: values.profile ?? null,
-    watchers: count("watchers", 0, 0, 20_000),
+    watchers,
     authChurn,
+    fanoutReference,
     readme: !values["no-readme"],
     json: values.json ?? null,
   };
@@ -521,9 +553,13 @@ function startHelper(script: string, envName: string, config: unknown) {
 /** A started Lookout, with its watchers and its auth churn. */
 type LookoutServer = NonNullable<Awaited<ReturnType<typeof startLookout>>>;
 
-/** The held dashboard sockets: the process's id, and the function that ends it and reads its figures. */
+/**
+ * The held dashboard sockets: the process's id, `mark` for the start and the
+ * stop of the timed phase, and the function that ends it and reads its figures.
+ */
 interface Watchers {
   pid: number;
+  mark: (line: "start" | "stop") => Promise<void>;
   end: () => Promise<WatchersResult>;
 }
 
@@ -539,6 +575,7 @@ async function startWatchers(config: WatchersConfig): Promise<Watchers> {
   }
   return {
     pid: helper.pid,
+    mark: (line) => helper.send(line),
     end: async () => {
       // Closing its stdin asks for its figures: read them before it is gone.
       const closed = helper.done();
@@ -709,6 +746,255 @@ function authReport(auth: AuthResult, watchers: number): string {
 }
 
 // ---------------------------------------------------------------------------
+// The fanout reference (issue 14, part 3)
+
+/** Issue 14: a watched deployment must not slow down its ingest "by more than a third". */
+const WATCHED_GOAL = 2 / 3;
+
+/** A Lookout measurement of `--fanout-reference`: its figures, and what watchers got meanwhile. */
+interface WatchedPhase {
+  result: TargetResult;
+  /** The watchers' figures, less the sample frame; null without watchers. */
+  watchers: Omit<WatchersResult, "sample"> | null;
+  /** CPU of the watchers' process over the timed phase (ms); NaN without watchers. */
+  watchersCpuMs: number;
+}
+
+/** The three measurements of `--fanout-reference`, each on a fresh Lookout. */
+interface FanoutResult {
+  watchers: number;
+  /** (a) Lookout ingesting, no watchers anywhere. */
+  alone: WatchedPhase;
+  /** (b) Lookout ingesting, its own watchers subscribed to `metrics`. */
+  watched: WatchedPhase;
+  /** (c) Lookout ingesting with no watchers; as many watchers fed by the raw server. */
+  reference: WatchedPhase & {
+    /** The raw server's CPU over the timed phase (ms). */
+    rawCpuMs: number;
+    /** Broadcasts answered in the timed phase, and the sockets they reached by the raw server's count. */
+    broadcasts: number;
+    sent: number;
+    /** The body of each broadcast (characters), and the time between two (ms). */
+    bodyChars: number;
+    gapMs: number;
+  };
+}
+
+/** Runs `a` and `b` beside the timed phase: started in turn, stopped in reverse. */
+function both(a?: Beside, b?: Beside): Beside | undefined {
+  if (!a || !b) return a ?? b;
+  return {
+    start: async () => {
+      await a.start();
+      await b.start();
+    },
+    stop: async () => {
+      await b.stop();
+      await a.stop();
+    },
+  };
+}
+
+/** Marks the watchers' timed phase and reads their process's CPU over it into `cpu.ms`. */
+function watchersBeside(watchers: Watchers, cpu: { ms: number }): Beside {
+  let cpu0 = 0;
+  return {
+    start: async () => {
+      cpu0 = await cpuMs(watchers.pid);
+      await watchers.mark("start");
+    },
+    stop: async () => {
+      await watchers.mark("stop");
+      cpu.ms = (await cpuMs(watchers.pid)) - cpu0;
+    },
+  };
+}
+
+/**
+ * A `metrics_update` of `chars` characters for any 13-digit `at`: the points
+ * of `sample` (a frame Lookout sent), repeated until one more would not fit,
+ * then a `pad` string to the exact size. Built once; only `at` changes.
+ */
+function referenceBody(sample: string, chars: number): (at: number) => string {
+  const points: unknown[] = JSON.parse(sample)?.data?.points ?? [];
+  const head = `${PREFIX}${Date.now()},"points":[`;
+  const padOpen = '],"pad":"';
+  const close = '"}}';
+  const parts: string[] = [];
+  let length = head.length + padOpen.length + close.length;
+  for (let i = 0; i < points.length * 10_000; i++) {
+    const part = JSON.stringify(points[i % points.length]);
+    const add = part.length + (parts.length ? 1 : 0);
+    if (length + add > chars) break;
+    parts.push(part);
+    length += add;
+  }
+  const rest = `${parts.join(",")}${padOpen}${"x".repeat(Math.max(0, chars - length))}${close}`;
+  return (at) => `${PREFIX}${at},"points":[${rest}`;
+}
+
+/**
+ * POSTs `/broadcast` to the raw server at `base` every `gapMs` (on a fixed
+ * schedule, so a late timer does not lower the rate), the first half a gap
+ * after the start; `stop` waits for the broadcasts in flight.
+ */
+function broadcaster(base: string, body: (at: number) => string, gapMs: number) {
+  const started = performance.now();
+  const at0 = Date.now();
+  const inFlight = new Set<Promise<void>>();
+  const figures = { broadcasts: 0, sent: 0, failures: [] as string[] };
+  let k = 0;
+  let stopped = false;
+  const tick = () => {
+    if (stopped) return;
+    const done: Promise<void> = fetch(`${base}/broadcast`, { method: "POST", body: body(at0 + k) })
+      .then(async (res) => {
+        const answer = JSON.parse(await expectStatus(res, 200, "broadcast from the raw server"));
+        figures.broadcasts++;
+        figures.sent += answer.sent;
+      })
+      .catch((error) => {
+        figures.failures.push((error as Error).message);
+      })
+      .finally(() => inFlight.delete(done));
+    inFlight.add(done);
+    k++;
+    timer = setTimeout(tick, Math.max(0, started + (k + 0.5) * gapMs - performance.now()));
+  };
+  let timer = setTimeout(tick, gapMs / 2);
+  return {
+    stop: async () => {
+      stopped = true;
+      clearTimeout(timer);
+      await Promise.all([...inFlight]);
+      return figures;
+    },
+  };
+}
+
+/** One Lookout ingest measurement on a fresh Lookout, with `count` watchers (or none) and `extra` beside the timed phase. */
+async function lookoutPhase(
+  options: Options,
+  log: (line: string) => void,
+  count: number,
+  extra?: Beside,
+): Promise<WatchedPhase & { sample: string | null }> {
+  const server = await startLookout(options.lookoutRoot, options.shape.senders, options.profile);
+  if (!server) {
+    throw new Error(
+      "Cannot run the fanout reference as Lookout has no ingest endpoint (POST /api/v2/write)",
+    );
+  }
+  try {
+    log(`pid ${server.target.pid}`);
+    const watchers = count > 0 ? await server.watch(count) : null;
+    const cpu = { ms: NaN };
+    const beside = both(watchers ? watchersBeside(watchers, cpu) : undefined, extra);
+    const result = await measureTarget(server.target, options.shape, log, beside);
+    result.notes.unshift(...server.notes);
+    if (!watchers) return { result, watchers: null, watchersCpuMs: NaN, sample: null };
+    const { sample, ...figures } = await watchers.end();
+    log(`watchers: ${JSON.stringify(figures)}`);
+    return { result, watchers: figures, watchersCpuMs: cpu.ms, sample };
+  } finally {
+    await server.stop();
+  }
+}
+
+/**
+ * `--fanout-reference`: Lookout ingests (a) without watchers, (b) with
+ * `--watchers` of its own, (c) without watchers while as many watchers (the
+ * same bench/metrics_watchers.ts, another process) get from a raw Deno server
+ * frames of the mean size (b)'s watchers received, shaped like Lookout's, at
+ * the rate they received them, over the timed phase. So (c) pays the
+ * fanout's sending and receiving on this machine, and none of it in Lookout.
+ */
+async function fanoutReference(
+  options: Options,
+  log: (line: string) => void,
+): Promise<FanoutResult> {
+  const n = options.watchers;
+  // The raw server of (c) needs bench/servers' packages: installed first, not between phases.
+  await ensureNodeModules();
+  log("(a) without watchers");
+  const { sample: _, ...alone } = await lookoutPhase(options, log, 0);
+  log(`(a) ${Math.round(alone.result.pointsPerS)} points/s`);
+  log(`(b) with ${n} watchers of its own`);
+  const { sample, ...watched } = await lookoutPhase(options, log, n);
+  log(`(b) ${Math.round(watched.result.pointsPerS)} points/s`);
+  const timed = watched.watchers?.timed;
+  if (!timed || timed.updates === 0 || sample === null) {
+    throw new Error(
+      `Cannot run the fanout reference as Lookout's watchers got no metrics_update in the timed phase: current value is ${
+        JSON.stringify(timed ?? null)
+      }`,
+    );
+  }
+  const gapMs = 1000 / timed.updatesPerS;
+  const bodyChars = Math.round(timed.meanFrameChars);
+  const body = referenceBody(sample, bodyChars);
+  log(
+    `(c) raw server fanout to ${n} watchers: ${bodyChars} characters every ${gapMs.toFixed(0)} ms`,
+  );
+  const secrets = {
+    secret: randomText(),
+    issuer: "lookout",
+    audience: "lookout",
+    admin: { username: "unused", password: randomText(18) },
+  };
+  const raw = await startServer("raw", secrets, { kvPath: "", lookoutFlags: [] });
+  running.add(raw);
+  try {
+    const watchers = await startWatchers({ ...secrets, base: raw.base, count: n, concurrency: 64 });
+    const cpu = { ms: NaN };
+    let rawCpu0 = 0;
+    let caster: ReturnType<typeof broadcaster> | null = null;
+    const feed = { rawCpuMs: NaN, broadcasts: 0, sent: 0, failures: [] as string[] };
+    const reference = await lookoutPhase(
+      options,
+      log,
+      0,
+      both(watchersBeside(watchers, cpu), {
+        start: async () => {
+          rawCpu0 = await cpuMs(raw.pid);
+          caster = broadcaster(raw.base, body, gapMs);
+        },
+        stop: async () => {
+          Object.assign(feed, await caster!.stop());
+          feed.rawCpuMs = (await cpuMs(raw.pid)) - rawCpu0;
+        },
+      }),
+    );
+    const { sample: __, ...figures } = await watchers.end();
+    log(`(c) watchers: ${JSON.stringify(figures)}`);
+    if (feed.failures.length) {
+      reference.result.notes.push(
+        `${feed.failures.length} broadcasts failed, the first: ${feed.failures[0]}`,
+      );
+    }
+    log(`(c) ${Math.round(reference.result.pointsPerS)} points/s`);
+    return {
+      watchers: n,
+      alone,
+      watched,
+      reference: {
+        result: reference.result,
+        watchers: figures,
+        watchersCpuMs: cpu.ms,
+        rawCpuMs: feed.rawCpuMs,
+        broadcasts: feed.broadcasts,
+        sent: feed.sent,
+        bodyChars,
+        gapMs,
+      },
+    };
+  } finally {
+    await raw.stop();
+    running.delete(raw);
+  }
+}
+
+// ---------------------------------------------------------------------------
 // The bare KV ceiling
 
 /** Runs bench/metrics_bare_kv.ts on a fresh KV file and reads its result line. */
@@ -802,6 +1088,116 @@ function report(results: Results, skipped: Partial<Record<Name, string>>): strin
   return `${head}\n${body}\n\n${lines.join("\n")}`;
 }
 
+/** What the watchers got, for the notes under the main table. */
+function watchedNote(w: Omit<WatchersResult, "sample">): string {
+  const t = w.timed;
+  return `${w.held} dashboard sockets held and subscribed to metrics (${w.failed} failed): ` +
+    `${w.updates} metrics_update, ${w.complete} of them reached every socket, ` +
+    `first to last socket median ${w.spreadMedianMs.toFixed(1)} ms, max ${
+      w.spreadMaxMs.toFixed(1)
+    } ms` +
+    (t
+      ? `; in the timed phase ${t.updatesPerS.toFixed(2)} metrics_update/s, mean frame ${
+        Math.round(t.meanFrameChars)
+      } characters, ${t.frames} frames`
+      : "");
+}
+
+/** The three fanout measurements side by side, and their ratios. */
+function fanoutReport(f: FanoutResult): string {
+  const n = f.watchers.toLocaleString("en-US");
+  const phases: [string, WatchedPhase][] = [
+    ["(a) Lookout, no watchers", f.alone],
+    [`(b) Lookout, ${n} watchers of its own`, f.watched],
+    [`(c) Lookout, no watchers; raw server's fanout to ${n}`, f.reference],
+  ];
+  const per = (w: WatchedPhase) => w.result.wallMs;
+  const ofCore = (cpu: number, w: WatchedPhase) => Number.isNaN(cpu) ? "-" : pct(cpu / per(w));
+  const timed = (w: WatchedPhase) => w.watchers?.timed ?? null;
+  const rows: [string, (w: WatchedPhase) => string][] = [
+    ["points/s, durable", (w) => Math.round(w.result.pointsPerS).toLocaleString("en-US")],
+    ["÷ (a)", (w) => (w.result.pointsPerS / f.alone.result.pointsPerS).toFixed(2)],
+    ["Lookout CPU per 1,000 points (ms)", (w) => ms(w.result.cpuMsPer1k)],
+    [
+      "batch answer p50 / p99 (ms)",
+      (w) => `${ms(w.result.batchMs.p50)} / ${ms(w.result.batchMs.p99)}`,
+    ],
+    ["metrics_update per second, timed phase", (w) => timed(w)?.updatesPerS.toFixed(2) ?? "-"],
+    [
+      "mean frame (characters = bytes, ASCII)",
+      (w) => timed(w) ? Math.round(timed(w)!.meanFrameChars).toLocaleString("en-US") : "-",
+    ],
+    ["frames received, timed phase", (w) => timed(w)?.frames.toLocaleString("en-US") ?? "-"],
+    [
+      "sockets held (failed)",
+      (w) => w.watchers ? `${w.watchers.held} (${w.watchers.failed})` : "-",
+    ],
+    ["watchers' process CPU (% of a core)", (w) => ofCore(w.watchersCpuMs, w)],
+    [
+      "raw server CPU (% of a core; ms per broadcast)",
+      (w) =>
+        w === f.reference
+          ? `${ofCore(f.reference.rawCpuMs, w)}; ${
+            (f.reference.rawCpuMs / f.reference.broadcasts).toFixed(1)
+          }`
+          : "-",
+    ],
+    ["everything but Lookout and the runner (% of a core)", (w) => pct(w.result.otherShare)],
+    [
+      `machine idle, timed phase (% of the ${navigator.hardwareConcurrency} cores)`,
+      (w) => pct(w.result.idleShare),
+    ],
+  ];
+  const head = `| fanout reference | ${phases.map(([t]) => t).join(" | ")} |\n| --- | ${
+    phases.map(() => "---:").join(" | ")
+  } |`;
+  const body = rows.map(([label, cell]) =>
+    `| ${label} | ${phases.map(([, w]) => cell(w)).join(" | ")} |`
+  )
+    .join("\n");
+  const a = f.alone.result.pointsPerS;
+  const b = f.watched.result.pointsPerS;
+  const c = f.reference.result.pointsPerS;
+  const r = f.reference;
+  const lines = [
+    `- with Lookout's watchers ÷ without, points/s: **${
+      (b / a).toFixed(2)
+    }x** (goal at least 2/3, ` +
+    `"not slow down by more than a third"): ${b / a >= WATCHED_GOAL ? "met" : "MISSED"}`,
+    `- with the raw server's fanout ÷ without, points/s: **${(c / a).toFixed(2)}x** ` +
+    "(the same fanout paid on this machine, none of it in Lookout's code)",
+    `- with Lookout's watchers ÷ with the raw server's fanout, points/s: ${
+      (b / c).toFixed(2)
+    }x (no goal)`,
+    `- the reference sent ${r.broadcasts} broadcasts of ${
+      r.bodyChars.toLocaleString("en-US")
+    } characters, ` +
+    `one every ${r.gapMs.toFixed(0)} ms (what (b)'s watchers received), reaching ${
+      (r.sent / Math.max(1, r.broadcasts)).toFixed(0)
+    } sockets each by the raw server's count`,
+  ];
+  // The reference stands for (b) only if its watchers got what (b)'s got.
+  const tb = f.watched.watchers?.timed;
+  const tc = r.watchers?.timed;
+  if (
+    // Written as "not within" so that a NaN (no frames at all) counts as off.
+    !tb || !tc || !(Math.abs(tc.updatesPerS / tb.updatesPerS - 1) <= 0.1) ||
+    !(Math.abs(tc.meanFrameChars / tb.meanFrameChars - 1) <= 0.02)
+  ) {
+    lines.push(
+      `- NOT MATCHED: (c)'s watchers got ${tc?.updatesPerS.toFixed(2) ?? "-"} updates/s of ${
+        tc ? Math.round(tc.meanFrameChars) : "-"
+      } characters, (b)'s ${tb?.updatesPerS.toFixed(2) ?? "-"} of ${
+        tb ? Math.round(tb.meanFrameChars) : "-"
+      } (more than 10% apart in rate or 2% in size): (c) is no reference for (b)`,
+    );
+  }
+  for (const [title, w] of phases) {
+    for (const note of w.result.notes) lines.push(`- ${title}: ${note}`);
+  }
+  return `${head}\n${body}\n\n${lines.join("\n")}`;
+}
+
 async function machine(): Promise<string> {
   const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
   const cpu = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1].trim() ?? "unknown CPU";
@@ -826,6 +1222,7 @@ export async function main(args: string[]): Promise<number> {
   const results: Results = {};
   const skipped: Partial<Record<Name, string>> = {};
   let auth: AuthResult | null = null;
+  let fanout: FanoutResult | null = null;
   let failed = 0;
   try {
     for (const name of options.only) {
@@ -833,6 +1230,15 @@ export async function main(args: string[]): Promise<number> {
       try {
         if (name === "bare" || name === "bare-group") {
           results[name] = await runBare(shape, name === "bare" ? "batch" : "group");
+          continue;
+        }
+        if (name === "lookout" && options.fanoutReference) {
+          fanout = await fanoutReference(options, log);
+          // The main table's Lookout column is the run with its watchers, as with --watchers alone.
+          results.lookout = {
+            ...fanout.watched.result,
+            notes: [...fanout.watched.result.notes, watchedNote(fanout.watched.watchers!)],
+          };
           continue;
         }
         const server = name === "influx"
@@ -849,37 +1255,39 @@ export async function main(args: string[]): Promise<number> {
           const watchers = lookout && options.watchers > 0
             ? await lookout.watch(options.watchers)
             : null;
-          let beside: Beside | undefined;
+          const watchersCpu = { ms: NaN };
+          let beside: Beside | undefined = watchers
+            ? watchersBeside(watchers, watchersCpu)
+            : undefined;
           if (lookout && options.authChurn > 0) {
             const measured = await authBaseline(lookout, options, shape, watchers, log);
             const figures = measured.auth;
             auth = figures;
-            beside = {
+            beside = both(beside, {
               start: () => measured.churn.start("b"),
               stop: async () => {
                 figures.withIngest = await measured.churn.stop();
                 log(`auth churn with ingest: ${churnSummary(figures.withIngest)}`);
                 await measured.churn.done();
               },
-            };
+            });
           }
           const result = await measureTarget(server.target, shape, log, beside);
           result.notes.unshift(...server.notes);
-          if (beside) {
+          if (lookout && options.authChurn > 0) {
             result.notes.push(
               "the timed phase also carried the auth churn (below): its points/s, CPU per 1,000 points and " +
                 '"everything else" include the churn\'s cost; compare points/s only with a run that churns too',
             );
           }
           if (watchers) {
-            const w = await watchers.end();
+            const { sample: _, ...w } = await watchers.end();
             log(`watchers: ${JSON.stringify(w)}`);
             result.notes.push(
-              `${w.held} dashboard sockets held and subscribed to metrics (${w.failed} failed): ` +
-                `${w.updates} metrics_update, ${w.complete} of them reached every socket, ` +
-                `first to last socket median ${w.spreadMedianMs.toFixed(1)} ms, max ${
-                  w.spreadMaxMs.toFixed(1)
-                } ms`,
+              watchedNote(w) +
+                `; their process used ${
+                  pct(watchersCpu.ms / result.wallMs)
+                } of a core in the timed phase`,
             );
           }
           results[name] = result;
@@ -911,10 +1319,13 @@ export async function main(args: string[]): Promise<number> {
   ].join("\n");
   const text = `${about}\n\n${report(results, skipped)}\n${
     auth ? `\n${authReport(auth, options.watchers)}\n` : ""
-  }`;
+  }${fanout ? `\n${fanoutReport(fanout)}\n` : ""}`;
   console.log(`\n${text}`);
   const complete = NAMES.every((n) => results[n] || skipped[n]);
-  if (options.readme && complete && !options.profile && !options.authChurn) {
+  if (
+    options.readme && complete && !options.profile && !options.authChurn &&
+    !options.fanoutReference
+  ) {
     const readme = await Deno.readTextFile(README);
     await Deno.writeTextFile(README, replaceBetweenMarkers(readme, text, MARKERS));
     await new Deno.Command(Deno.execPath(), {
@@ -925,13 +1336,13 @@ export async function main(args: string[]): Promise<number> {
     console.error("wrote the table into bench/README.md");
   } else if (options.readme) {
     console.error(
-      "bench/README.md left as it was: it takes a run of all four targets, without --profile or --auth-churn",
+      "bench/README.md left as it was: it takes a run of all four targets, without --profile, --auth-churn or --fanout-reference",
     );
   }
   if (options.json) {
     await Deno.writeTextFile(
       options.json,
-      JSON.stringify({ options, results, skipped, auth }, null, 2),
+      JSON.stringify({ options, results, skipped, auth, fanout }, null, 2),
     );
   }
   return failed ? 1 : 0;

@@ -14,10 +14,10 @@
  * With `--compare-root`, a second Lookout (another checkout, e.g. an older
  * commit) is measured in the same run and gets a column of its own.
  */
-import { existsSync } from "node:fs";
 import { SignJWT } from "jose";
 import {
   addLookoutAdmin,
+  ensureNodeModules,
   NODE_DIR,
   REPO_ROOT,
   type ServerProcess,
@@ -164,20 +164,6 @@ async function machine(): Promise<string> {
   } GiB RAM, ` +
     `Linux ${Deno.osRelease()} ${Deno.build.arch}; Deno ${Deno.version.deno} (V8 ${Deno.version.v8}), ` +
     `Node ${node || "?"}, Socket.IO ${sio}`;
-}
-
-async function ensureNodeModules(): Promise<void> {
-  if (existsSync(`${NODE_DIR}node_modules/socket.io`)) return;
-  console.error("installing the comparison servers' packages (npm install in bench/servers)");
-  const out = await new Deno.Command("npm", {
-    args: ["install", "--no-audit", "--no-fund"],
-    cwd: NODE_DIR,
-    stdout: "inherit",
-    stderr: "inherit",
-  }).output();
-  if (!out.success) {
-    throw new Error("Cannot install the comparison servers' packages: npm install failed");
-  }
 }
 
 /** Runs the official socket.io-client against the Socket.IO server (bench/servers/sio_check.mjs). */

@@ -10,7 +10,9 @@
  *   answered `{"type":"authenticated","user","expiresAt","connectionId"}` or
  *   `{"type":"auth_failed","reason"}` and a close 4401.
  * - `POST /broadcast`: builds a stats-like message, serializes it once and
- *   sends it to every authenticated socket. Answers `{"sent","bytes"}`.
+ *   sends it to every authenticated socket. With a body, sends the body as
+ *   it is instead (bench/metrics_ingest.ts's `--fanout-reference`). Answers
+ *   `{"sent","bytes"}`.
  * - `POST /revoke` `{"jti"}`: closes that token's sockets with 4403 `revoked`.
  * - `GET /healthz`: 200.
  */
@@ -180,7 +182,7 @@ export function serveRaw(record?: RecordHook): void {
     if (pathname === "/healthz") return Response.json({ status: "ok" });
     if (req.method === "POST" && pathname === "/broadcast") {
       // Serialized once; the same string goes to every socket.
-      const message = statsMessage();
+      const message = (await req.text()) || statsMessage();
       for (const client of authenticated) {
         if (client.socket.readyState === WebSocket.OPEN) client.socket.send(message);
       }
