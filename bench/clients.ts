@@ -4,6 +4,7 @@
  * number at a time.
  */
 import { type Frame, protocolOf, type Target } from "./protocols.ts";
+import { sleep } from "./util.ts";
 
 /** What one connect+auth came to. `ms` runs from `new WebSocket()` to the auth answer. */
 export type ConnectResult =
@@ -142,4 +143,60 @@ export async function runPool(
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, (_, w) => worker(w)));
   return { results, wallMs: performance.now() - started };
+}
+
+/** One socket kept open after authenticating: the fanout round it last counted for. */
+export interface HeldSocket {
+  round: number;
+  open: boolean;
+  ws: WebSocket | null;
+}
+
+/**
+ * The sockets a load generator keeps open: each connects, authenticates and
+ * stays, its `stats` frames go to `onStats`, and the time of the last frame
+ * any of them got lets a phase wait for the server to go quiet.
+ */
+export class HeldSockets<H extends HeldSocket> {
+  /** Every socket that authenticated, open or closed since. */
+  readonly all: H[] = [];
+  #lastFrameAt = 0;
+  #onStats: (h: H, frame: Extract<Frame, { kind: "stats" }>, at: number) => void;
+
+  constructor(onStats: (h: H, frame: Extract<Frame, { kind: "stats" }>, at: number) => void) {
+    this.#onStats = onStats;
+  }
+
+  /** Connects `h` to `target` at `base` with `token` and keeps it open once authenticated. */
+  hold(
+    h: H,
+    target: Target,
+    base: string,
+    token: string,
+    options: Pick<ConnectOptions, "ip" | "timeoutMs">,
+  ): Promise<ConnectResult> {
+    return connect(target, base, token, {
+      ...options,
+      keep: true,
+      onFrame: (frame, at) => {
+        this.#lastFrameAt = at;
+        if (frame.kind === "stats") this.#onStats(h, frame, at);
+      },
+      onClose: () => h.open = false,
+    }).then((r) => {
+      if (r.ok) {
+        h.ws = r.ws;
+        this.all.push(h);
+      }
+      return r;
+    });
+  }
+
+  /** Waits until the held sockets have had no frame for `ms` (at most `maxMs`). */
+  async quiet(ms: number, maxMs = 20_000): Promise<void> {
+    const until = performance.now() + maxMs;
+    while (performance.now() - this.#lastFrameAt < ms && performance.now() < until) {
+      await sleep(100);
+    }
+  }
 }

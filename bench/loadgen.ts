@@ -21,6 +21,8 @@ import {
   addressOf,
   connect,
   type ConnectResult,
+  type HeldSocket,
+  HeldSockets,
   hmacKey,
   type PoolRun,
   runPool,
@@ -127,11 +129,7 @@ export interface LoadResult {
   errors: string[];
 }
 
-interface Held {
-  round: number;
-  open: boolean;
-  ws: WebSocket | null;
-}
+type Held = HeldSocket;
 
 interface Tracker {
   round: number;
@@ -269,8 +267,6 @@ export async function runLoad(config: LoadConfig): Promise<LoadResult> {
   let nextToken = 0;
   const take = () => tokens[nextToken++];
 
-  const held: Held[] = [];
-  let lastFrameAt = 0;
   let maxMalformed = 0;
   let messageBytes = 0;
   let statsFrames = 0;
@@ -294,30 +290,15 @@ export async function runLoad(config: LoadConfig): Promise<LoadResult> {
       timeoutMs: config.timeoutMs,
       keep: false,
     });
-  const holdClient = (w: number): Promise<ConnectResult> => {
-    const h: Held = { round: 0, open: true, ws: null };
-    return connect(target, base, take().token, {
+  const sockets = new HeldSockets<Held>(onStats);
+  const held = sockets.all;
+  const holdClient = (w: number): Promise<ConnectResult> =>
+    sockets.hold({ round: 0, open: true, ws: null }, target, base, take().token, {
       ip: addressOf(2, w),
       timeoutMs: config.timeoutMs,
-      keep: true,
-      onFrame: (frame, at) => {
-        lastFrameAt = at;
-        if (frame.kind === "stats") onStats(h, frame, at);
-      },
-      onClose: () => h.open = false,
-    }).then((r) => {
-      if (r.ok) {
-        h.ws = r.ws;
-        held.push(h);
-      }
-      return r;
     });
-  };
   /** Waits until held sockets have had no frame for `ms` (Lookout pushes stats after changes). */
-  const quiet = async (ms: number, maxMs = 20_000) => {
-    const until = performance.now() + maxMs;
-    while (performance.now() - lastFrameAt < ms && performance.now() < until) await sleep(100);
-  };
+  const quiet = (ms: number) => sockets.quiet(ms);
 
   // 1. Warm-up.
   if (config.warmup > 0) {

@@ -21,7 +21,14 @@
  *
  * Mode `alone` (the runner has stopped B): the same churn on A only.
  */
-import { addressOf, connect, type ConnectResult, runPool } from "./clients.ts";
+import {
+  addressOf,
+  connect,
+  type ConnectResult,
+  type HeldSocket,
+  HeldSockets,
+  runPool,
+} from "./clients.ts";
 import { malformedIn, mintTokens, percentile, revokeOnce } from "./loadgen.ts";
 import { cpuMs, machineBusyMs } from "./proc.ts";
 import { sleep } from "./util.ts";
@@ -106,11 +113,8 @@ export interface PairResult {
   errors: string[];
 }
 
-interface Held {
+interface Held extends HeldSocket {
   side: 0 | 1;
-  round: number;
-  open: boolean;
-  ws: WebSocket | null;
 }
 
 interface Tracker {
@@ -220,8 +224,6 @@ export async function runPair(config: PairConfig): Promise<PairResult> {
   }
 
   // 2. Ramp: half the sockets on A, half on B, at once.
-  const held: Held[] = [];
-  let lastFrameAt = 0;
   let maxMalformed = 0;
   let tracker: Tracker | null = null;
   const onStats = (h: Held, text: string, at: number) => {
@@ -237,32 +239,23 @@ export async function runPair(config: PairConfig): Promise<PairResult> {
     side.last = at;
     if (t.sides.every((s) => s.count >= s.need)) t.done();
   };
-  const holdClient = (side: 0 | 1, w: number): Promise<ConnectResult> => {
-    const h: Held = { side, round: 0, open: true, ws: null };
-    return connect("lookout", instances[side].base, take(), {
-      // A's and B's workers use addresses of their own: the per-IP limits
-      // of each process see as many clients as the single-process run does.
-      ip: addressOf(2 + side, w),
-      timeoutMs: config.timeoutMs,
-      keep: true,
-      onFrame: (frame, at) => {
-        lastFrameAt = at;
-        if (frame.kind === "stats") onStats(h, frame.text, at);
+  const sockets = new HeldSockets<Held>((h, frame, at) => onStats(h, frame.text, at));
+  const held = sockets.all;
+  const holdClient = (side: 0 | 1, w: number): Promise<ConnectResult> =>
+    sockets.hold(
+      { side, round: 0, open: true, ws: null },
+      "lookout",
+      instances[side].base,
+      take(),
+      {
+        // A's and B's workers use addresses of their own: the per-IP limits
+        // of each process see as many clients as the single-process run does.
+        ip: addressOf(2 + side, w),
+        timeoutMs: config.timeoutMs,
       },
-      onClose: () => h.open = false,
-    }).then((r) => {
-      if (r.ok) {
-        h.ws = r.ws;
-        held.push(h);
-      }
-      return r;
-    });
-  };
+    );
   /** Waits until held sockets have had no frame for `ms`. */
-  const quiet = async (ms: number, maxMs = 20_000) => {
-    const until = performance.now() + maxMs;
-    while (performance.now() - lastFrameAt < ms && performance.now() < until) await sleep(100);
-  };
+  const quiet = (ms: number) => sockets.quiet(ms);
   const openOn = (side: 0 | 1) => held.filter((h) => h.open && h.side === side).length;
   const half = Math.floor(config.clients / 2);
   const rampStart = performance.now();
