@@ -47,6 +47,10 @@ const USAGE = `usage: deno run -A bench/metrics_ingest.ts [options]
   --seconds S         timed ingest per target (20)
   --warmup-seconds S  unmeasured ingest first (3)
   --senders N         concurrent senders, each waiting for its batch's answer (8)
+  --rate P            pace the senders to P points/s in all: each sender's batches at fixed
+                      intervals (senders × batch / P s, staggered), one in flight at most; a
+                      batch whose time came before the last one's answer goes at once and is
+                      counted late (0: closed loop, each batch as soon as the last is answered)
   --batch N           points per batch (500)
   --series N          series the batches spread over (100)
   --rss-series N      series written before the last RSS reading (1000)
@@ -113,6 +117,7 @@ function readOptions(args: string[]): Options {
     seconds: { type: "string" },
     "warmup-seconds": { type: "string" },
     senders: { type: "string" },
+    rate: { type: "string" },
     batch: { type: "string" },
     series: { type: "string" },
     "rss-series": { type: "string" },
@@ -182,6 +187,7 @@ function readOptions(args: string[]): Options {
       // Lookout keeps at most METRICS_MAX_SERIES (1,000 by default).
       rssSeries: count("rss-series", 1000, series, 10_000),
       queryGapMs: count("query-gap-ms", 200, 0),
+      rate: count("rate", 0, 0, 10_000_000),
     },
     only: NAMES.filter((n) => only.includes(n)),
     lookoutRoot: lookoutRoot(values["lookout-root"], fail),
@@ -1030,11 +1036,29 @@ const mib = (bytes: number) => (bytes / 1024 / 1024).toFixed(0);
 const ms = (v: number) => (v < 10 ? v.toFixed(1) : v.toFixed(0));
 const lat = (l: Latency | null) => l && l.n ? `${ms(l.p50)} / ${ms(l.p99)} (${l.n})` : "-";
 
+/** With paced senders, the rows of their target rate and late batches; none for closed loop. */
+function paced(
+  results: ({ targetPointsPerS: number } | undefined)[],
+): [string, (r: TargetResult) => string][] {
+  if (!results.some((r) => r && r.targetPointsPerS > 0)) return [];
+  return [
+    [
+      "target points/s (paced senders)",
+      (r) => r.targetPointsPerS > 0 ? r.targetPointsPerS.toLocaleString("en-US") : "closed loop",
+    ],
+    [
+      "batches started late (sender still waiting) / all",
+      (r) => `${r.lateBatches.toLocaleString("en-US")} / ${r.batches.toLocaleString("en-US")}`,
+    ],
+  ];
+}
+
 /** The side-by-side table, then Lookout's ratios against its goals. */
 function report(results: Results, skipped: Partial<Record<Name, string>>): string {
   const names = NAMES.filter((n) => results[n] || skipped[n]);
   const rows: [string, (r: TargetResult) => string][] = [
     ["points/s, durable", (r) => Math.round(r.pointsPerS).toLocaleString("en-US")],
+    ...paced(Object.values(results)),
     ["points in the timed phase", (r) => r.points.toLocaleString("en-US")],
     ["batch answer p50 / p99 (ms)", (r) => `${ms(r.batchMs.p50)} / ${ms(r.batchMs.p99)}`],
     ["query 1 h at 10s, p50 / p99 (ms) (n)", (r) => lat(r.hour10s)],
@@ -1117,6 +1141,10 @@ function fanoutReport(f: FanoutResult): string {
   const rows: [string, (w: WatchedPhase) => string][] = [
     ["points/s, durable", (w) => Math.round(w.result.pointsPerS).toLocaleString("en-US")],
     ["÷ (a)", (w) => (w.result.pointsPerS / f.alone.result.pointsPerS).toFixed(2)],
+    ...paced([f.alone.result]).map(([label, cell]): [string, (w: WatchedPhase) => string] => [
+      label,
+      (w) => cell(w.result),
+    ]),
     ["Lookout CPU per 1,000 points (ms)", (w) => ms(w.result.cpuMsPer1k)],
     [
       "batch answer p50 / p99 (ms)",
@@ -1307,7 +1335,11 @@ export async function main(args: string[]): Promise<number> {
       REPO_ROOT,
     )}: ` +
     `\`deno run -A bench/metrics_ingest.ts${args.length ? ` ${args.join(" ")}` : ""}\`: ` +
-    `${shape.senders} senders, ${shape.batchSize}-point batches over ${shape.seriesCount} series, ` +
+    `${shape.senders} ${
+      shape.rate > 0
+        ? `senders paced to ${shape.rate.toLocaleString("en-US")} points/s in all`
+        : "closed-loop senders"
+    }, ${shape.batchSize}-point batches over ${shape.seriesCount} series, ` +
     `${shape.seconds} s timed after ${shape.warmupSeconds} s of warm-up, each target alone; ` +
     `RSS with ${shape.rssSeries} series.`,
     `- Machine: ${await machine()}.`,
@@ -1324,7 +1356,7 @@ export async function main(args: string[]): Promise<number> {
   const complete = NAMES.every((n) => results[n] || skipped[n]);
   if (
     options.readme && complete && !options.profile && !options.authChurn &&
-    !options.fanoutReference
+    !options.fanoutReference && !shape.rate
   ) {
     const readme = await Deno.readTextFile(README);
     await Deno.writeTextFile(README, replaceBetweenMarkers(readme, text, MARKERS));
@@ -1336,7 +1368,7 @@ export async function main(args: string[]): Promise<number> {
     console.error("wrote the table into bench/README.md");
   } else if (options.readme) {
     console.error(
-      "bench/README.md left as it was: it takes a run of all four targets, without --profile, --auth-churn or --fanout-reference",
+      "bench/README.md left as it was: it takes a run of all four targets, without --profile, --auth-churn, --fanout-reference or --rate",
     );
   }
   if (options.json) {

@@ -109,6 +109,11 @@ export interface LoadShape {
   warmupSeconds: number;
   /** Pause between two rounds of the two queries. */
   queryGapMs: number;
+  /**
+   * Points per second over all senders, each sender's batches at fixed
+   * intervals; 0 for closed loop (each batch as soon as the last is answered).
+   */
+  rate: number;
 }
 
 /** Everything measured on one target. */
@@ -117,6 +122,10 @@ export interface TargetResult {
   batches: number;
   wallMs: number;
   pointsPerS: number;
+  /** `LoadShape.rate`: the points/s the senders were paced to, 0 for closed loop. */
+  targetPointsPerS: number;
+  /** Timed-phase batches whose time came while their sender's last batch was unanswered. */
+  lateBatches: number;
   batchMs: Latency;
   hour10s: Latency | null;
   month1h: Latency | null;
@@ -148,11 +157,18 @@ interface IngestRun {
   wallMs: number;
   batchMs: number[];
   failures: string[];
+  /** Batches whose time came while their sender's previous batch was still in flight. */
+  late: number;
 }
 
 /**
- * `senders` loops, each sending its next batch once the previous one was
- * answered, until `stop(batches started)`; batches over `seriesCount` series.
+ * `senders` loops until `stop(batches started)`; batches over `seriesCount`
+ * series. Closed loop (`shape.rate` 0), each sends its next batch once the
+ * previous one was answered. Paced, sender `s` sends batch `k` at
+ * `s·interval/senders + k·interval` (interval `senders·batchSize/rate`), never
+ * more than one in flight: a batch whose time came before its predecessor's
+ * answer goes at once and counts as late, and the schedule starts again from
+ * it rather than catching up with a burst.
  */
 async function ingest(
   target: IngestTarget,
@@ -161,18 +177,44 @@ async function ingest(
   stop: (sent: number) => boolean,
   firstIndex: number,
 ): Promise<IngestRun> {
-  const run: IngestRun = { points: 0, sum: 0, batches: 0, wallMs: 0, batchMs: [], failures: [] };
+  const run: IngestRun = {
+    points: 0,
+    sum: 0,
+    batches: 0,
+    wallMs: 0,
+    batchMs: [],
+    failures: [],
+    late: 0,
+  };
   const started = performance.now();
+  const intervalMs = shape.rate > 0 ? (shape.senders * shape.batchSize / shape.rate) * 1000 : 0;
+  let lastAnswer = started;
   let sent = 0;
   await Promise.all(
     Array.from({ length: shape.senders }, async (_, sender) => {
+      // Staggered, so the senders' batches are spread evenly over an interval.
+      let due = started + sender * intervalMs / shape.senders;
       for (let index = firstIndex; !stop(sent); index++) {
+        if (intervalMs > 0) {
+          const now = performance.now();
+          if (now < due) {
+            await sleep(due - now);
+            // The phase may have ended during the wait.
+            if (stop(sent)) break;
+          } else if (index > firstIndex) {
+            run.late++;
+            due = now;
+          }
+          due += intervalMs;
+        }
         sent++;
         const batch = makeBatch(sender, index, shape.batchSize, seriesCount);
         const t0 = performance.now();
         try {
           await target.send(batch);
-          run.batchMs.push(performance.now() - t0);
+          const answered = performance.now();
+          lastAnswer = Math.max(lastAnswer, answered);
+          run.batchMs.push(answered - t0);
           run.points += batch.series.length;
           run.sum += batch.values.reduce((a, b) => a + b, 0);
           run.batches++;
@@ -183,7 +225,9 @@ async function ingest(
       }
     }),
   );
-  run.wallMs = performance.now() - started;
+  // Paced, a sender may sleep past the phase's end before it sees the stop:
+  // the phase ends with its last answer, not with that wait.
+  run.wallMs = (intervalMs > 0 ? lastAnswer : performance.now()) - started;
   if (run.failures.length >= MAX_FAILURES) {
     throw new Error(`${run.failures.length} batches failed, the first with: ${run.failures[0]}`);
   }
@@ -270,6 +314,12 @@ export async function measureTarget(
   if (run.failures.length) {
     notes.push(`${run.failures.length} failed batches, the first: ${run.failures[0]}`);
   }
+  if (run.late > 0) {
+    notes.push(
+      `${run.late} of ${run.batches + run.failures.length} batches started late ` +
+        `(their sender's previous batch still unanswered): the target did not keep up with ${shape.rate} points/s`,
+    );
+  }
   if (queries?.failures.length) {
     notes.push(`${queries.failures.length} failed queries, the first: ${queries.failures[0]}`);
   }
@@ -279,7 +329,8 @@ export async function measureTarget(
   const rounds = Math.ceil(shape.rssSeries / shape.batchSize) * 2;
   const wide = await ingest(
     target,
-    { ...shape, senders: 1 },
+    // Not paced: this phase only fills the series for the RSS reading.
+    { ...shape, senders: 1, rate: 0 },
     shape.rssSeries,
     (n) => n >= rounds,
     2e6,
@@ -295,6 +346,8 @@ export async function measureTarget(
     batches: run.batches,
     wallMs: run.wallMs,
     pointsPerS: run.points / (run.wallMs / 1000),
+    targetPointsPerS: shape.rate,
+    lateBatches: run.late,
     batchMs: latency(run.batchMs),
     hour10s: queries ? latency(queries.hour10s) : null,
     month1h: queries ? latency(queries.month1h) : null,
