@@ -1116,10 +1116,16 @@ function report(results: Results, skipped: Partial<Record<Name, string>>): strin
 function watchedNote(w: Omit<WatchersResult, "sample">): string {
   const t = w.timed;
   return `${w.held} dashboard sockets held and subscribed to metrics (${w.failed} failed): ` +
-    `${w.updates} metrics_update, ${w.complete} of them reached every socket, ` +
-    `first to last socket median ${w.spreadMedianMs.toFixed(1)} ms, max ${
-      w.spreadMaxMs.toFixed(1)
-    } ms` +
+    `${w.updates} metrics_update, ${w.complete} of them reached every socket` +
+    // NaN (null in JSON) when none did.
+    (w.complete > 0
+      ? `, first to last socket median ${w.spreadMedianMs.toFixed(1)} ms, max ${
+        w.spreadMaxMs.toFixed(1)
+      } ms`
+      : "") +
+    (Object.keys(w.closedBy ?? {}).length
+      ? `; sockets closed by the server while watching, by code: ${JSON.stringify(w.closedBy)}`
+      : "") +
     (t
       ? `; in the timed phase ${t.updatesPerS.toFixed(2)} metrics_update/s, mean frame ${
         Math.round(t.meanFrameChars)

@@ -39,6 +39,8 @@ export interface WatchersResult {
   spreadMaxMs: number;
   /** Updates that reached every held socket. */
   complete: number;
+  /** Held sockets the server closed while watching, by close code (4429 is a slow consumer). */
+  closedBy: Record<string, number>;
   /** Characters of every `metrics_update` frame (bytes, for the ASCII JSON the servers send). */
   chars: number;
   /** What arrived between the lines `start` and `stop`; null without both. */
@@ -98,6 +100,7 @@ async function main(): Promise<void> {
       sample = data;
     }
   };
+  const closedBy: Record<string, number> = {};
   const pool = await runPool(config.count, config.concurrency, async (i, w) => {
     const token = await new SignJWT({ role: "viewer" })
       .setProtectedHeader({ alg: "HS256", typ: "JWT" })
@@ -108,6 +111,7 @@ async function main(): Promise<void> {
       ip: addressOf(150 + (w >> 8), w & 255),
       timeoutMs: 10_000,
       keep: true,
+      onClose: (code) => closedBy[code] = (closedBy[code] ?? 0) + 1,
     });
     if (result.ok) {
       result.ws.addEventListener("message", onMessage);
@@ -151,6 +155,7 @@ async function main(): Promise<void> {
     spreadMedianMs: spreads.length ? median(spreads) : NaN,
     spreadMaxMs: spreads.length ? Math.max(...spreads) : NaN,
     complete: complete.length,
+    closedBy,
     chars,
     timed: timedFigures(timed),
     sample,
