@@ -164,5 +164,10 @@ class StdoutLines {
 }
 
 function writeAll(bytes: Uint8Array): void {
-  for (let at = 0; at < bytes.length;) at += Deno.stdout.writeSync(bytes.subarray(at));
+  try {
+    for (let at = 0; at < bytes.length;) at += Deno.stdout.writeSync(bytes.subarray(at));
+  } catch {
+    // Nobody reads stdout any more (a closed pipe): the lines are lost, the
+    // server goes on, as it did with console.log.
+  }
 }

@@ -333,3 +333,38 @@ for (const workers of [1, 2]) {
     assert.equal(of("stopping").length, 1);
   });
 }
+
+Deno.test("main.ts keeps serving and stops cleanly when the reader of its stdout goes away", async () => {
+  const port = freePort();
+  const secret = randomSecret();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("../main.ts", import.meta.url).pathname],
+    env: { HOSTNAME: "127.0.0.1", PORT: String(port), KV_PATH: ":memory:", JWT_SECRET: secret },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const base = `http://127.0.0.1:${port}`;
+  try {
+    const stdout = child.stdout.getReader();
+    await stdout.read(); // the first line: it is up
+    // Like `deno task start | head -1`: the pipe's reader is gone.
+    await stdout.cancel();
+    // Lines logged now meet a closed pipe: a refused upgrade, an authentication, a close.
+    assert.equal(
+      (await rawUpgrade(`${base}/admin/ws`, { Origin: "http://evil.example" })).status,
+      403,
+    );
+    const client = await TestClient.open(`ws://127.0.0.1:${port}/admin/ws`);
+    await client.auth(await forge(claims({ sub: "ada", role: "admin" }), secret));
+    await client.close();
+    await new Promise((r) => setTimeout(r, 100));
+    const health = await fetch(`${base}/healthz`);
+    await health.body?.cancel();
+    assert.equal(health.status, 200);
+  } finally {
+    child.kill("SIGTERM");
+  }
+  assert.equal((await child.status).code, 0);
+  assert.equal(await stderr, "");
+});
