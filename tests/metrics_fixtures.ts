@@ -1,6 +1,7 @@
 /** Fixtures of the API key and metrics tests: keys, pushes and reads over real HTTP. */
 import assert from "node:assert/strict";
-import type { TestServer } from "./helpers.ts";
+import { startTestServer, type TestServer } from "./helpers.ts";
+import type { Limits } from "../lib/realtime/limits.ts";
 
 /** Parsed JSON of an answer: tests read into it freely and assert on what they find. */
 // deno-lint-ignore no-explicit-any
@@ -81,4 +82,33 @@ export async function tempKvPath(): Promise<{ path: string } & AsyncDisposable> 
     path: `${dir}/lookout.sqlite3`,
     [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
   };
+}
+
+/**
+ * Two instances on one KV file, each with a KV handle of its own, as two
+ * processes have: A, and B with A's secret. Disposing stops both servers,
+ * then closes the handles and removes the file.
+ */
+export async function twoInstances(
+  env: Record<string, string> = {},
+  options: { limits?: Partial<Limits> } = {},
+): Promise<{ a: TestServer; b: TestServer } & AsyncDisposable> {
+  const file = await tempKvPath();
+  const kvs = [await Deno.openKv(file.path), await Deno.openKv(file.path)];
+  const servers: TestServer[] = [];
+  const dispose = async () => {
+    for (const server of servers.reverse()) await server[Symbol.asyncDispose]();
+    for (const kv of kvs) kv.close();
+    await file[Symbol.asyncDispose]();
+  };
+  try {
+    servers.push(await startTestServer(env, { kv: kvs[0], ...options }));
+    servers.push(
+      await startTestServer({ ...env, JWT_SECRET: servers[0].secret }, { kv: kvs[1], ...options }),
+    );
+  } catch (error) {
+    await dispose();
+    throw error;
+  }
+  return { a: servers[0], b: servers[1], [Symbol.asyncDispose]: dispose };
 }

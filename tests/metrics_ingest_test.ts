@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { startTestServer } from "./helpers.ts";
-import { createKey, getJson, gzip, push, seriesOf, tempKvPath } from "./metrics_fixtures.ts";
+import { createKey, getJson, gzip, push, seriesOf, twoInstances } from "./metrics_fixtures.ts";
 
 Deno.test("POST /api/v1/metrics stores counters, gauges and histograms that read back exactly", async () => {
   await using server = await startTestServer();
@@ -285,155 +285,123 @@ Deno.test("50 concurrent pushes of counter increments sum exactly", async () => 
 });
 
 Deno.test("two instances on one KV file incrementing one counter concurrently sum exactly", async () => {
-  await using file = await tempKvPath();
-  const kvA = await Deno.openKv(file.path);
-  const kvB = await Deno.openKv(file.path);
-  try {
-    await using a = await startTestServer({}, { kv: kvA });
-    await using b = await startTestServer({ JWT_SECRET: a.secret }, { kv: kvB });
-    const key = (await createKey(a, "ingest")).key;
-    const body = (v: number) => ({
-      points: [{ name: "jobs", type: "counter", value: v }, {
-        name: "depth",
-        type: "gauge",
-        value: v,
-        at: Date.now() - 1000 + v,
-      }],
-    });
-    // Waves of concurrent pushes, so that the two instances' commits interleave many times.
-    for (let wave = 0; wave < 15; wave++) {
-      const results = await Promise.all(
-        Array.from({ length: 4 }, (_, j) => {
-          const i = wave * 4 + j;
-          return push(i % 2 ? a.url : b.url, key, body(i + 1));
-        }),
-      );
-      for (const r of results) assert.equal(r.status, 200, JSON.stringify(r.body));
-    }
-    const token = await a.mint();
-    for (const server of [a, b]) {
-      const [jobs] = await seriesOf(server.url, token, "jobs");
-      assert.equal(jobs.last, (60 * 61) / 2);
-      const [depth] = await seriesOf(server.url, token, "depth");
-      // The latest `at` wins, whichever instance and commit order brought it.
-      assert.equal(depth.last, 60);
-    }
-  } finally {
-    kvA.close();
-    kvB.close();
+  await using two = await twoInstances();
+  const { a, b } = two;
+  const key = (await createKey(a, "ingest")).key;
+  const body = (v: number) => ({
+    points: [{ name: "jobs", type: "counter", value: v }, {
+      name: "depth",
+      type: "gauge",
+      value: v,
+      at: Date.now() - 1000 + v,
+    }],
+  });
+  // Waves of concurrent pushes, so that the two instances' commits interleave many times.
+  for (let wave = 0; wave < 15; wave++) {
+    const results = await Promise.all(
+      Array.from({ length: 4 }, (_, j) => {
+        const i = wave * 4 + j;
+        return push(i % 2 ? a.url : b.url, key, body(i + 1));
+      }),
+    );
+    for (const r of results) assert.equal(r.status, 200, JSON.stringify(r.body));
+  }
+  const token = await a.mint();
+  for (const server of [a, b]) {
+    const [jobs] = await seriesOf(server.url, token, "jobs");
+    assert.equal(jobs.last, (60 * 61) / 2);
+    const [depth] = await seriesOf(server.url, token, "depth");
+    // The latest `at` wins, whichever instance and commit order brought it.
+    assert.equal(depth.last, 60);
   }
 });
 
 Deno.test("the series cap holds under 20 concurrent pushes of new series on two instances", async () => {
-  await using file = await tempKvPath();
-  const kvA = await Deno.openKv(file.path);
-  const kvB = await Deno.openKv(file.path);
-  try {
-    const env = { METRICS_MAX_SERIES: "5" };
-    await using a = await startTestServer(env, { kv: kvA });
-    await using b = await startTestServer({ ...env, JWT_SECRET: a.secret }, { kv: kvB });
-    const key = (await createKey(a, "ingest")).key;
-    const results = await Promise.all(
-      Array.from({ length: 20 }, (_, i) =>
-        push(i % 2 ? a.url : b.url, key, {
-          points: [{
-            name: "tenant_requests",
-            type: "counter",
-            value: 1,
-            labels: { tenant: `t${i}` },
-          }],
-        })),
-    );
-    const accepted = results.reduce((n, r) => n + r.body.accepted, 0);
-    const refused = results.flatMap((r) => r.body.rejected);
-    assert.equal(accepted, 5);
-    assert.equal(refused.length, 15);
-    for (const r of refused) assert.equal(r.reason, "too_many_series");
-    const series = await seriesOf(a.url, await a.mint(), "tenant_requests");
-    assert.equal(series.length, 5);
-    // An existing series still takes points at the cap.
-    const again = await push(b.url, key, {
-      points: [{ name: "tenant_requests", type: "counter", value: 1, labels: series[0].labels }],
-    });
-    assert.equal(again.body.accepted, 1);
-  } finally {
-    kvA.close();
-    kvB.close();
-  }
+  const env = { METRICS_MAX_SERIES: "5" };
+  await using two = await twoInstances(env);
+  const { a, b } = two;
+  const key = (await createKey(a, "ingest")).key;
+  const results = await Promise.all(
+    Array.from({ length: 20 }, (_, i) =>
+      push(i % 2 ? a.url : b.url, key, {
+        points: [{
+          name: "tenant_requests",
+          type: "counter",
+          value: 1,
+          labels: { tenant: `t${i}` },
+        }],
+      })),
+  );
+  const accepted = results.reduce((n, r) => n + r.body.accepted, 0);
+  const refused = results.flatMap((r) => r.body.rejected);
+  assert.equal(accepted, 5);
+  assert.equal(refused.length, 15);
+  for (const r of refused) assert.equal(r.reason, "too_many_series");
+  const series = await seriesOf(a.url, await a.mint(), "tenant_requests");
+  assert.equal(series.length, 5);
+  // An existing series still takes points at the cap.
+  const again = await push(b.url, key, {
+    points: [{ name: "tenant_requests", type: "counter", value: 1, labels: series[0].labels }],
+  });
+  assert.equal(again.body.accepted, 1);
 });
 
 Deno.test("a name keeps its first type, also when pushes of two types race on two instances", async () => {
-  await using file = await tempKvPath();
-  const kvA = await Deno.openKv(file.path);
-  const kvB = await Deno.openKv(file.path);
-  try {
-    await using a = await startTestServer({}, { kv: kvA });
-    await using b = await startTestServer({ JWT_SECRET: a.secret }, { kv: kvB });
-    const key = (await createKey(a, "ingest")).key;
-    const types = ["counter", "gauge", "histogram"];
-    const results = await Promise.all(
-      Array.from({ length: 21 }, (_, i) =>
-        push(i % 2 ? a.url : b.url, key, {
-          points: [{ name: "contested", type: types[i % 3], value: 1, labels: { i: String(i) } }],
-        })),
-    );
-    const winners = new Set<string>();
-    results.forEach((r, i) => {
-      if (r.body.accepted === 1) winners.add(types[i % 3]);
-      else assert.equal(r.body.rejected[0].reason, "type_conflict");
-    });
-    assert.equal(winners.size, 1);
-    const [winner] = winners;
-    const series = await seriesOf(a.url, await a.mint(), "contested");
-    assert.ok(series.length >= 7);
-    for (const s of series) assert.equal(s.type, winner);
-    const late = await push(a.url, key, {
-      points: [{ name: "contested", type: types.find((t) => t !== winner), value: 1 }],
-    });
-    assert.equal(late.body.rejected[0].reason, "type_conflict");
-  } finally {
-    kvA.close();
-    kvB.close();
-  }
+  await using two = await twoInstances();
+  const { a, b } = two;
+  const key = (await createKey(a, "ingest")).key;
+  const types = ["counter", "gauge", "histogram"];
+  const results = await Promise.all(
+    Array.from({ length: 21 }, (_, i) =>
+      push(i % 2 ? a.url : b.url, key, {
+        points: [{ name: "contested", type: types[i % 3], value: 1, labels: { i: String(i) } }],
+      })),
+  );
+  const winners = new Set<string>();
+  results.forEach((r, i) => {
+    if (r.body.accepted === 1) winners.add(types[i % 3]);
+    else assert.equal(r.body.rejected[0].reason, "type_conflict");
+  });
+  assert.equal(winners.size, 1);
+  const [winner] = winners;
+  const series = await seriesOf(a.url, await a.mint(), "contested");
+  assert.ok(series.length >= 7);
+  for (const s of series) assert.equal(s.type, winner);
+  const late = await push(a.url, key, {
+    points: [{ name: "contested", type: types.find((t) => t !== winner), value: 1 }],
+  });
+  assert.equal(late.body.rejected[0].reason, "type_conflict");
 });
 
 Deno.test("a gauge's last is the latest at, whatever order two instances commit in", async () => {
-  await using file = await tempKvPath();
-  const kvA = await Deno.openKv(file.path);
-  const kvB = await Deno.openKv(file.path);
-  try {
-    await using a = await startTestServer({}, { kv: kvA });
-    await using b = await startTestServer({ JWT_SECRET: a.secret }, { kv: kvB });
-    const key = (await createKey(a, "ingest")).key;
-    const base = Date.now() - 60_000;
-    const values = Array.from({ length: 48 }, (_, i) => i + 1);
-    // The latest value is pushed first, the rest in shuffled order after it.
-    const order = [48, ...values.slice(0, 47).sort(() => Math.random() - 0.5)];
-    for (let wave = 0; wave < order.length; wave += 8) {
-      const results = await Promise.all(
-        order.slice(wave, wave + 8).map((v, j) =>
-          push(j % 2 ? a.url : b.url, key, {
-            points: [{ name: "temperature", type: "gauge", value: v, at: base + v * 10 }],
-          })
-        ),
-      );
-      for (const r of results) assert.equal(r.body.accepted, 1);
-    }
-    const [series] = await seriesOf(a.url, await a.mint(), "temperature");
-    assert.equal(series.last, 48);
-    assert.equal(series.lastAt, base + 480);
-    // Ties on `at`: the one received last wins.
-    await push(a.url, key, {
-      points: [{ name: "temperature", type: "gauge", value: 1, at: base + 480 }],
-    });
-    await push(b.url, key, {
-      points: [{ name: "temperature", type: "gauge", value: 2, at: base + 480 }],
-    });
-    assert.equal((await seriesOf(a.url, await a.mint(), "temperature"))[0].last, 2);
-  } finally {
-    kvA.close();
-    kvB.close();
+  await using two = await twoInstances();
+  const { a, b } = two;
+  const key = (await createKey(a, "ingest")).key;
+  const base = Date.now() - 60_000;
+  const values = Array.from({ length: 48 }, (_, i) => i + 1);
+  // The latest value is pushed first, the rest in shuffled order after it.
+  const order = [48, ...values.slice(0, 47).sort(() => Math.random() - 0.5)];
+  for (let wave = 0; wave < order.length; wave += 8) {
+    const results = await Promise.all(
+      order.slice(wave, wave + 8).map((v, j) =>
+        push(j % 2 ? a.url : b.url, key, {
+          points: [{ name: "temperature", type: "gauge", value: v, at: base + v * 10 }],
+        })
+      ),
+    );
+    for (const r of results) assert.equal(r.body.accepted, 1);
   }
+  const [series] = await seriesOf(a.url, await a.mint(), "temperature");
+  assert.equal(series.last, 48);
+  assert.equal(series.lastAt, base + 480);
+  // Ties on `at`: the one received last wins.
+  await push(a.url, key, {
+    points: [{ name: "temperature", type: "gauge", value: 1, at: base + 480 }],
+  });
+  await push(b.url, key, {
+    points: [{ name: "temperature", type: "gauge", value: 2, at: base + 480 }],
+  });
+  assert.equal((await seriesOf(a.url, await a.mint(), "temperature"))[0].last, 2);
 });
 
 Deno.test("within one push a series keeps its name's type: only the points of another type are refused", async () => {
